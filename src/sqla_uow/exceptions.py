@@ -1,0 +1,286 @@
+"""The exceptions sqla_uow raises.
+
+Every exception derives from one root, so ``except SqlaUowError`` catches all of them;
+two of them also derive from the built-in exception a caller would reach for first::
+
+    SqlaUowError
+    ├── NotFoundError                  (also a LookupError)
+    ├── MultipleResultsError
+    ├── ConflictError                  unique, foreign-key, not-null or check violation
+    ├── InvalidFieldError              (also a ValueError)
+    │   └── InvalidCursorError         a pagination cursor that is malformed or foreign
+    ├── UnsupportedDialectError        a feature the database's dialect does not offer
+    └── TransactionError
+        ├── TransactionRequiredError
+        ├── IllegalTransactionStateError
+        └── RollbackOnlyError
+
+Database errors that are part of the contract (integrity violations) are translated
+with ``raise ... from exc``: the driver's exception stays available as ``__cause__``.
+Everything else SQLAlchemy raises propagates unchanged.
+
+Example:
+    ```python
+    from sqla_uow.exceptions import ConflictError
+
+    try:
+        await users.create(email="taken@example.com", name="Again")
+    except ConflictError as exc:
+        print(exc.constraint, exc.columns)
+    ```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+__all__ = [
+    "ConflictError",
+    "ConflictKind",
+    "IllegalTransactionStateError",
+    "InvalidCursorError",
+    "InvalidFieldError",
+    "MultipleResultsError",
+    "NotFoundError",
+    "RollbackOnlyError",
+    "SqlaUowError",
+    "TransactionError",
+    "TransactionRequiredError",
+    "UnsupportedDialectError",
+]
+
+ConflictKind = Literal["unique", "foreign_key", "not_null", "check", "exclusion", "unknown"]
+"""What kind of integrity rule a write broke (`ConflictError.kind`)."""
+
+
+class SqlaUowError(Exception):
+    """The root of every exception sqla_uow raises.
+
+    Example:
+        ```python
+        try:
+            await service.run()
+        except SqlaUowError as exc:
+            log.warning("data access failed: %s", exc)
+        ```
+    """
+
+
+class NotFoundError(SqlaUowError, LookupError):
+    """No row exists for the primary key (or the filters) a caller asked for.
+
+    Attributes:
+        model: The mapped class that was queried.
+        ident: The primary key (or a mapping of the filters) that matched nothing.
+
+    Example:
+        ```python
+        try:
+            user = await users.get_one(42)
+        except NotFoundError as exc:
+            assert exc.model is User and exc.ident == 42
+        ```
+    """
+
+    def __init__(self, message: str, *, model: type[Any] | None = None, ident: Any = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.ident = ident
+
+
+class MultipleResultsError(SqlaUowError):
+    """A lookup that must match at most one row matched several.
+
+    Attributes:
+        model: The mapped class that was queried.
+
+    Example:
+        ```python
+        try:
+            await users.find_one(name="Ann")
+        except MultipleResultsError:
+            ...  # two users are called Ann
+        ```
+    """
+
+    def __init__(self, message: str, *, model: type[Any] | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ConflictError(SqlaUowError):
+    """A write broke an integrity rule of the database.
+
+    Raised for unique, primary-key, foreign-key, not-null, check and exclusion
+    violations. Detection uses the SQLSTATE or the driver's error code, never the
+    message text; the driver's exception is chained as ``__cause__``.
+
+    Attributes:
+        kind: Which kind of rule was broken (``"unique"``, ``"foreign_key"``, ...).
+        model: The mapped class being written, when known.
+        constraint: The constraint's name, when the driver reports it (PostgreSQL does).
+        columns: The columns involved, when the driver reports them.
+        code: The SQLSTATE or driver error code.
+
+    Example:
+        ```python
+        try:
+            await users.create(email="ann@example.com", name="Ann")
+        except ConflictError as exc:
+            assert exc.kind == "unique"
+        ```
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ConflictKind = "unknown",
+        model: type[Any] | None = None,
+        constraint: str | None = None,
+        columns: Sequence[str] = (),
+        code: str | int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind: ConflictKind = kind
+        self.model = model
+        self.constraint = constraint
+        self.columns: tuple[str, ...] = tuple(columns)
+        self.code = code
+
+
+class InvalidFieldError(SqlaUowError, ValueError):
+    """A caller named a field, lookup, ordering or value the model does not accept.
+
+    Raised before any SQL is sent, so the database is untouched. The message names
+    the bad value and the valid choices.
+
+    Attributes:
+        model: The mapped class the name was checked against.
+        field: The offending name (or parameter, such as ``"limit"``).
+        choices: The names that would have been accepted.
+
+    Example:
+        ```python
+        try:
+            await users.list(emial="a@example.com")
+        except InvalidFieldError as exc:
+            print(exc)  # unknown field 'emial' on User; fields: email, id, name
+        ```
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: type[Any] | None = None,
+        field: str | None = None,
+        choices: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.field = field
+        self.choices: tuple[str, ...] = tuple(choices)
+
+
+class InvalidCursorError(InvalidFieldError):
+    """A keyset-pagination cursor is malformed, tampered with, or from another query.
+
+    Cursors are opaque: they are only valid for the model and ordering that made them.
+
+    Example:
+        ```python
+        try:
+            await orders.paginate_cursor(order_by="-created_at", limit=20, after=token)
+        except InvalidCursorError:
+            ...  # answer 400 Bad Request
+        ```
+    """
+
+
+class UnsupportedDialectError(SqlaUowError):
+    """The database's dialect has no native way to do what was asked.
+
+    Attributes:
+        dialect: The SQLAlchemy dialect name, such as ``"mssql"``.
+
+    Example:
+        ```python
+        try:
+            await codes.upsert_many(rows, on_conflict=("code",))
+        except UnsupportedDialectError as exc:
+            print(exc.dialect)
+        ```
+    """
+
+    def __init__(self, message: str, *, dialect: str) -> None:
+        super().__init__(message)
+        self.dialect = dialect
+
+
+class TransactionError(SqlaUowError):
+    """The base of the errors about transaction scopes and their misuse.
+
+    Example:
+        ```python
+        try:
+            async with tm.transaction(propagation=Propagation.MANDATORY):
+                ...
+        except TransactionError:
+            ...
+        ```
+    """
+
+
+class TransactionRequiredError(TransactionError):
+    """An operation needs an active transaction and there is none.
+
+    Raised by `TransactionManager.session` and `TransactionManager.on_commit` outside
+    a transaction, and by a ``MANDATORY`` scope with nothing to join.
+
+    Example:
+        ```python
+        try:
+            tm.session
+        except TransactionRequiredError:
+            ...  # not inside `async with tm.transaction()`
+        ```
+    """
+
+
+class IllegalTransactionStateError(TransactionError):
+    """A scope's requirements contradict the transaction it would join.
+
+    For example ``Propagation.NEVER`` inside a transaction, a joining scope that asks
+    for another isolation level, or a read-write scope inside a read-only one.
+
+    Example:
+        ```python
+        async with tm.transaction():
+            async with tm.transaction(propagation=Propagation.NEVER):  # raises
+                ...
+        ```
+    """
+
+
+class RollbackOnlyError(TransactionError):
+    """The transaction was marked rollback-only and has been rolled back instead of committed.
+
+    A joined scope that exits with an exception marks its transaction rollback-only.
+    When outer code swallows that exception, the owner of the transaction rolls back
+    at its exit and raises this error instead of committing half the work.
+
+    Example:
+        ```python
+        try:
+            async with tm.transaction():
+                try:
+                    await failing_service()  # joins, fails, marks rollback-only
+                except ValueError:
+                    pass
+        except RollbackOnlyError:
+            ...  # nothing was committed
+        ```
+    """
+
