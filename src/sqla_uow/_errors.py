@@ -7,6 +7,7 @@ columns in a constraint message, used for context once the code has classified i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,13 @@ from sqlalchemy.schema import Table
 
 from .exceptions import ConflictError, ConflictKind
 
-__all__ = ["conflict_error", "error_chain", "is_retryable_error", "sqlstate_of"]
+__all__ = [
+    "conflict_error",
+    "error_chain",
+    "is_conflict_error",
+    "is_retryable_error",
+    "sqlstate_of",
+]
 
 _PG_CONFLICTS: dict[str, ConflictKind] = {
     "23505": "unique",
@@ -41,6 +48,7 @@ _MYSQL_CONFLICTS: dict[int, ConflictKind] = {
     1451: "foreign_key",  # ER_ROW_IS_REFERENCED_2
     1452: "foreign_key",  # ER_NO_REFERENCED_ROW_2
     1048: "not_null",  # ER_BAD_NULL_ERROR
+    1364: "not_null",  # ER_NO_DEFAULT_FOR_FIELD: a NOT NULL column without a value
     3819: "check",  # ER_CHECK_CONSTRAINT_VIOLATED (MySQL)
     4025: "check",  # ER_CONSTRAINT_FAILED (MariaDB)
 }
@@ -78,7 +86,7 @@ def sqlstate_of(exc: BaseException) -> str | None:
 
 def _mysql_code(err: BaseException) -> int | None:
     module = type(err).__module__
-    if not (module.startswith("pymysql") or module.startswith("aiomysql")):
+    if not module.startswith(("pymysql", "aiomysql")):
         return None
     if err.args and isinstance(err.args[0], int):
         return err.args[0]
@@ -124,19 +132,33 @@ def _pg_column(exc: BaseException) -> str | None:
     return None
 
 
-def _constraint_columns(model: type[Any] | None, constraint: str | None) -> tuple[str, ...]:
-    """Columns of the named constraint or index of *model*'s table, from the metadata."""
-    if model is None or constraint is None:
-        return ()
-    mapper = sa_inspect(model, raiseerr=False)
+def _schema_items(model: type[Any] | None) -> Iterator[tuple[str | None, tuple[str, ...], bool]]:
+    """(name, column names, unique) of each constraint and index of *model*'s tables."""
+    mapper = sa_inspect(model, raiseerr=False) if model is not None else None
     if mapper is None:
-        return ()
+        return
     for table in mapper.tables:
         if not isinstance(table, Table):
             continue
         for item in (*table.constraints, *table.indexes):
-            if item.name == constraint:
-                return tuple(col.name for col in item.columns)
+            name = getattr(item, "name", None)
+            columns = tuple(col.name for col in getattr(item, "columns", ()))
+            yield (name if isinstance(name, str) else None), columns, getattr(item, "unique", True)
+
+
+def _constraint_columns(model: type[Any] | None, constraint: str | None) -> tuple[str, ...]:
+    """Columns of the named constraint or index of *model*'s table, from the metadata."""
+    if constraint is None:
+        return ()
+    for name, columns, _ in _schema_items(model):
+        if name == constraint:
+            return columns
+    mapper = sa_inspect(model, raiseerr=False) if model is not None else None
+    if mapper is not None:
+        # An unnamed primary key: PostgreSQL calls it "<table>_pkey", MySQL "PRIMARY".
+        table = mapper.local_table
+        if constraint in ("PRIMARY", f"{getattr(table, 'name', '')}_pkey"):
+            return tuple(col.name for col in mapper.primary_key)
     return ()
 
 
@@ -150,17 +172,88 @@ def _sqlite_columns(err: BaseException) -> tuple[str, ...]:
     return tuple(part.strip().rpartition(".")[2] for part in tail.split(",") if part.strip())
 
 
-def conflict_error(
-    exc: sa_exc.IntegrityError, *, model: type[Any] | None = None
-) -> ConflictError:
-    """Build the `ConflictError` for an `IntegrityError`; the caller raises it ``from exc``."""
+def is_conflict_error(exc: BaseException) -> bool:
+    """Whether *exc* is an integrity violation that `conflict_error` translates.
+
+    Every ``IntegrityError`` is one; so is a database error whose SQLSTATE or driver
+    code names an integrity rule, whatever class the driver gave it (MariaDB raises a
+    failed CHECK constraint, error 4025, as ``OperationalError``).
+    """
+    if isinstance(exc, sa_exc.IntegrityError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    # Driver codes first: PyMySQL also reports the generic SQLSTATE "23000".
+    for err in error_chain(exc):
+        sqlite_code = _sqlite_code(err)
+        if sqlite_code is not None:
+            return sqlite_code in _SQLITE_CONFLICTS
+        mysql_code = _mysql_code(err)
+        if mysql_code is not None:
+            return mysql_code in _MYSQL_CONFLICTS
+    return sqlstate_of(exc) in _PG_CONFLICTS
+
+
+def _named_constraint(model: type[Any] | None, columns: tuple[str, ...]) -> str | None:
+    """The name of *model*'s unique constraint or unique index over exactly *columns*."""
+    wanted = set(columns)
+    for name, item_columns, unique in _schema_items(model):
+        if name and unique and wanted and set(item_columns) == wanted:
+            return name
+    return None
+
+
+# Context read from MySQL / MariaDB messages once the error code has classified them.
+_MYSQL_KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")
+_MYSQL_CONSTRAINT = re.compile(r"CONSTRAINT [`'\"]?([^`'\" ]+)[`'\"]?")
+_MYSQL_FK_COLUMNS = re.compile(r"FOREIGN KEY \(([^)]*)\)")
+_MYSQL_CHECK = re.compile(r"[Cc]heck constraint '([^']+)'")
+_MYSQL_COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")
+
+
+def _mysql_context(
+    err: BaseException, kind: ConflictKind, model: type[Any] | None
+) -> tuple[str | None, tuple[str, ...]]:
+    message = str(err.args[1]) if len(err.args) > 1 else ""
+    constraint: str | None = None
+    columns: tuple[str, ...] = ()
+    if kind == "unique" and (match := _MYSQL_KEY.search(message)):
+        constraint = match.group(1)
+        if constraint == "PRIMARY" and model is not None:
+            mapper = sa_inspect(model, raiseerr=False)
+            if mapper is not None:
+                columns = tuple(col.name for col in mapper.primary_key)
+    elif kind == "foreign_key":
+        if match := _MYSQL_CONSTRAINT.search(message):
+            constraint = match.group(1)
+        if match := _MYSQL_FK_COLUMNS.search(message):
+            columns = tuple(part.strip(" `") for part in match.group(1).split(","))
+    elif kind == "not_null" and (match := _MYSQL_COLUMN.search(message)):
+        columns = (match.group(1),)
+    elif kind == "check":
+        match = _MYSQL_CONSTRAINT.search(message) or _MYSQL_CHECK.search(message)
+        if match:
+            constraint = match.group(1)
+    if constraint and not columns:
+        columns = _constraint_columns(model, constraint)
+    return constraint, columns
+
+
+def conflict_error(exc: sa_exc.DBAPIError, *, model: type[Any] | None = None) -> ConflictError:
+    """Build the `ConflictError` for an integrity violation; the caller raises it ``from exc``.
+
+    *exc* is an ``IntegrityError``, or another database error for which
+    `is_conflict_error` is true.
+    """
     kind: ConflictKind = "unknown"
     constraint: str | None = None
     columns: tuple[str, ...] = ()
     code: str | int | None = None
 
     sqlstate = sqlstate_of(exc)
-    if sqlstate is not None:
+    # PyMySQL also reports a SQLSTATE (the generic "23000" for every integrity error);
+    # its numeric code is the precise one, read below.
+    if sqlstate is not None and not any(_mysql_code(err) is not None for err in error_chain(exc)):
         code = sqlstate
         kind = _PG_CONFLICTS.get(sqlstate, "unknown")
         constraint = _pg_constraint(exc)
@@ -173,12 +266,21 @@ def conflict_error(
             if sqlite_code is not None:
                 code = sqlite_code
                 kind = _SQLITE_CONFLICTS.get(sqlite_code, "unknown")
-                columns = _sqlite_columns(err)
+                names = _sqlite_columns(err)
+                if kind == "check":
+                    # "CHECK constraint failed: ck_name" names the constraint.
+                    constraint = names[0] if len(names) == 1 else None
+                    columns = _constraint_columns(model, constraint)
+                else:
+                    columns = names
+                    if kind == "unique":
+                        constraint = _named_constraint(model, columns)
                 break
             mysql_code = _mysql_code(err)
             if mysql_code is not None:
                 code = mysql_code
                 kind = _MYSQL_CONFLICTS.get(mysql_code, "unknown")
+                constraint, columns = _mysql_context(err, kind, model)
                 break
 
     target = f" writing {model.__name__}" if model is not None else ""

@@ -1,0 +1,280 @@
+"""Pages of results: offset pages (`Page`) and keyset pages (`CursorPage`), and cursors.
+
+A cursor is an opaque, URL-safe string: base64 of a small JSON document holding the sort
+values of one row and a fingerprint of the model and ordering it belongs to, followed
+by a keyed checksum. Decoding checks all three, so a cursor that was cut short, edited
+or made for another model or ordering raises `InvalidCursorError`. The values a cursor
+carries only ever become bound parameters; they cannot change the shape of a query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import json
+import math
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic
+
+from ._typing import ModelT
+from .exceptions import InvalidCursorError
+
+__all__ = ["CursorPage", "Page", "decode_cursor", "encode_cursor", "ordering_fingerprint"]
+
+
+@dataclass(frozen=True)
+class Page(Generic[ModelT]):
+    """One page of an offset-paginated query, with the total number of matching rows.
+
+    Attributes:
+        items: The rows of this page, in query order.
+        total: How many rows match the query across all pages.
+        limit: The page size that was asked for.
+        offset: How many matching rows come before this page.
+
+    Example:
+        ```python
+        page = await users.paginate(limit=20, offset=40, order_by="name")
+        print(page.page, "/", page.pages, [u.name for u in page.items])
+        if page.has_next:
+            ...
+        ```
+    """
+
+    items: list[ModelT]
+    total: int
+    limit: int
+    offset: int
+
+    @property
+    def has_next(self) -> bool:
+        """Whether rows follow this page."""
+        return self.offset + len(self.items) < self.total
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether rows come before this page."""
+        return self.offset > 0
+
+    @property
+    def pages(self) -> int:
+        """The number of pages of ``limit`` rows needed for ``total`` rows (0 when empty)."""
+        return math.ceil(self.total / self.limit) if self.limit > 0 else 0
+
+    @property
+    def page(self) -> int:
+        """The 1-based number of this page (when ``offset`` is a multiple of ``limit``)."""
+        return self.offset // self.limit + 1 if self.limit > 0 else 1
+
+    def __iter__(self) -> Iterator[ModelT]:
+        """Iterate over ``items``."""
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        """The number of rows on this page."""
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class CursorPage(Generic[ModelT]):
+    """One page of a keyset-paginated query.
+
+    Pass ``next_cursor`` as ``after=`` to get the following page and ``previous_cursor``
+    as ``before=`` to get the preceding one; a cursor is ``None`` when there is no
+    such page. Keyset pages do not count the total: every page costs one query, so
+    ``previous_cursor`` is set on every non-empty page reached with ``after=`` (and
+    ``next_cursor`` on every non-empty page reached with ``before=``) without a check
+    that rows remain on that side; following it may give an empty page.
+
+    Attributes:
+        items: The rows of this page, in query order.
+        limit: The page size that was asked for.
+        next_cursor: The cursor of the following page, or ``None`` on the last page.
+        previous_cursor: The cursor of the preceding page, or ``None`` on the first page.
+
+    Example:
+        ```python
+        page = await orders.paginate_cursor(order_by="-created_at", limit=20)
+        while page.next_cursor is not None:
+            page = await orders.paginate_cursor(
+                order_by="-created_at", limit=20, after=page.next_cursor
+            )
+        ```
+    """
+
+    items: list[ModelT]
+    limit: int
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+    @property
+    def has_next(self) -> bool:
+        """Whether a following page exists (``next_cursor`` is set)."""
+        return self.next_cursor is not None
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether a preceding page exists (``previous_cursor`` is set)."""
+        return self.previous_cursor is not None
+
+    def __iter__(self) -> Iterator[ModelT]:
+        """Iterate over ``items``."""
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        """The number of rows on this page."""
+        return len(self.items)
+
+
+_DEFAULT_KEY = b"sqla_uow cursor v1"
+
+
+def ordering_fingerprint(model: type[Any], ordering: Sequence[tuple[str, bool]]) -> str:
+    """A short digest naming *model* and its keyset *ordering* (key, descending) pairs."""
+    spec = ",".join(("-" if descending else "+") + key for key, descending in ordering)
+    table = getattr(model, "__tablename__", "")
+    raw = f"{model.__module__}.{model.__qualname__}:{table}:{spec}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _encode_value(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"float": repr(value)}
+        return value
+    if isinstance(value, enum.Enum):
+        return {"enum": value.name}
+    if isinstance(value, dt.datetime):
+        return {"dt": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"d": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"t": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"td": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, Decimal):
+        return {"dec": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {"uuid": str(value)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"b": base64.urlsafe_b64encode(bytes(value)).decode()}
+    raise TypeError(f"cannot put a {type(value).__name__} value into a pagination cursor")
+
+
+def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
+    if raw is None or isinstance(raw, (bool, int, str, float)):
+        value: Any = raw
+    elif isinstance(raw, dict) and len(raw) == 1:
+        ((tag, payload),) = raw.items()
+        if tag == "dt":
+            value = dt.datetime.fromisoformat(payload)
+        elif tag == "d":
+            value = dt.date.fromisoformat(payload)
+        elif tag == "t":
+            value = dt.time.fromisoformat(payload)
+        elif tag == "td":
+            days, seconds, micros = payload
+            value = dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+        elif tag == "dec":
+            value = Decimal(payload)
+        elif tag == "uuid":
+            value = uuid.UUID(payload)
+        elif tag == "b":
+            value = base64.urlsafe_b64decode(payload.encode())
+        elif tag == "float":
+            value = float(payload)
+        elif tag == "enum" and expected is not None and issubclass(expected, enum.Enum):
+            value = expected[payload]
+        else:
+            raise ValueError(f"unknown value tag {tag!r}")
+    else:
+        raise ValueError("malformed value")
+    if value is None or expected is None:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        if expected is float:
+            return float(value)
+        if expected is Decimal:
+            return Decimal(value)
+    if expected is float and isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool):
+        return value
+    raise ValueError(f"expected {expected.__name__}, got {type(value).__name__}")
+
+
+def _checksum(body: bytes, secret: bytes | None) -> str:
+    return hmac.new(secret or _DEFAULT_KEY, body, hashlib.sha256).hexdigest()[:16]
+
+
+def encode_cursor(values: Sequence[Any], *, fingerprint: str, secret: bytes | None = None) -> str:
+    """Encode the sort *values* of one row into an opaque cursor string."""
+    document = {"f": fingerprint, "v": [_encode_value(v) for v in values]}
+    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    encoded = base64.urlsafe_b64encode(body).decode().rstrip("=")
+    return f"{encoded}.{_checksum(body, secret)}"
+
+
+def decode_cursor(
+    token: str,
+    *,
+    fingerprint: str,
+    types: Sequence[type[Any] | None],
+    secret: bytes | None = None,
+    model: type[Any] | None = None,
+) -> list[Any]:
+    """Decode a cursor made by `encode_cursor` for the same *fingerprint*.
+
+    *types* holds the expected Python type of each value (``None``: not checked).
+
+    Raises:
+        InvalidCursorError: The cursor is malformed, fails its checksum, or was made for
+            another model or ordering.
+    """
+    if not isinstance(token, str):
+        raise InvalidCursorError(
+            f"a cursor must be a string, got {type(token).__name__}", model=model, field="cursor"
+        )
+    encoded, sep, checksum = token.partition(".")
+    try:
+        if not sep:
+            raise ValueError("missing checksum")
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidCursorError("malformed cursor", model=model, field="cursor") from exc
+    if not hmac.compare_digest(checksum, _checksum(body, secret)):
+        raise InvalidCursorError(
+            "cursor failed its integrity check (edited or damaged)", model=model, field="cursor"
+        )
+    try:
+        document = json.loads(body)
+        found = document["f"]
+        raw_values = document["v"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidCursorError("malformed cursor", model=model, field="cursor") from exc
+    if found != fingerprint:
+        raise InvalidCursorError(
+            "cursor belongs to another model or ordering; cursors are only valid for the "
+            "query (model and order_by) that made them",
+            model=model,
+            field="cursor",
+        )
+    if not isinstance(raw_values, list) or len(raw_values) != len(types):
+        raise InvalidCursorError("malformed cursor", model=model, field="cursor")
+    try:
+        return [
+            _decode_value(raw, expected) for raw, expected in zip(raw_values, types, strict=True)
+        ]
+    except (ValueError, TypeError, KeyError, InvalidOperation) as exc:
+        raise InvalidCursorError(
+            f"malformed cursor value: {exc}", model=model, field="cursor"
+        ) from exc

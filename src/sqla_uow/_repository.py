@@ -1,0 +1,981 @@
+"""`AsyncRepository`: typed reads and single-row writes for one mapped class."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_args, get_origin
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    false,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapper, QueryableAttribute
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.schema import Column
+
+from ._bulk import BulkOperationsMixin
+from ._errors import conflict_error
+from ._filters import (
+    _order_items,
+    as_values,
+    check_assignable,
+    check_window,
+    compile_order_by,
+    compile_where,
+    filterable_columns,
+    mapper_of,
+    model_columns,
+    parse_order_item,
+    primary_key_names,
+)
+from ._pagination import CursorPage, Page, decode_cursor, encode_cursor, ordering_fingerprint
+from ._typing import ModelT
+from .exceptions import ConflictError, InvalidFieldError, MultipleResultsError, NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm.interfaces import ORMOption
+
+__all__ = ["AsyncRepository", "ModelT", "OrderBy", "OrderByItem"]
+
+OrderByItem = str | ColumnElement[Any] | QueryableAttribute[Any]
+"""One ordering: ``"name"``, ``"-created_at"``, ``User.name`` or ``User.name.desc()``."""
+OrderBy = OrderByItem | Sequence[OrderByItem] | None
+"""What ``order_by=`` accepts: one ordering, a sequence of them, or ``None``."""
+
+_GET_MANY_CHUNK = 500
+
+
+class AsyncRepository(BulkOperationsMixin[ModelT]):
+    """Reads and writes of one mapped class through an `AsyncSession`.
+
+    Subclass it with the model as type argument; the model is inferred from it (also
+    through intermediate generic subclasses), or set ``model = User`` on the class, or
+    pass ``model=`` to the constructor.
+
+    Writes flush but never commit: committing is the job of the transaction (a unit of
+    work, ``@transactional`` or ``TransactionManager.transaction()``). An integrity
+    violation found at flush raises `ConflictError`; like any failed flush it leaves the
+    session's transaction to be rolled back (use ``Propagation.NESTED`` to recover
+    inside a larger transaction).
+
+    Which reads reach the database: `get` / `get_one` answer from the session's identity
+    map when the object is already loaded (no SQL), except with ``for_update=True`` or
+    loader ``options``, which always query and refresh the object. All other reads
+    always query; objects already in the session are returned as the same instances.
+
+    Attributes:
+        model: The mapped class.
+        session: The `AsyncSession` this repository reads and writes through.
+        cursor_secret: Key for the checksum of `paginate_cursor` cursors. Set it (to
+            ``bytes`` kept secret) to make cursors unforgeable, not only tamper-evident.
+
+    Example:
+        ```python
+        class UserRepository(AsyncRepository[User]):
+            async def get_by_email(self, email: str) -> User | None:
+                return await self.find_one(email=email)
+
+        users = UserRepository(session)
+        ann = await users.create(email="ann@example.com", name="Ann")
+        same = await users.get_one(ann.id)
+        page = await users.paginate(name__ilike="a%", order_by="-id", limit=20)
+        ```
+    """
+
+    model: type[ModelT]
+    session: AsyncSession
+    cursor_secret: ClassVar[bytes | None] = None
+    _model_param: ClassVar[Any] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        explicit = cls.__dict__.get("model")
+        param = explicit if explicit is not None else _resolve_model_param(cls)
+        cls._model_param = param
+        if isinstance(param, type) and explicit is None:
+            cls.model = param
+
+    def __init__(self, session: AsyncSession, *, model: type[ModelT] | None = None) -> None:
+        """Bind the repository to *session*.
+
+        Args:
+            session: The session to read and write through.
+            model: The mapped class, when neither the type argument nor a ``model``
+                class attribute names it.
+
+        Raises:
+            TypeError: No model is known, or it is not a mapped class.
+        """
+        if model is not None:
+            self.model = model
+        found = getattr(self, "model", None)
+        if not isinstance(found, type):
+            name = type(self).__name__
+            raise TypeError(
+                f"{name} has no model: subclass AsyncRepository[YourModel], set "
+                f"`model = YourModel` on {name}, or pass model=YourModel"
+            )
+        self._mapper: Mapper[Any] = mapper_of(found)
+        self._pk_names = primary_key_names(found)
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} model={self.model.__name__}>"
+
+    # ----------------------------------------------------------------------------- keys
+
+    def _identity(self, pk: Any) -> tuple[Any, ...]:
+        """Normalise a primary key (scalar, tuple or mapping) to an identity tuple."""
+        names = self._pk_names
+        model = self.model
+        if isinstance(pk, Mapping):
+            keys = set(pk)
+            if keys != set(names):
+                raise InvalidFieldError(
+                    f"primary key of {model.__name__} needs the keys {', '.join(names)}; "
+                    f"got {', '.join(sorted(map(str, keys))) or 'none'}",
+                    model=model,
+                    field="pk",
+                    choices=names,
+                )
+            values = tuple(pk[name] for name in names)
+        elif isinstance(pk, (tuple, builtins.list)):
+            values = tuple(pk)
+        elif len(names) == 1:
+            values = (pk,)
+        else:
+            raise InvalidFieldError(
+                f"{model.__name__} has a composite primary key ({', '.join(names)}); "
+                f"pass a tuple or a mapping, got {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if len(values) != len(names):
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} has {len(names)} column(s) "
+                f"({', '.join(names)}), got {len(values)} value(s): {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if any(value is None for value in values):
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} cannot contain None: {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if any(isinstance(inspect(v, raiseerr=False), InstanceState) for v in values):
+            raise TypeError(f"expected a {model.__name__} or its primary key, got {values[0]!r}")
+        return values
+
+    def _pk_attrs(self) -> builtins.list[ColumnElement[Any]]:
+        return [getattr(self.model, name).expression for name in self._pk_names]
+
+    # ----------------------------------------------------------------------- statements
+
+    def _select(
+        self,
+        where: Sequence[ColumnElement[bool]],
+        filters: Mapping[str, Any],
+        *,
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: Sequence[ORMOption] = (),
+        for_update: bool = False,
+    ) -> Select[Any]:
+        check_window(self.model, limit=limit, offset=offset)
+        criteria = compile_where(self.model, where, filters)
+        ordering = compile_order_by(self.model, order_by)
+        stmt = select(self.model).where(*criteria)
+        if ordering:
+            stmt = stmt.order_by(*ordering)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        if options:
+            stmt = stmt.options(*options)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return stmt
+
+    def _stable_order(self, order_by: OrderBy) -> builtins.list[Any]:
+        """*order_by* followed by the primary-key columns it does not already name."""
+        items = _order_items(order_by)
+        named = {parse_order_item(self.model, item)[2] for item in items}
+        return [*items, *(name for name in self._pk_names if name not in named)]
+
+    async def _flush(self) -> None:
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            raise conflict_error(exc, model=self.model) from exc
+
+    async def _load_expired(self, obj: ModelT) -> None:
+        """Load column attributes a flush expired (server-side defaults / onupdate values).
+
+        Without this, reading such an attribute later would lazy-load, which fails in
+        async code. Costs a SELECT only when the flush did not return the values.
+        """
+        state: InstanceState[Any] = inspect(obj)
+        if state.key is None:
+            return
+        expired = state.expired_attributes & set(model_columns(self.model))
+        if expired:
+            await self.session.refresh(obj, attribute_names=sorted(expired))
+
+    # ---------------------------------------------------------------------------- reads
+
+    async def get(
+        self,
+        pk: Any,
+        *,
+        options: Sequence[ORMOption] = (),
+        for_update: bool = False,
+    ) -> ModelT | None:
+        """The object with primary key *pk*, or ``None``.
+
+        Answers from the identity map without SQL when the object is loaded, unless
+        ``options`` are given or ``for_update=True``: then it always queries (``SELECT
+        ... FOR UPDATE`` for the latter) and refreshes the object from the row.
+
+        Args:
+            pk: The primary key: a value, or a tuple (or mapping by attribute name) for a
+                composite key.
+            options: Loader options, such as ``selectinload(User.orders)``.
+            for_update: Lock the row until the transaction ends (ignored by SQLite).
+
+        Raises:
+            InvalidFieldError: *pk* does not fit the primary key.
+
+        Example:
+            ```python
+            user = await users.get(1)
+            line = await lines.get((order_id, 3))
+            ```
+        """
+        ident = self._identity(pk)
+        return await self.session.get(
+            self.model,
+            ident,
+            options=options,
+            with_for_update=True if for_update else None,
+            populate_existing=bool(options) or for_update,
+        )
+
+    async def get_one(
+        self,
+        pk: Any,
+        *,
+        options: Sequence[ORMOption] = (),
+        for_update: bool = False,
+    ) -> ModelT:
+        """The object with primary key *pk*; like `get` but raises when there is none.
+
+        Raises:
+            NotFoundError: No row has this primary key (``exc.ident`` is *pk*).
+            InvalidFieldError: *pk* does not fit the primary key.
+
+        Example:
+            ```python
+            user = await users.get_one(1)  # a User, never None
+            ```
+        """
+        obj = await self.get(pk, options=options, for_update=for_update)
+        if obj is None:
+            raise NotFoundError(
+                f"{self.model.__name__} with primary key {pk!r} not found",
+                model=self.model,
+                ident=pk,
+            )
+        return obj
+
+    async def get_many(
+        self,
+        pks: Iterable[Any],
+        *,
+        options: Sequence[ORMOption] = (),
+    ) -> builtins.list[ModelT]:
+        """The objects with the given primary keys, in the order of *pks*.
+
+        Missing keys are skipped and a repeated key yields its object once. Always
+        queries, with one ``SELECT ... WHERE pk IN (...)`` per 500 keys.
+
+        Example:
+            ```python
+            users_by_order = await users.get_many([3, 1, 2])  # [u3, u1, u2]
+            ```
+        """
+        idents: dict[tuple[Any, ...], None] = {}
+        for pk in pks:
+            idents[self._identity(pk)] = None
+        wanted = builtins.list(idents)
+        if not wanted:
+            return []
+        cols = self._pk_attrs()
+        found: dict[tuple[Any, ...], ModelT] = {}
+        for start in range(0, len(wanted), _GET_MANY_CHUNK):
+            chunk = wanted[start : start + _GET_MANY_CHUNK]
+            if len(cols) == 1:
+                criterion = cols[0].in_([ident[0] for ident in chunk])
+            else:
+                criterion = tuple_(*cols).in_(chunk)
+            stmt = select(self.model).where(criterion)
+            if options:
+                stmt = stmt.options(*options)
+            for obj in (await self.session.scalars(stmt)).unique():
+                identity = inspect(obj).identity
+                if identity is not None:
+                    found[tuple(identity)] = obj
+        return [found[ident] for ident in wanted if ident in found]
+
+    async def find_one(
+        self,
+        *where: ColumnElement[bool],
+        options: Sequence[ORMOption] = (),
+        **filters: Any,
+    ) -> ModelT | None:
+        """The one object matching the criteria, or ``None`` when none does.
+
+        Raises:
+            MultipleResultsError: More than one row matches.
+            InvalidFieldError: An unknown field or lookup.
+
+        Example:
+            ```python
+            user = await users.find_one(email="ann@example.com")
+            ```
+        """
+        stmt = self._select(where, filters, limit=2, options=options)
+        found = (await self.session.scalars(stmt)).unique().all()
+        if len(found) > 1:
+            raise MultipleResultsError(
+                f"find_one on {self.model.__name__} matched more than one row",
+                model=self.model,
+            )
+        return found[0] if found else None
+
+    async def list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: Sequence[ORMOption] = (),
+        for_update: bool = False,
+        **filters: Any,
+    ) -> builtins.list[ModelT]:
+        """The objects matching the criteria.
+
+        Args:
+            *where: SQLAlchemy boolean expressions, such as ``User.id > 10``.
+            order_by: ``"name"``, ``"-created_at"``, column expressions, or a sequence.
+                Without it the database's order applies (unspecified).
+            limit: At most this many rows.
+            offset: Skip this many rows first.
+            options: Loader options.
+            for_update: Lock the selected rows (ignored by SQLite).
+            **filters: ``field=value`` and lookups such as ``name__ilike="a%"``.
+
+        Raises:
+            InvalidFieldError: An unknown field, lookup or order key, or a negative
+                limit or offset.
+
+        Example:
+            ```python
+            recent = await users.list(User.id > 100, order_by="-id", limit=10)
+            anns = await users.list(name="Ann", email__is_null=False)
+            ```
+        """
+        stmt = self._select(
+            where,
+            filters,
+            order_by=order_by,
+            limit=limit,
+            offset=offset,
+            options=options,
+            for_update=for_update,
+        )
+        return builtins.list((await self.session.scalars(stmt)).unique().all())
+
+    async def count(self, *where: ColumnElement[bool], **filters: Any) -> int:
+        """How many rows match the criteria.
+
+        Example:
+            ```python
+            n = await users.count(name__like="A%")
+            ```
+        """
+        criteria = compile_where(self.model, where, filters)
+        stmt = select(func.count()).select_from(self.model).where(*criteria)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def exists(self, *where: ColumnElement[bool], **filters: Any) -> bool:
+        """Whether at least one row matches the criteria.
+
+        Example:
+            ```python
+            taken = await users.exists(email="ann@example.com")
+            ```
+        """
+        criteria = compile_where(self.model, where, filters)
+        stmt = select(literal(1)).select_from(self.model).where(*criteria).limit(1)
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def paginate(
+        self,
+        *where: ColumnElement[bool],
+        limit: int,
+        offset: int = 0,
+        order_by: OrderBy = None,
+        options: Sequence[ORMOption] = (),
+        **filters: Any,
+    ) -> Page[ModelT]:
+        """One page of the matching objects and the total count (offset pagination).
+
+        The primary key is appended to *order_by* (and is the whole ordering without
+        it), so pages are stable when sort values tie. The count query is skipped when
+        the page itself shows the total (a short, non-empty page, or a short first page).
+
+        Raises:
+            InvalidFieldError: ``limit`` below 1, a negative ``offset``, or an unknown
+                field, lookup or order key.
+
+        Example:
+            ```python
+            page = await users.paginate(limit=20, offset=40, order_by="name")
+            page.items, page.total, page.has_next, page.pages
+            ```
+        """
+        check_window(self.model, limit=limit, offset=offset)
+        if limit < 1:
+            raise InvalidFieldError(
+                f"limit must be at least 1, got {limit}", model=self.model, field="limit"
+            )
+        ordering = self._stable_order(order_by)
+        items = await self.list(
+            *where, order_by=ordering, limit=limit, offset=offset, options=options, **filters
+        )
+        if len(items) < limit and (items or offset == 0):
+            total = offset + len(items)
+        else:
+            total = await self.count(*where, **filters)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    async def stream(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        chunk_size: int = 1000,
+        options: Sequence[ORMOption] = (),
+        **filters: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Iterate over the matching objects, fetching *chunk_size* rows at a time.
+
+        Uses a server-side cursor where the driver has one (asyncpg, aiomysql), so the
+        result is never held in memory at once. The connection is busy until the
+        iteration ends: wrap it in ``contextlib.aclosing`` when breaking out early.
+        Loader options that join collections (``joinedload`` of a list) cannot be used.
+
+        Raises:
+            InvalidFieldError: ``chunk_size`` below 1, or an unknown field, lookup or
+                order key (raised at the first iteration).
+
+        Example:
+            ```python
+            async with aclosing(users.stream(order_by="id", chunk_size=500)) as rows:
+                async for user in rows:
+                    export(user)
+            ```
+        """
+        async for chunk in self.stream_chunks(
+            *where, order_by=order_by, chunk_size=chunk_size, options=options, **filters
+        ):
+            for obj in chunk:
+                yield obj
+
+    async def stream_chunks(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        chunk_size: int = 1000,
+        options: Sequence[ORMOption] = (),
+        **filters: Any,
+    ) -> AsyncIterator[builtins.list[ModelT]]:
+        """Like `stream`, but yields lists of up to *chunk_size* objects.
+
+        Example:
+            ```python
+            async for batch in users.stream_chunks(chunk_size=1000):
+                await index(batch)
+            ```
+        """
+        size: Any = chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidFieldError(
+                f"chunk_size must be an int of at least 1, got {chunk_size!r}",
+                model=self.model,
+                field="chunk_size",
+            )
+        stmt = self._select(where, filters, order_by=order_by, options=options)
+        stmt = stmt.execution_options(yield_per=chunk_size)
+        result = await self.session.stream_scalars(stmt)
+        try:
+            async for partition in result.partitions(chunk_size):
+                yield builtins.list(partition)
+        finally:
+            await result.close()
+
+    # ----------------------------------------------------------------------- keyset
+
+    async def paginate_cursor(
+        self,
+        *where: ColumnElement[bool],
+        limit: int,
+        order_by: OrderBy = None,
+        after: str | None = None,
+        before: str | None = None,
+        options: Sequence[ORMOption] = (),
+        **filters: Any,
+    ) -> CursorPage[ModelT]:
+        """One page of a keyset-paginated query.
+
+        *order_by* may name mapped columns of the model only (strings, attributes, or
+        their ``asc()`` / ``desc()``); the primary key is always appended as the final
+        tie-breaker, so rows with equal sort values are never skipped or repeated. NULL
+        sort values are supported: they sort after every value ascending and before
+        every value descending, on every database.
+
+        Args:
+            *where: SQLAlchemy boolean expressions.
+            limit: The page size (at least 1).
+            order_by: The ordering; the primary key when omitted.
+            after: A ``next_cursor``: return the rows that follow it.
+            before: A ``previous_cursor``: return the rows that precede it.
+            options: Loader options.
+            **filters: ``field=value`` and lookups.
+
+        Raises:
+            InvalidCursorError: A cursor that is malformed, edited, or made for another
+                model or ordering.
+            InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
+                key that is not a mapped column; an unknown field or lookup.
+
+        Example:
+            ```python
+            page = await orders.paginate_cursor(order_by="-created_at", limit=20)
+            older = await orders.paginate_cursor(
+                order_by="-created_at", limit=20, after=page.next_cursor
+            )
+            ```
+        """
+        model = self.model
+        check_window(model, limit=limit, offset=None)
+        if limit < 1:
+            raise InvalidFieldError(
+                f"limit must be at least 1, got {limit}", model=model, field="limit"
+            )
+        if after is not None and before is not None:
+            raise InvalidFieldError(
+                "pass either after= or before=, not both", model=model, field="before"
+            )
+        keys = self._keyset(order_by)
+        fingerprint = ordering_fingerprint(model, [(k.name, k.descending) for k in keys])
+        token = after if after is not None else before
+        position: builtins.list[Any] | None = None
+        if token is not None:
+            position = decode_cursor(
+                token,
+                fingerprint=fingerprint,
+                types=[k.python_type for k in keys],
+                secret=self.cursor_secret,
+                model=model,
+            )
+        criteria = compile_where(model, where, filters)
+        backwards = before is not None
+        walk = [k.reversed() for k in keys] if backwards else keys
+        if position is not None:
+            criteria.append(_keyset_after(walk, position))
+        stmt = (
+            select(model, *(k.expression for k in keys))
+            .where(*criteria)
+            .order_by(*(clause for k in walk for clause in k.order_clauses()))
+            .limit(limit + 1)
+        )
+        if options:
+            stmt = stmt.options(*options)
+        rows = builtins.list((await self.session.execute(stmt)).unique().all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        items: builtins.list[ModelT] = [row[0] for row in rows]
+
+        def cursor_of(row: Any) -> str:
+            return encode_cursor(
+                builtins.list(row[1:]), fingerprint=fingerprint, secret=self.cursor_secret
+            )
+
+        if backwards:
+            next_cursor = cursor_of(rows[-1]) if rows else None
+            previous_cursor = cursor_of(rows[0]) if rows and more else None
+        else:
+            next_cursor = cursor_of(rows[-1]) if rows and more else None
+            previous_cursor = cursor_of(rows[0]) if rows and after is not None else None
+        return CursorPage(
+            items=items, limit=limit, next_cursor=next_cursor, previous_cursor=previous_cursor
+        )
+
+    def _keyset(self, order_by: OrderBy) -> builtins.list[_KeysetColumn]:
+        model = self.model
+        columns = filterable_columns(model)
+        keys: builtins.list[_KeysetColumn] = []
+        seen: set[str] = set()
+        for item in _order_items(order_by):
+            _, descending, key = parse_order_item(model, item)
+            if key is None:
+                raise InvalidFieldError(
+                    f"paginate_cursor orders by mapped columns of {model.__name__} only "
+                    f"(names, attributes, or their asc()/desc()); got {item!r}",
+                    model=model,
+                    field=repr(item),
+                    choices=sorted(columns),
+                )
+            if key not in seen:
+                seen.add(key)
+                keys.append(_KeysetColumn.of(model, key, descending=descending))
+        for name in self._pk_names:
+            if name not in seen:
+                keys.append(_KeysetColumn.of(model, name, descending=False, nullable=False))
+        return keys
+
+    # ---------------------------------------------------------------------------- writes
+
+    def _check_own_instance(self, obj: Any) -> bool:
+        """Whether *obj* is an instance of the model; TypeError for another mapped class."""
+        if isinstance(obj, self.model):
+            return True
+        if isinstance(inspect(obj, raiseerr=False), InstanceState):
+            raise TypeError(
+                f"{type(self).__name__} handles {self.model.__name__} objects, "
+                f"got a {type(obj).__name__}"
+            )
+        return False
+
+    async def create(self, data: Any = None, /, **values: Any) -> ModelT:
+        """Add a new object and flush it; returns it with its primary key set.
+
+        Args:
+            data: A model instance, a mapping, a pydantic model (``model_dump()``) or a
+                dataclass instance. Omit it to pass fields as keywords only.
+            **values: Field values; they override those of *data*.
+
+        Server-side defaults are loaded after the flush (from ``RETURNING`` where the
+        database has it, otherwise with one SELECT), so every column is readable.
+
+        Raises:
+            InvalidFieldError: A name that is not a writable mapped column (checked
+                before any SQL).
+            ConflictError: The INSERT broke a unique, foreign-key, not-null or check
+                constraint.
+
+        Example:
+            ```python
+            ann = await users.create(email="ann@example.com", name="Ann")
+            bob = await users.create(UserIn(email="bob@example.com", name="Bob"))
+            ```
+        """
+        if self._check_own_instance(data):
+            check_assignable(self.model, values)
+            obj: ModelT = data
+            for key, value in values.items():
+                setattr(obj, key, value)
+        else:
+            fields = as_values(data, values)
+            check_assignable(self.model, fields)
+            obj = self.model(**fields)
+        self._check_identity_free(obj)
+        self.session.add(obj)
+        await self._flush()
+        await self._load_expired(obj)
+        return obj
+
+    def _check_identity_free(self, obj: ModelT) -> None:
+        """Refuse a new object whose primary key is already loaded in the session.
+
+        SQLAlchemy would warn and then fail at flush; this raises the same
+        `ConflictError` the database would, without sending SQL.
+        """
+        key = self._mapper.identity_key_from_instance(obj)
+        if any(value is None for value in key[1]):
+            return
+        sync_session = self.session.sync_session
+        existing = sync_session.identity_map.get(key)
+        if existing is None or existing is obj or existing in sync_session.deleted:
+            return
+        raise ConflictError(
+            f"unique violation writing {self.model.__name__} (primary key "
+            f"{key[1]!r} is already loaded in this session)",
+            kind="unique",
+            model=self.model,
+            columns=[col.name for col in self._mapper.primary_key],
+        )
+
+    async def update(self, pk_or_instance: Any, data: Any = None, /, **values: Any) -> ModelT:
+        """Assign fields of an object (by primary key or instance) and flush.
+
+        Args:
+            pk_or_instance: The primary key, or an instance (a detached instance is
+                merged into the session first).
+            data: A mapping, a pydantic model (only fields explicitly set are used, as
+                ``model_dump(exclude_unset=True)``), a dataclass or a model instance.
+            **values: Field values; they override those of *data*.
+
+        A primary-key field is accepted only when it equals the current key; changing a
+        primary key is refused (it would orphan identity-map entries and references).
+
+        Columns with a SQL ``onupdate`` or ``server_onupdate`` value are read back after
+        the flush with one SELECT, so they stay readable; map the model with
+        ``__mapper_args__ = {"eager_defaults": True}`` to get them from ``RETURNING``
+        instead where the database has it.
+
+        Raises:
+            NotFoundError: No row has the primary key.
+            InvalidFieldError: A name that is not a writable mapped column, or a
+                primary-key change (checked before any SQL).
+            ConflictError: The UPDATE broke a constraint.
+
+        Example:
+            ```python
+            ann = await users.update(ann.id, name="Ann B.")
+            ann = await users.update(ann, UserPatch(name="Ann C."))
+            ```
+        """
+        is_instance = self._check_own_instance(pk_or_instance)
+        if self._check_own_instance(data):
+            fields = as_values(data, values)
+            for name in self._pk_names:  # an unsaved instance carries no key
+                if name in fields and fields[name] is None and name not in values:
+                    del fields[name]
+        else:
+            fields = as_values(data, values, exclude_unset=True)
+        check_assignable(self.model, fields)
+        if is_instance:
+            state: InstanceState[Any] = inspect(pk_or_instance)
+            current = (
+                tuple(state.identity)
+                if state.identity is not None
+                else tuple(self._mapper.primary_key_from_instance(pk_or_instance))
+            )
+        else:
+            current = self._identity(pk_or_instance)
+        for name, value in zip(self._pk_names, current, strict=True):
+            if name in fields:
+                if fields[name] != value:
+                    raise InvalidFieldError(
+                        f"primary key {name!r} of {self.model.__name__} cannot be changed "
+                        f"by update() ({value!r} -> {fields[name]!r})",
+                        model=self.model,
+                        field=name,
+                        choices=sorted(set(model_columns(self.model)) - set(self._pk_names)),
+                    )
+                del fields[name]
+        obj = await self._resolve(pk_or_instance, is_instance=is_instance)
+        for key, value in fields.items():
+            setattr(obj, key, value)
+        await self._flush()
+        await self._load_expired(obj)
+        return obj
+
+    async def _resolve(self, pk_or_instance: Any, *, is_instance: bool) -> ModelT:
+        if not is_instance:
+            return await self.get_one(pk_or_instance)
+        obj: ModelT = pk_or_instance
+        if obj in self.session:
+            return obj
+        state: InstanceState[Any] = inspect(obj)
+        if state.key is None:
+            raise InvalidFieldError(
+                f"update() needs a stored {self.model.__name__}; this one was never "
+                "saved (use create())",
+                model=self.model,
+            )
+        return await self.session.merge(obj)
+
+    async def delete(self, pk_or_instance: Any) -> bool:
+        """Delete an object (by primary key or instance) and flush.
+
+        ORM cascades configured on relationships apply. Returns whether a row was
+        deleted: ``False`` for a primary key that matches nothing, or an instance that
+        was never stored (a pending one is removed from the session).
+
+        Raises:
+            ConflictError: The DELETE broke a foreign-key constraint.
+
+        Example:
+            ```python
+            assert await users.delete(ann.id)
+            assert not await users.delete(ann.id)
+            ```
+        """
+        obj: ModelT | None
+        if self._check_own_instance(pk_or_instance):
+            state: InstanceState[Any] = inspect(pk_or_instance)
+            if state.pending:
+                self.session.expunge(pk_or_instance)
+                return False
+            if pk_or_instance in self.session:
+                obj = pk_or_instance
+            else:
+                ident = (
+                    state.identity
+                    if state.identity is not None
+                    else self._mapper.primary_key_from_instance(pk_or_instance)
+                )
+                if any(value is None for value in ident):
+                    return False
+                obj = await self.get(tuple(ident))
+        else:
+            obj = await self.get(pk_or_instance)
+        if obj is None:
+            return False
+        await self.session.delete(obj)
+        await self._flush()
+        return True
+
+
+class _KeysetColumn:
+    """One column of a keyset ordering, with its direction and NULL handling."""
+
+    __slots__ = ("descending", "expression", "name", "nullable", "python_type")
+
+    def __init__(
+        self,
+        name: str,
+        expression: ColumnElement[Any],
+        *,
+        descending: bool,
+        nullable: bool,
+        python_type: type[Any] | None,
+    ) -> None:
+        self.name = name
+        self.expression = expression
+        self.descending = descending
+        self.nullable = nullable
+        self.python_type = python_type
+
+    @classmethod
+    def of(
+        cls,
+        model: type[Any],
+        name: str,
+        *,
+        descending: bool,
+        nullable: bool | None = None,
+    ) -> _KeysetColumn:
+        prop = filterable_columns(model)[name]
+        column = prop.columns[0]
+        if nullable is None:
+            nullable = not isinstance(column, Column) or bool(column.nullable)
+        try:
+            python_type: type[Any] | None = column.type.python_type
+        except NotImplementedError:
+            python_type = None
+        expression: ColumnElement[Any] = getattr(model, name).expression
+        return cls(
+            name, expression, descending=descending, nullable=nullable, python_type=python_type
+        )
+
+    def reversed(self) -> _KeysetColumn:
+        return _KeysetColumn(
+            self.name,
+            self.expression,
+            descending=not self.descending,
+            nullable=self.nullable,
+            python_type=self.python_type,
+        )
+
+    def order_clauses(self) -> builtins.list[ColumnElement[Any]]:
+        # NULL sorts as the greatest value: last ascending, first descending. The
+        # ``IS NULL`` flag makes that portable (MySQL has no NULLS LAST).
+        clauses: builtins.list[ColumnElement[Any]] = []
+        if self.nullable:
+            flag = self.expression.is_(None)
+            clauses.append(flag.desc() if self.descending else flag.asc())
+        clauses.append(self.expression.desc() if self.descending else self.expression.asc())
+        return clauses
+
+    def equals(self, value: Any) -> ColumnElement[bool]:
+        return self.expression.is_(None) if value is None else self.expression == value
+
+    def beyond(self, value: Any) -> ColumnElement[bool] | None:
+        """Rows strictly after *value* in this column's direction (None: no such rows)."""
+        if not self.descending:
+            if value is None:
+                return None
+            greater: ColumnElement[bool] = self.expression > value
+            if self.nullable:
+                return or_(greater, self.expression.is_(None))
+            return greater
+        if value is None:
+            return self.expression.is_not(None)
+        smaller: ColumnElement[bool] = self.expression < value
+        return smaller
+
+
+def _keyset_after(keys: Sequence[_KeysetColumn], values: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows strictly after the position *values* in the ordering *keys*."""
+    branches: builtins.list[ColumnElement[bool]] = []
+    for index, key in enumerate(keys):
+        step = key.beyond(values[index])
+        if step is None:
+            continue
+        prefix = [keys[j].equals(values[j]) for j in range(index)]
+        branches.append(and_(*prefix, step))
+    if not branches:
+        return false()
+    condition = or_(*branches)
+    first, first_value = keys[0], values[0]
+    if not first.nullable and first_value is not None:
+        # A redundant range bound on the leading column lets an index narrow the scan.
+        bound = (
+            first.expression <= first_value if first.descending else first.expression >= first_value
+        )
+        condition = and_(bound, condition)
+    return condition
+
+
+def _resolve_model_param(cls: type[Any]) -> Any:
+    """The model (or still-open TypeVar) *cls* binds AsyncRepository's ModelT to."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if not (isinstance(origin, type) and issubclass(origin, AsyncRepository)):
+            continue
+        param = origin._model_param
+        if isinstance(param, TypeVar):
+            parameters = getattr(origin, "__parameters__", ())
+            args = get_args(base)
+            if param in parameters and len(args) == len(parameters):
+                return args[parameters.index(param)]
+        return param
+    for base in cls.__bases__:
+        if issubclass(base, AsyncRepository):
+            return base._model_param
+    return None
+
+
+AsyncRepository._model_param = getattr(AsyncRepository, "__parameters__", (None,))[0]
