@@ -1,0 +1,262 @@
+"""The shop's HTTP API (FastAPI).
+
+Serve it with ``uvicorn shop.app:app --app-dir examples`` (``DATABASE_URL`` picks the
+database; the default is ``shop.db``, a SQLite file in the working directory).
+
+Three things to notice:
+
+- one `TransactionManager`, made in the lifespan and disposed at shutdown;
+- each request gets a fresh, not yet opened `ShopUnitOfWork` from a dependency: the
+  service opens it, so the transaction ends (and commits) before the response is
+  built, never after it was sent;
+- exceptions become HTTP answers in one place, `ERROR_STATUS`: no route catches
+  `NotFoundError` or `ConflictError` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from sqla_uow import ConflictError, InvalidFieldError, NotFoundError, TransactionManager
+
+from . import services
+from .database import open_database
+from .schemas import (
+    CursorPageRead,
+    ErrorBody,
+    ImportResult,
+    OffsetPage,
+    OrderCreate,
+    OrderRead,
+    OrderSummaryRead,
+    UserCreate,
+    UserImport,
+    UserProfile,
+    UserRead,
+    UserUpdate,
+    UserWithOrderCreate,
+)
+from .services import OrderRejectedError, OrderService
+from .settings import Settings
+from .uow import ShopUnitOfWork
+
+# -- dependencies ----------------------------------------------------------------------
+
+
+def transaction_manager(request: Request) -> TransactionManager:
+    """The application's `TransactionManager` (made by the lifespan)."""
+    tm: TransactionManager = request.app.state.tm
+    return tm
+
+
+def unit_of_work(tm: Annotated[TransactionManager, Depends(transaction_manager)]) -> ShopUnitOfWork:
+    """A new unit of work for this request; the service it is passed to opens it."""
+    return ShopUnitOfWork(tm)
+
+
+def order_service(request: Request) -> OrderService:
+    """The order service, bound to the application's `TransactionManager`."""
+    orders: OrderService = request.app.state.orders
+    return orders
+
+
+UnitOfWork = Annotated[ShopUnitOfWork, Depends(unit_of_work)]
+Orders = Annotated[OrderService, Depends(order_service)]
+
+# -- errors: the one place where exceptions become HTTP answers -------------------------
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    NotFoundError: status.HTTP_404_NOT_FOUND,
+    ConflictError: status.HTTP_409_CONFLICT,
+    # InvalidCursorError is an InvalidFieldError: a bad ?cursor= or ?order_by= is a 400.
+    InvalidFieldError: status.HTTP_400_BAD_REQUEST,
+    OrderRejectedError: 422,  # well-formed, but the shop refuses it
+}
+
+
+class ConflictBody(ErrorBody):
+    """A 409 answer: which kind of rule the request broke, on which columns."""
+
+    kind: str
+    columns: list[str]
+
+
+class InvalidFieldBody(ErrorBody):
+    """A 400 answer: which parameter was wrong and what it could have been."""
+
+    field: str | None
+    choices: list[str]
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """Answer one of the `ERROR_STATUS` exceptions with its status and a JSON body."""
+    body: ErrorBody
+    if isinstance(exc, ConflictError):
+        body = ConflictBody(detail=str(exc), kind=exc.kind, columns=list(exc.columns))
+    elif isinstance(exc, InvalidFieldError):
+        body = InvalidFieldBody(detail=str(exc), field=exc.field, choices=list(exc.choices))
+    else:
+        body = ErrorBody(detail=str(exc))
+    code = next(code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls))
+    return JSONResponse(status_code=code, content=body.model_dump())
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error answers a route can give."""
+    models: dict[int, type[BaseModel]] = {409: ConflictBody, 400: InvalidFieldBody}
+    return {code: {"model": models.get(code, ErrorBody)} for code in codes}
+
+
+# -- routes ----------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+class UserWithOrderRead(BaseModel):
+    """The user and the order `POST /users-with-order` created."""
+
+    user: UserRead
+    order: OrderRead
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=_errors(409))
+async def create_user(body: UserCreate, uow: UnitOfWork) -> UserRead:
+    """Register a user; 409 when the email address is taken."""
+    return UserRead.model_validate(await services.register_user(uow, body))
+
+
+@router.get("/users", responses=_errors(400))
+async def list_users(
+    uow: UnitOfWork,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    order_by: Annotated[str, Query(description='a column; "-name" sorts descending')] = "id",
+) -> OffsetPage[UserRead]:
+    """A page of users and the total count; an unknown ``order_by`` column is a 400."""
+    page = await services.list_users(uow, limit=limit, offset=offset, order_by=order_by)
+    return OffsetPage[UserRead](
+        items=[UserRead.model_validate(user) for user in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+@router.post("/users/import", responses=_errors(409))
+async def import_users(body: UserImport, uow: UnitOfWork) -> ImportResult:
+    """Create (or with ``update_existing``, upsert) many users in one transaction."""
+    count = await services.import_users(uow, body.users, update_existing=body.update_existing)
+    return ImportResult(count=count)
+
+
+@router.get("/users/{user_id}", responses=_errors(404))
+async def get_user(user_id: int, uow: UnitOfWork) -> UserRead:
+    """One user."""
+    return UserRead.model_validate(await services.get_user(uow, user_id))
+
+
+@router.get("/users/{user_id}/profile", responses=_errors(404))
+async def get_profile(user_id: int, uow: UnitOfWork) -> UserProfile:
+    """A user with their orders and the order summary."""
+    profile = await services.user_profile(uow, user_id)
+    return UserProfile(
+        **UserRead.model_validate(profile.user).model_dump(),
+        orders=[OrderRead.model_validate(order) for order in profile.orders],
+        summary=OrderSummaryRead.model_validate(profile.summary),
+    )
+
+
+@router.patch("/users/{user_id}", responses=_errors(404, 409))
+async def update_user(user_id: int, body: UserUpdate, uow: UnitOfWork) -> UserRead:
+    """Change the fields the body names (an explicit null changes nothing)."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    return UserRead.model_validate(await services.update_user(uow, user_id, changes))
+
+
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=_errors(404),
+)
+async def delete_user(user_id: int, uow: UnitOfWork) -> None:
+    """Delete a user and their orders."""
+    await services.delete_user(uow, user_id)
+
+
+@router.post(
+    "/users/{user_id}/orders", status_code=status.HTTP_201_CREATED, responses=_errors(404, 422)
+)
+async def place_order(user_id: int, body: OrderCreate, orders: Orders) -> OrderRead:
+    """Place an order; 404 for an unknown user, 422 when the shop refuses it."""
+    return OrderRead.model_validate(await orders.place_order(user_id, body))
+
+
+@router.get("/users/{user_id}/orders", responses=_errors(400, 404))
+async def list_orders(
+    user_id: int,
+    uow: UnitOfWork,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> CursorPageRead[OrderRead]:
+    """A user's orders, newest first, a page at a time (keyset pagination)."""
+    page = await services.list_orders(uow, user_id, limit=limit, cursor=cursor)
+    return CursorPageRead[OrderRead](
+        items=[OrderRead.model_validate(order) for order in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post("/users-with-order", status_code=status.HTTP_201_CREATED, responses=_errors(409, 422))
+async def create_user_with_order(
+    body: UserWithOrderCreate, uow: UnitOfWork, orders: Orders
+) -> UserWithOrderRead:
+    """Create a user and a first order atomically: if the order fails, no user remains."""
+    user, order = await services.create_user_with_order(uow, orders, body.user, body.order)
+    return UserWithOrderRead(
+        user=UserRead.model_validate(user), order=OrderRead.model_validate(order)
+    )
+
+
+# -- the application -------------------------------------------------------------------
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the shop's FastAPI application.
+
+    Args:
+        settings: Where the database is; read from the environment when omitted.
+
+    Example:
+        ```python
+        app = create_app(Settings(database_url="sqlite+aiosqlite:///test.db"))
+        async with app.router.lifespan_context(app):  # what the server does at startup
+            ...
+        ```
+    """
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Startup: one TransactionManager (engine and pool) for the whole process, and
+        # the schema migrated to the newest revision. Shutdown: the pool is disposed.
+        async with open_database(settings) as tm:
+            app.state.tm = tm
+            app.state.orders = OrderService(tm)
+            yield
+
+    app = FastAPI(title="sqla_uow shop", lifespan=lifespan)
+    for exc_class in ERROR_STATUS:
+        app.add_exception_handler(exc_class, error_response)
+    app.include_router(router)
+    return app
+
+
+app = create_app()
+"""The application that ``uvicorn shop.app:app --app-dir examples`` serves."""

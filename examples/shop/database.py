@@ -1,0 +1,41 @@
+"""Opening the shop's database: one `TransactionManager` for the life of the process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from sqla_uow import TransactionManager
+
+from .migrations import upgrade_to_head
+from .settings import Settings
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -> None:
+    # SQLite ignores foreign keys (and ON DELETE CASCADE) unless each connection asks.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]:
+    """Yield the shop's `TransactionManager`, with the schema migrated to the newest revision.
+
+    The engine (and its connection pool) is disposed when the block exits.
+
+    Example:
+        ```python
+        async with open_database(Settings.from_env()) as tm:
+            async with ShopUnitOfWork(tm) as uow:
+                ...
+        ```
+    """
+    async with TransactionManager(settings.database_url, echo=settings.echo_sql) as tm:
+        if tm.engine.dialect.name == "sqlite":
+            event.listen(tm.engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+        await upgrade_to_head(tm.engine)
+        yield tm

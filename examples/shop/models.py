@@ -1,0 +1,127 @@
+"""The shop's tables: users and their orders.
+
+Relationships use ``lazy="raise"``: in async code an attribute that is not loaded
+cannot be fetched behind your back, so a forgotten eager load fails loudly at the line
+that needs it instead of as a ``MissingGreenlet`` somewhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Literal, get_args
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    func,
+    true,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+OrderStatus = Literal["pending", "paid", "shipped", "cancelled"]
+ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (the default of every ``created_at``)."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that reads back timezone-aware (UTC) on every database.
+
+    PostgreSQL keeps the zone (``timestamp with time zone``). SQLite and MySQL have no
+    zoned type: there the value is stored as UTC without a zone and given UTC back
+    when read, so the API answers the same ``...+00:00`` timestamps on all of them.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or dialect.name == "postgresql":
+            return value
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class Base(DeclarativeBase):
+    """The declarative base; constraint names follow one convention.
+
+    Named constraints make migrations reproducible and let a `ConflictError` say which
+    rule was broken (``exc.constraint == "uq_users_email"`` on PostgreSQL).
+    """
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+class User(Base):
+    """A customer of the shop; the email address is unique."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, server_default=func.now()
+    )
+
+    # passive_deletes: deleting a user leaves its orders to the database's
+    # ON DELETE CASCADE instead of loading them first (which lazy="raise" forbids).
+    orders: Mapped[list[Order]] = relationship(
+        back_populates="user", lazy="raise", passive_deletes=True, order_by="Order.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"User(id={self.id!r}, email={self.email!r})"
+
+
+class Order(Base):
+    """An order a user placed; ``price`` is exact (`Decimal`), never a float."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        # Serves list_for_user: the user's orders, newest first, page by page.
+        Index(None, "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, server_default=func.now()
+    )
+
+    user: Mapped[User] = relationship(back_populates="orders", lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"Order(id={self.id!r}, user_id={self.user_id!r}, title={self.title!r})"

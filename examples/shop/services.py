@@ -1,0 +1,225 @@
+"""The shop's use cases.
+
+Two styles, one transaction model:
+
+- *Unit-of-work services* take a `ShopUnitOfWork` and open it: ``async with uow:`` is
+  the transaction; leaving the block cleanly commits, an exception rolls back.
+- *Transactional services* (`OrderService`) are decorated with ``@transactional``: the
+  call is the transaction, and the repositories use ``tm.session``.
+
+Both go through the same `TransactionManager`, so they compose: a transactional service
+called inside ``async with uow:`` joins the unit of work's transaction instead of opening
+a second one (`create_user_with_order` relies on it), and a failure anywhere rolls back
+everything.
+
+A service takes validated input (the pydantic schemas) and returns model instances;
+HTTP lives in `shop.app`. Errors are the toolkit's: `NotFoundError`, `ConflictError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqla_uow import CursorPage, NotFoundError, Page, TransactionManager, transactional
+
+from .models import Order, User
+from .repositories import OrderRepository, OrderSummary, UserRepository
+from .schemas import OrderCreate, UserCreate
+from .uow import ShopUnitOfWork
+
+MAX_ORDER_PRICE = Decimal("10000.00")
+"""The most one order may cost (a business rule of the shop)."""
+
+
+class OrderRejectedError(Exception):
+    """The shop refuses an order: the user is inactive or the price is over the limit."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user with orders loaded, and the summary of those orders."""
+
+    user: User
+    orders: list[Order]
+    summary: OrderSummary
+
+
+# -- unit-of-work services -------------------------------------------------------------
+
+
+async def register_user(uow: ShopUnitOfWork, data: UserCreate) -> User:
+    """Create a user.
+
+    Raises:
+        ConflictError: the email address is taken (the database's unique constraint
+            says so; there is no check-then-insert race).
+    """
+    async with uow:
+        return await uow.users.create(data)
+
+
+async def update_user(uow: ShopUnitOfWork, user_id: int, changes: Mapping[str, Any]) -> User:
+    """Change some fields of a user.
+
+    Raises:
+        NotFoundError: no user has this id.
+        InvalidFieldError: a name in *changes* is not a column of users.
+        ConflictError: the new email address is taken.
+    """
+    async with uow:
+        return await uow.users.update(user_id, changes)
+
+
+async def deactivate_user(uow: ShopUnitOfWork, user_id: int) -> User:
+    """Mark a user inactive (their orders stay).
+
+    Raises:
+        NotFoundError: no user has this id.
+    """
+    async with uow:
+        return await uow.users.update(user_id, is_active=False)
+
+
+async def delete_user(uow: ShopUnitOfWork, user_id: int) -> None:
+    """Delete a user and, by ``ON DELETE CASCADE``, their orders.
+
+    Raises:
+        NotFoundError: no user has this id.
+    """
+    async with uow:
+        if not await uow.users.delete(user_id):
+            raise NotFoundError(f"no user with id {user_id}", model=User, ident=user_id)
+
+
+async def import_users(
+    uow: ShopUnitOfWork, users: Sequence[UserCreate], *, update_existing: bool = False
+) -> int:
+    """Write many users in a few statements, not one per user; all or nothing.
+
+    Args:
+        uow: The unit of work.
+        users: The users to write.
+        update_existing: Upsert by email: an existing user gets the new name. Without
+            it, an email that exists already fails the whole import.
+
+    Returns:
+        The number of users written.
+
+    Raises:
+        ConflictError: ``update_existing`` is false and an email exists already.
+    """
+    rows = [user.model_dump() for user in users]
+    async with uow:
+        if update_existing:
+            await uow.users.upsert_many(rows, on_conflict=("email",), update=("name",))
+        else:
+            await uow.users.create_many(rows)
+    return len(rows)
+
+
+async def get_user(uow: ShopUnitOfWork, user_id: int) -> User:
+    """The user with this id.
+
+    Raises:
+        NotFoundError: no user has this id.
+    """
+    async with uow:
+        return await uow.users.get_one(user_id)
+
+
+async def list_users(
+    uow: ShopUnitOfWork, *, limit: int, offset: int, order_by: str = "id"
+) -> Page[User]:
+    """One page of users with the total count.
+
+    Raises:
+        InvalidFieldError: ``order_by`` names no column of users.
+    """
+    async with uow:
+        return await uow.users.paginate(order_by=order_by, limit=limit, offset=offset)
+
+
+async def list_orders(
+    uow: ShopUnitOfWork, user_id: int, *, limit: int, cursor: str | None = None
+) -> CursorPage[Order]:
+    """One page of a user's orders, newest first.
+
+    Raises:
+        NotFoundError: no user has this id.
+        InvalidCursorError: ``cursor`` did not come from this listing.
+    """
+    async with uow:
+        await uow.users.get_one(user_id)  # an unknown user is a NotFoundError, not []
+        return await uow.orders.list_for_user(user_id, limit=limit, after=cursor)
+
+
+async def user_profile(uow: ShopUnitOfWork, user_id: int) -> Profile:
+    """A user, all their orders (one eager load) and the order summary (one aggregate).
+
+    Raises:
+        NotFoundError: no user has this id.
+    """
+    async with uow:
+        user = await uow.users.get_with_orders(user_id)
+        summary = await uow.orders.summary_for_user(user_id)
+    return Profile(user=user, orders=list(user.orders), summary=summary)
+
+
+async def create_user_with_order(
+    uow: ShopUnitOfWork, orders: OrderService, user: UserCreate, order: OrderCreate
+) -> tuple[User, Order]:
+    """Create a user and their first order: both or neither.
+
+    Raises:
+        ConflictError: the email address is taken.
+        OrderRejectedError: the order breaks a rule; the user is not created either.
+    """
+    async with uow:
+        new_user = await uow.users.create(user)
+        # place_order is @transactional. Inside this block it joins the unit of work's
+        # transaction (same session, no second connection), so when it fails, the
+        # user created above is rolled back with it.
+        new_order = await orders.place_order(new_user.id, order)
+    return new_user, new_order
+
+
+# -- transactional services ------------------------------------------------------------
+
+
+class OrderService:
+    """Order use cases; every call of a public method is one transaction.
+
+    Example:
+        ```python
+        orders = OrderService(tm)
+        order = await orders.place_order(user.id, OrderCreate(title="Book", price=12))
+        ```
+    """
+
+    def __init__(self, tm: TransactionManager) -> None:
+        self.tm = tm
+        # transactional(tm) needs the manager, which the app makes at startup: so the
+        # methods are decorated here, per service object, rather than in the class body.
+        self.place_order = transactional(tm)(self._place_order)
+
+    async def _place_order(self, user_id: int, data: OrderCreate) -> Order:
+        """Place an order for an existing, active user.
+
+        Raises:
+            NotFoundError: no user has this id.
+            OrderRejectedError: the user is inactive, or the price is over the limit.
+        """
+        # Inside a @transactional function, tm.session is the transaction's session.
+        users = UserRepository(self.tm.session)
+        orders = OrderRepository(self.tm.session)
+        user = await users.get_one(user_id)
+        if not user.is_active:
+            raise OrderRejectedError(f"user {user_id} is inactive and cannot order")
+        if data.price > MAX_ORDER_PRICE:
+            raise OrderRejectedError(
+                f"an order may cost at most {MAX_ORDER_PRICE}, this one costs {data.price}"
+            )
+        return await orders.create(data, user_id=user_id)

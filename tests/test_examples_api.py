@@ -1,0 +1,499 @@
+"""End-to-end tests of the shop example's HTTP API (examples/shop), on a real database.
+
+Every route is called through ``httpx.AsyncClient`` on the ASGI app, with the lifespan
+run as a server would run it (migrations included); the tests check status codes,
+bodies, and what the database holds afterwards.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from shop.app import create_app  # noqa: E402
+from shop.models import Base, Order, User  # noqa: E402
+from shop.settings import Settings  # noqa: E402
+
+
+async def drop_shop_schema(engine: AsyncEngine) -> None:
+    """Remove the shop's tables and Alembic's version table."""
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture
+async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine for checking the database behind the app's back; cleans up after."""
+    engine = create_async_engine(database_url)
+    await drop_shop_schema(engine)
+    try:
+        yield engine
+    finally:
+        await drop_shop_schema(engine)
+        await engine.dispose()
+
+
+@pytest.fixture
+async def client(database_url: str, shop_engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the shop app on the test database, its lifespan running."""
+    app = create_app(Settings(database_url=database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+            yield client
+        pool = app.state.tm.engine.pool
+        if hasattr(pool, "checkedout"):  # SQLAlchemy 2.0 gives file SQLite a NullPool
+            assert pool.checkedout() == 0, "a request left a connection checked out"
+
+
+async def scalar(engine: AsyncEngine, statement: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(statement)).scalar_one()
+
+
+async def count_users(engine: AsyncEngine, **filters: Any) -> int:
+    statement = select(func.count()).select_from(User).filter_by(**filters)
+    return int(await scalar(engine, statement))
+
+
+async def count_orders(engine: AsyncEngine, **filters: Any) -> int:
+    statement = select(func.count()).select_from(Order).filter_by(**filters)
+    return int(await scalar(engine, statement))
+
+
+async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
+    response = await client.post("/users", json={"email": email, "name": name})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def new_order(
+    client: httpx.AsyncClient, user_id: int, title: str, price: str = "10.00"
+) -> dict[str, Any]:
+    response = await client.post(f"/users/{user_id}/orders", json={"title": title, "price": price})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+class TestCreateUser:
+    async def test_answers_201_with_the_new_user_and_stores_it(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        response = await client.post("/users", json={"email": "Ann@Example.com", "name": "Ann"})
+
+        assert response.status_code == 201
+        body = response.json()
+        assert body["email"] == "ann@example.com"
+        assert body["name"] == "Ann"
+        assert body["is_active"] is True
+        assert isinstance(body["id"], int)
+        assert body["created_at"]
+        assert await count_users(shop_engine, id=body["id"], email="ann@example.com") == 1
+
+    async def test_answers_409_for_a_taken_email_and_keeps_the_first_user(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post("/users", json={"email": "ann@example.com", "name": "Other"})
+
+        assert response.status_code == 409
+        body = response.json()
+        assert body["kind"] == "unique"
+        assert body["columns"] == ["email"]
+        assert "User" in body["detail"]
+        assert await count_users(shop_engine) == 1
+        assert await scalar(shop_engine, select(User.name)) == "Ann"
+
+    async def test_answers_422_for_an_invalid_body_without_writing(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        response = await client.post("/users", json={"email": "not-an-email", "name": ""})
+
+        assert response.status_code == 422
+        assert await count_users(shop_engine) == 0
+
+
+class TestListUsers:
+    async def test_pages_by_offset_with_the_total(self, client: httpx.AsyncClient) -> None:
+        for name in ["Cid", "Ann", "Bob", "Dee", "Eve"]:
+            await new_user(client, f"{name.lower()}@example.com", name)
+
+        first = (await client.get("/users", params={"limit": 2, "order_by": "name"})).json()
+        last = (
+            await client.get("/users", params={"limit": 2, "offset": 4, "order_by": "name"})
+        ).json()
+
+        assert [u["name"] for u in first["items"]] == ["Ann", "Bob"]
+        assert (first["total"], first["limit"], first["offset"]) == (5, 2, 0)
+        assert [u["name"] for u in last["items"]] == ["Eve"]
+        assert last["total"] == 5
+
+    async def test_sorts_descending_with_a_minus(self, client: httpx.AsyncClient) -> None:
+        for name in ["Ann", "Bob"]:
+            await new_user(client, f"{name.lower()}@example.com", name)
+
+        body = (await client.get("/users", params={"order_by": "-name"})).json()
+
+        assert [u["name"] for u in body["items"]] == ["Bob", "Ann"]
+
+    async def test_answers_400_naming_the_columns_for_an_unknown_order_by(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/users", params={"order_by": "emial"})
+
+        assert response.status_code == 400
+        body = response.json()
+        assert "emial" in body["detail"]
+        assert "email" in body["choices"]
+
+    async def test_answers_422_for_a_limit_out_of_range(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/users", params={"limit": 0})).status_code == 422
+        assert (await client.get("/users", params={"limit": 101})).status_code == 422
+
+
+class TestGetUser:
+    async def test_answers_the_user(self, client: httpx.AsyncClient) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.get(f"/users/{ann['id']}")
+
+        assert response.status_code == 200
+        assert response.json() == ann
+
+    async def test_answers_404_for_an_unknown_id(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/users/4242")
+
+        assert response.status_code == 404
+        assert "4242" in response.json()["detail"]
+
+
+class TestUpdateUser:
+    async def test_changes_only_the_fields_in_the_body(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.patch(f"/users/{ann['id']}", json={"is_active": False})
+
+        assert response.status_code == 200
+        assert response.json() == {**ann, "is_active": False}
+        async with shop_engine.connect() as conn:
+            row = (await conn.execute(select(User.name, User.is_active))).one()
+        assert tuple(row) == ("Ann", False)
+
+    async def test_ignores_an_explicit_null(self, client: httpx.AsyncClient) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.patch(f"/users/{ann['id']}", json={"name": None, "email": None})
+
+        assert response.status_code == 200
+        assert response.json() == ann
+
+    async def test_answers_404_for_an_unknown_id(self, client: httpx.AsyncClient) -> None:
+        response = await client.patch("/users/4242", json={"name": "Nobody"})
+
+        assert response.status_code == 404
+
+    async def test_answers_409_for_a_taken_email_and_changes_nothing(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+
+        response = await client.patch(
+            f"/users/{bob['id']}", json={"email": "ann@example.com", "name": "Robert"}
+        )
+
+        assert response.status_code == 409
+        async with shop_engine.connect() as conn:
+            row = (await conn.execute(select(User.email, User.name).filter_by(id=bob["id"]))).one()
+        assert tuple(row) == ("bob@example.com", "Bob")
+
+
+class TestDeleteUser:
+    async def test_deletes_the_user_and_their_orders(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+        await new_order(client, ann["id"], "Book")
+        await new_order(client, bob["id"], "Pen")
+
+        response = await client.delete(f"/users/{ann['id']}")
+
+        assert response.status_code == 204
+        assert response.content == b""
+        assert await count_users(shop_engine) == 1
+        assert await count_orders(shop_engine, user_id=ann["id"]) == 0
+        assert await count_orders(shop_engine, user_id=bob["id"]) == 1
+
+    async def test_answers_404_for_an_unknown_id(self, client: httpx.AsyncClient) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        assert (await client.delete(f"/users/{ann['id']}")).status_code == 204
+
+        assert (await client.delete(f"/users/{ann['id']}")).status_code == 404
+
+
+class TestPlaceOrder:
+    async def test_answers_201_with_the_order_and_stores_it(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders",
+            json={"title": "Book", "description": "A novel", "price": "12.50"},
+        )
+
+        assert response.status_code == 201
+        body = response.json()
+        assert body["user_id"] == ann["id"]
+        assert (body["title"], body["description"], body["status"]) == (
+            "Book",
+            "A novel",
+            "pending",
+        )
+        assert Decimal(body["price"]) == Decimal("12.50")
+        price = await scalar(shop_engine, select(Order.price).filter_by(id=body["id"]))
+        assert price == Decimal("12.50")
+
+    async def test_answers_404_for_an_unknown_user_without_writing(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        response = await client.post("/users/4242/orders", json={"title": "Book", "price": "1"})
+
+        assert response.status_code == 404
+        assert await count_orders(shop_engine) == 0
+
+    async def test_answers_422_for_an_inactive_user(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        await client.patch(f"/users/{ann['id']}", json={"is_active": False})
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders", json={"title": "Book", "price": "1"}
+        )
+
+        assert response.status_code == 422
+        assert "inactive" in response.json()["detail"]
+        assert await count_orders(shop_engine) == 0
+
+    async def test_answers_422_for_a_negative_price(self, client: httpx.AsyncClient) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders", json={"title": "Book", "price": "-1"}
+        )
+
+        assert response.status_code == 422
+
+
+class TestListOrders:
+    async def test_pages_newest_first_by_cursor_without_gaps_or_repeats(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+        placed = [(await new_order(client, ann["id"], f"Order {i}"))["id"] for i in range(5)]
+        await new_order(client, bob["id"], "Not Ann's")
+
+        pages: list[list[int]] = []
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 2}
+            if cursor is not None:
+                params["cursor"] = cursor
+            response = await client.get(f"/users/{ann['id']}/orders", params=params)
+            assert response.status_code == 200
+            body = response.json()
+            pages.append([order["id"] for order in body["items"]])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                break
+
+        assert [len(page) for page in pages] == [2, 2, 1]
+        assert [order_id for page in pages for order_id in page] == placed[::-1]
+
+    async def test_answers_400_for_a_cursor_it_did_not_make(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.get(f"/users/{ann['id']}/orders", params={"cursor": "bogus"})
+
+        assert response.status_code == 400
+        assert response.json()["field"] == "cursor"
+
+    async def test_answers_404_for_an_unknown_user(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/users/4242/orders")).status_code == 404
+
+
+class TestProfile:
+    async def test_answers_the_user_with_orders_and_summary(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        for title, price in [("Book", "12.50"), ("Pen", "2.25"), ("Lamp", "40.00")]:
+            await new_order(client, ann["id"], title, price)
+
+        response = await client.get(f"/users/{ann['id']}/profile")
+
+        assert response.status_code == 200
+        body = response.json()
+        assert body["email"] == "ann@example.com"
+        assert [order["title"] for order in body["orders"]] == ["Book", "Pen", "Lamp"]
+        summary = body["summary"]
+        assert summary["count"] == 3
+        assert Decimal(summary["total"]) == Decimal("54.75")
+        assert Decimal(summary["average"]) == Decimal("18.25")
+
+    async def test_summarises_no_orders_as_zero_without_an_average(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        body = (await client.get(f"/users/{ann['id']}/profile")).json()
+
+        assert body["orders"] == []
+        assert body["summary"]["count"] == 0
+        assert Decimal(body["summary"]["total"]) == 0
+        assert body["summary"]["average"] is None
+
+    async def test_answers_404_for_an_unknown_id(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/users/4242/profile")).status_code == 404
+
+
+class TestCreateUserWithOrder:
+    async def test_creates_both(self, client: httpx.AsyncClient, shop_engine: AsyncEngine) -> None:
+        response = await client.post(
+            "/users-with-order",
+            json={
+                "user": {"email": "ann@example.com", "name": "Ann"},
+                "order": {"title": "Book", "price": "12.50"},
+            },
+        )
+
+        assert response.status_code == 201
+        body = response.json()
+        assert body["order"]["user_id"] == body["user"]["id"]
+        assert await count_users(shop_engine, email="ann@example.com") == 1
+        assert await count_orders(shop_engine, user_id=body["user"]["id"]) == 1
+
+    async def test_a_refused_order_leaves_no_user_behind(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        response = await client.post(
+            "/users-with-order",
+            json={
+                "user": {"email": "ann@example.com", "name": "Ann"},
+                "order": {"title": "Grand piano", "price": "25000.00"},
+            },
+        )
+
+        assert response.status_code == 422
+        assert "at most" in response.json()["detail"]
+        assert await count_users(shop_engine) == 0
+        assert await count_orders(shop_engine) == 0
+
+    async def test_a_taken_email_answers_409_and_places_no_order(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post(
+            "/users-with-order",
+            json={
+                "user": {"email": "ann@example.com", "name": "Ann again"},
+                "order": {"title": "Book", "price": "12.50"},
+            },
+        )
+
+        assert response.status_code == 409
+        assert await count_users(shop_engine) == 1
+        assert await count_orders(shop_engine) == 0
+
+
+class TestImportUsers:
+    async def test_creates_every_user(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        users = [{"email": f"user{i}@example.com", "name": f"User {i}"} for i in range(50)]
+
+        response = await client.post("/users/import", json={"users": users})
+
+        assert response.status_code == 200
+        assert response.json() == {"count": 50}
+        assert await count_users(shop_engine) == 50
+        assert await count_users(shop_engine, email="user49@example.com", name="User 49") == 1
+
+    async def test_one_taken_email_rejects_the_whole_import(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+        users = [
+            {"email": "bob@example.com", "name": "Bob"},
+            {"email": "ann@example.com", "name": "Ann again"},
+        ]
+
+        response = await client.post("/users/import", json={"users": users})
+
+        assert response.status_code == 409
+        assert await count_users(shop_engine) == 1
+        assert await count_users(shop_engine, name="Ann") == 1
+
+    async def test_update_existing_upserts_by_email(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        users = [
+            {"email": "ann@example.com", "name": "Ann Smith"},
+            {"email": "bob@example.com", "name": "Bob"},
+        ]
+
+        response = await client.post(
+            "/users/import", json={"users": users, "update_existing": True}
+        )
+
+        assert response.status_code == 200
+        assert response.json() == {"count": 2}
+        assert await count_users(shop_engine) == 2
+        assert await count_users(shop_engine, id=ann["id"], name="Ann Smith") == 1
+        assert await count_users(shop_engine, email="bob@example.com") == 1
+
+    async def test_answers_422_for_an_empty_import(self, client: httpx.AsyncClient) -> None:
+        assert (await client.post("/users/import", json={"users": []})).status_code == 422
+
+
+class TestOpenAPI:
+    async def test_documents_every_route(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/openapi.json")
+
+        assert response.status_code == 200
+        paths = response.json()["paths"]
+        assert set(paths) == {
+            "/users",
+            "/users/import",
+            "/users/{user_id}",
+            "/users/{user_id}/profile",
+            "/users/{user_id}/orders",
+            "/users-with-order",
+        }
+        assert set(paths["/users/{user_id}"]) == {"get", "patch", "delete"}
+        assert "409" in paths["/users"]["post"]["responses"]

@@ -1,0 +1,146 @@
+"""The demo script and the serve command run the way examples/README.md says."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+DEMO = EXAMPLES / "demo.py"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from shop.models import Base  # noqa: E402
+
+STORY = [
+    "Schema migrated to the newest revision.",
+    "== Register users (unit of work)",
+    "Ann <ann@demo.example> active=True",
+    "refused with ConflictError: unique violation writing User",
+    "the order was refused: an order may cost at most 10000.00",
+    "Carol in the database afterwards: False (nothing left behind)",
+    "the service joined the unit of work's transaction: True",
+    "imported 5 users with one INSERT",
+    "upserted 2 users: user1 renamed, Erin added",
+    "users page 1/3 (of 9): Ann, Bob, Dave, Erin",
+    "users page 3/3 (of 9): User 5",
+    "Ann's orders, newest first, page 1: Cable, Monitor",
+    "Ann's orders, newest first, page 2: Keyboard",
+    "a new order is refused: user",
+    "3 orders, total 248.89, average 82.96",
+    "Done.",
+]
+
+
+def run_demo(cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python examples/demo.py`` as ``make demo`` runs it, from *cwd*."""
+    environ = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environ.update(env, PYTHONWARNINGS="error")
+    return subprocess.run(
+        [sys.executable, str(DEMO)],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_tells_the_story(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for line in STORY:
+        assert line in result.stdout, f"{line!r} missing from:\n{result.stdout}"
+
+
+class TestDemo:
+    def test_runs_twice_on_the_default_sqlite_file(self, tmp_path: Path) -> None:
+        first = run_demo(tmp_path)
+        second = run_demo(tmp_path)
+
+        assert_tells_the_story(first)
+        assert "Database: sqlite+aiosqlite:///shop.db" in first.stdout
+        assert "Removed 0 user(s) left by an earlier run." in first.stdout
+        assert (tmp_path / "shop.db").is_file()
+        assert_tells_the_story(second)
+        assert "Removed 9 user(s) left by an earlier run." in second.stdout
+
+    @pytest.mark.backends("postgresql")
+    async def test_runs_on_the_database_of_database_url(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        try:
+            result = run_demo(tmp_path, DATABASE_URL=database_url)
+            assert_tells_the_story(result)
+            assert "Database: postgresql+asyncpg://" in result.stdout
+        finally:
+            engine = create_async_engine(database_url)
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.drop_all)
+                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            await engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """``uvicorn shop.app:app --app-dir examples`` from the repository root, on a free port."""
+    port = free_port()
+    environ = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"}
+    command = [sys.executable, "-m", "uvicorn", "shop.app:app", "--app-dir", "examples"]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base_url}/users", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = process.stdout.read() if process.stdout else ""
+                    pytest.fail(f"uvicorn did not start:\n{output}")
+                time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+class TestServe:
+    def test_the_documented_command_serves_the_api(self, server: str) -> None:
+        created = httpx.post(f"{server}/users", json={"email": "ann@example.com", "name": "Ann"})
+        listed = httpx.get(f"{server}/users")
+        missing = httpx.get(f"{server}/users/4242")
+
+        assert created.status_code == 201
+        assert listed.status_code == 200
+        assert [user["email"] for user in listed.json()["items"]] == ["ann@example.com"]
+        assert missing.status_code == 404

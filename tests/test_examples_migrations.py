@@ -1,0 +1,124 @@
+"""The shop example's Alembic migrations produce exactly the schema its models describe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from shop.migrations import alembic_config, upgrade_to_head  # noqa: E402
+from shop.models import Base  # noqa: E402
+
+SHOP_TABLES = {"users", "orders"}
+
+
+async def drop_shop_schema(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.drop_all)
+        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+@pytest.fixture
+async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database without the shop's tables; they are dropped after."""
+    engine = create_async_engine(database_url)
+    await drop_shop_schema(engine)
+    try:
+        yield engine
+    finally:
+        await drop_shop_schema(engine)
+        await engine.dispose()
+
+
+def differences(connection: Connection) -> list[Any]:
+    """What autogenerate would change to make the database match the models."""
+    context = MigrationContext.configure(
+        connection, opts={"compare_type": True, "compare_server_default": True}
+    )
+    return list(compare_metadata(context, Base.metadata))
+
+
+def table_names(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+class TestMigrations:
+    async def test_the_migrated_schema_matches_the_models(self, shop_engine: AsyncEngine) -> None:
+        await upgrade_to_head(shop_engine)
+
+        async with shop_engine.connect() as conn:
+            assert await conn.run_sync(differences) == []
+            assert await conn.run_sync(table_names) >= SHOP_TABLES
+
+    async def test_an_empty_database_differs_from_the_models(
+        self, shop_engine: AsyncEngine
+    ) -> None:
+        # The comparison above can fail: without the migrations it finds the tables missing.
+        async with shop_engine.connect() as conn:
+            added = {diff[1].name for diff in await conn.run_sync(differences)}
+
+        assert added >= SHOP_TABLES
+
+    async def test_upgrading_twice_is_a_no_op(self, shop_engine: AsyncEngine) -> None:
+        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(shop_engine)
+
+        async with shop_engine.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        assert [tuple(row) for row in version] == [("0001",)]
+
+    async def test_downgrade_to_base_removes_the_tables(self, shop_engine: AsyncEngine) -> None:
+        await upgrade_to_head(shop_engine)
+
+        def downgrade(connection: Connection) -> None:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+
+        async with shop_engine.begin() as conn:
+            await conn.run_sync(downgrade)
+        async with shop_engine.connect() as conn:
+            assert not SHOP_TABLES & await conn.run_sync(table_names)
+
+
+class TestAlembicCommandLine:
+    def test_upgrade_and_check_from_the_shop_directory(
+        self, database_url: str, shop_engine: AsyncEngine
+    ) -> None:
+        # The command line path of env.py: its own engine from DATABASE_URL, asyncio.run.
+        env = {**os.environ, "DATABASE_URL": database_url}
+
+        def alembic(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "alembic", *args],
+                cwd=EXAMPLES / "shop",
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        try:
+            upgrade = alembic("upgrade", "head")
+            assert upgrade.returncode == 0, upgrade.stderr
+            assert "Running upgrade  -> 0001" in upgrade.stderr
+            check = alembic("check")
+            assert check.returncode == 0, check.stderr
+            assert "No new upgrade operations detected" in check.stdout + check.stderr
+        finally:
+            downgrade = alembic("downgrade", "base")
+            assert downgrade.returncode == 0, downgrade.stderr

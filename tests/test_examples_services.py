@@ -1,0 +1,256 @@
+"""The shop example's unit-of-work services, tested on the in-memory fakes of sqla_uow.testing.
+
+No database: the services get a `FakeUnitOfWork` whose repositories keep rows in memory
+and really roll back, so each test checks the data a service left behind.
+(`create_user_with_order` and `OrderService` need a `TransactionManager`; the API tests
+cover them on real databases.)
+"""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from sqla_uow import ConflictError, CursorPage, InvalidFieldError, NotFoundError
+from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+if str(EXAMPLES) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES))
+
+from shop import services  # noqa: E402
+from shop.models import Order, User  # noqa: E402
+from shop.repositories import OrderSummary  # noqa: E402
+from shop.schemas import UserCreate  # noqa: E402
+from shop.uow import ShopUnitOfWork  # noqa: E402
+
+
+class FakeOrderRepository(InMemoryRepository[Order]):
+    """`OrderRepository`'s queries, answered from memory."""
+
+    async def list_for_user(
+        self, user_id: int, *, limit: int = 20, after: str | None = None
+    ) -> CursorPage[Order]:
+        return await self.paginate_cursor(
+            order_by=("-created_at", "-id"), limit=limit, after=after, user_id=user_id
+        )
+
+    async def summary_for_user(self, user_id: int) -> OrderSummary:
+        prices = [order.price for order in await self.list(user_id=user_id)]
+        if not prices:
+            return OrderSummary(count=0, total=Decimal("0.00"), average=None)
+        total = sum(prices, Decimal("0.00"))
+        return OrderSummary(count=len(prices), total=total, average=total / len(prices))
+
+
+class FakeUserRepository(InMemoryRepository[User]):
+    """`UserRepository`'s queries, answered from memory."""
+
+    orders: FakeOrderRepository
+
+    async def get_by_email(self, email: str) -> User | None:
+        return await self.find_one(email=email)
+
+    async def get_with_orders(self, user_id: int) -> User:
+        user = await self.get_one(user_id)
+        user.orders = await self.orders.list(user_id=user_id, order_by="id")
+        return user
+
+
+class FakeShopUnitOfWork(FakeUnitOfWork):
+    users: FakeUserRepository
+    orders: FakeOrderRepository
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The fake user repository answers get_with_orders from the fake orders.
+        self.repositories["users"].orders = self.repositories["orders"]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def fake() -> FakeShopUnitOfWork:
+    """The fake unit of work, for assertions on what the services did."""
+    return FakeShopUnitOfWork()
+
+
+@pytest.fixture
+def uow(fake: FakeShopUnitOfWork) -> ShopUnitOfWork:
+    """The same fake, typed as what the services take: it has the same interface."""
+    return cast(ShopUnitOfWork, fake)
+
+
+def stored_users(fake: FakeShopUnitOfWork) -> list[User]:
+    """The users the fake holds, as a database table would after the service returned."""
+    users: list[User] = fake.repositories["users"].rows
+    return users
+
+
+def emails(fake: FakeShopUnitOfWork) -> list[str]:
+    return [user.email for user in stored_users(fake)]
+
+
+async def add_user(uow: ShopUnitOfWork, email: str, name: str = "Someone") -> User:
+    return await services.register_user(uow, UserCreate(email=email, name=name))
+
+
+async def add_orders(uow: ShopUnitOfWork, user: User, *prices: str) -> list[Order]:
+    async with uow:
+        return [
+            await uow.orders.create(user_id=user.id, title=f"Order {i}", price=Decimal(price))
+            for i, price in enumerate(prices)
+        ]
+
+
+class TestRegisterUser:
+    async def test_commits_the_new_user(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+
+        assert fake.committed
+        assert ann.id is not None
+        assert ann.is_active
+        assert emails(fake) == ["ann@example.com"]
+
+    async def test_a_taken_email_raises_conflict_and_rolls_back(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        await add_user(uow, "ann@example.com", "Ann")
+
+        with pytest.raises(ConflictError) as caught:
+            await add_user(uow, "ann@example.com", "Ann again")
+
+        assert caught.value.kind == "unique"
+        assert fake.rolled_back
+        assert not fake.committed
+        assert [user.name for user in stored_users(fake)] == ["Ann"]
+
+
+class TestImportUsers:
+    async def test_creates_every_user(self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork) -> None:
+        batch = [UserCreate(email=f"u{i}@example.com", name=f"U{i}") for i in range(3)]
+
+        assert await services.import_users(uow, batch) == 3
+
+        assert emails(fake) == ["u0@example.com", "u1@example.com", "u2@example.com"]
+
+    async def test_one_taken_email_rejects_the_whole_batch(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        await add_user(uow, "ann@example.com", "Ann")
+        batch = [
+            UserCreate(email="bob@example.com", name="Bob"),
+            UserCreate(email="ann@example.com", name="Ann again"),
+        ]
+
+        with pytest.raises(ConflictError):
+            await services.import_users(uow, batch)
+
+        assert emails(fake) == ["ann@example.com"]
+
+    async def test_update_existing_renames_and_adds(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        await add_user(uow, "ann@example.com", "Ann")
+        batch = [
+            UserCreate(email="ann@example.com", name="Ann Smith"),
+            UserCreate(email="bob@example.com", name="Bob"),
+        ]
+
+        await services.import_users(uow, batch, update_existing=True)
+
+        assert [(u.email, u.name) for u in stored_users(fake)] == [
+            ("ann@example.com", "Ann Smith"),
+            ("bob@example.com", "Bob"),
+        ]
+
+
+class TestChangeUsers:
+    async def test_deactivate_marks_the_user_inactive(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+
+        await services.deactivate_user(uow, ann.id)
+
+        assert fake.committed
+        assert [user.is_active for user in stored_users(fake)] == [False]
+
+    async def test_deactivate_raises_not_found_for_an_unknown_id(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        with pytest.raises(NotFoundError):
+            await services.deactivate_user(uow, 42)
+
+    async def test_update_refuses_an_unknown_field_and_changes_nothing(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        changes: dict[str, Any] = {"name": "Annie", "nickname": "A"}
+
+        with pytest.raises(InvalidFieldError) as caught:
+            await services.update_user(uow, ann.id, changes)
+
+        assert caught.value.field == "nickname"
+        assert [user.name for user in stored_users(fake)] == ["Ann"]
+
+    async def test_delete_raises_not_found_for_an_unknown_id(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        with pytest.raises(NotFoundError):
+            await services.delete_user(uow, 42)
+
+    async def test_delete_removes_the_user(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        await add_user(uow, "bob@example.com", "Bob")
+
+        await services.delete_user(uow, ann.id)
+
+        assert emails(fake) == ["bob@example.com"]
+
+
+class TestReadUsers:
+    async def test_list_orders_pages_newest_first(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        placed = await add_orders(uow, ann, "1", "2", "3")
+
+        first = await services.list_orders(uow, ann.id, limit=2)
+        second = await services.list_orders(uow, ann.id, limit=2, cursor=first.next_cursor)
+
+        assert [o.id for o in [*first.items, *second.items]] == [o.id for o in placed[::-1]]
+        assert second.next_cursor is None
+
+    async def test_list_orders_raises_not_found_for_an_unknown_user(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        with pytest.raises(NotFoundError):
+            await services.list_orders(uow, 42, limit=2)
+
+    async def test_profile_has_the_orders_and_their_summary(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        await add_orders(uow, ann, "10.00", "20.50")
+
+        profile = await services.user_profile(uow, ann.id)
+
+        assert profile.user is ann
+        assert [order.price for order in profile.orders] == [Decimal("10.00"), Decimal("20.50")]
+        assert profile.summary.count == 2
+        assert profile.summary.total == Decimal("30.50")
+
+    async def test_list_users_refuses_an_unknown_order_by(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        with pytest.raises(InvalidFieldError) as caught:
+            await services.list_users(uow, limit=10, offset=0, order_by="emial")
+
+        assert "email" in caught.value.choices
