@@ -1,0 +1,321 @@
+"""Python evaluation of the filters and orderings the real repository compiles to SQL.
+
+Keyword filters go through the same ``compile_where`` as `AsyncRepository` (so they are
+validated with the same errors) and the resulting SQL expressions are then evaluated
+here against model instances, with SQL's three-valued logic: a comparison with NULL is
+unknown, ``NOT unknown`` is unknown, and only rows whose condition is true match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql import elements, operators
+from sqlalchemy.sql.schema import Column
+
+from sqla_uow._filters import (
+    _mapped_key,  # pyright: ignore[reportPrivateUsage]
+    _order_items,  # pyright: ignore[reportPrivateUsage]
+    compile_where,
+    mapper_of,
+    model_columns,
+    parse_order_item,
+    primary_key_names,
+)
+from sqla_uow.exceptions import SqlaUowError
+
+__all__ = [
+    "ModelInfo",
+    "Predicate",
+    "UnsupportedExpressionError",
+    "compile_order",
+    "compile_predicate",
+    "sort_instances",
+]
+
+Predicate = Callable[[Any], bool]
+"""A test of one model instance."""
+
+_Truth = Callable[[Any], "bool | None"]
+"""SQL truth of a condition for one instance: True, False or None (unknown)."""
+
+
+class UnsupportedExpressionError(SqlaUowError, NotImplementedError):
+    """`InMemoryRepository` cannot evaluate a SQL expression in Python.
+
+    It understands comparisons of one of the model's columns with a value (``==``,
+    ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in_``, ``not_in``, ``like``, ``ilike``,
+    ``is_``, ``is_not``) combined with ``and_``, ``or_`` and ``~``, and ordering by the
+    model's columns. Anything else (SQL functions, subqueries, comparisons between two
+    columns, other models' columns) raises this error: express the condition with
+    keyword filters instead, or test that code against a real database.
+
+    Example:
+        ```python
+        repo = InMemoryRepository(User)
+        await repo.list(User.age >= 18)  # evaluated in Python
+        await repo.list(age__gte=18)  # the same, as a keyword filter
+        try:
+            await repo.list(func.lower(User.name) == "ann")
+        except UnsupportedExpressionError:
+            await repo.list(name__ilike="ann")
+        ```
+    """
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the in-memory repository needs to know about a mapped class."""
+
+    model: type[Any]
+    mapper: Mapper[Any]
+    columns: dict[str, Column[Any]]
+    """Writable mapped column attribute keys and their table columns, in mapper order."""
+    pk: tuple[str, ...]
+    """Attribute keys of the primary key columns."""
+    autoincrement: str | None
+    """Attribute key of the integer primary key the database would generate, if any."""
+    unique: tuple[tuple[str | None, tuple[str, ...]], ...]
+    """(constraint name, attribute keys) of the primary key and every unique constraint or index."""
+
+    @classmethod
+    def of(cls, model: type[Any]) -> ModelInfo:
+        """Read the mapping of *model*."""
+        mapper = mapper_of(model)
+        columns: dict[str, Column[Any]] = {}
+        by_column: dict[Any, str] = {}
+        for key, prop in model_columns(model).items():
+            column = prop.columns[0]
+            if isinstance(column, Column):
+                columns[key] = column
+                by_column[column] = key
+        pk = primary_key_names(model)
+        table = mapper.local_table
+        auto_col = getattr(table, "autoincrement_column", None)
+        autoincrement = by_column.get(auto_col) if auto_col is not None else None
+        unique: list[tuple[str | None, tuple[str, ...]]] = [(None, pk)]
+        seen = {pk}
+        groups: list[tuple[Any, Iterable[Any]]] = []
+        for constraint in getattr(table, "constraints", ()):
+            if type(constraint).__name__ == "UniqueConstraint":
+                groups.append((constraint.name, constraint.columns))
+        for index in getattr(table, "indexes", ()):
+            if index.unique:
+                groups.append((index.name, index.columns))
+        for name, cols in groups:
+            keys = tuple(by_column[col] for col in cols if col in by_column)
+            if keys and keys not in seen:
+                seen.add(keys)
+                unique.append((name if isinstance(name, str) else None, keys))
+        return cls(model, mapper, columns, pk, autoincrement, tuple(unique))
+
+    @property
+    def name(self) -> str:
+        """The model's class name, for messages."""
+        return self.model.__name__
+
+    def key_of(self, expression: Any) -> str | None:
+        """The attribute key of a writable column of this model that *expression* is, or None."""
+        key = _mapped_key(self.model, expression)
+        return key if key in self.columns else None
+
+
+def _unsupported(info: ModelInfo, expression: Any, *, what: str = "filter") -> Exception:
+    if what == "order":
+        return UnsupportedExpressionError(
+            f"InMemoryRepository[{info.name}] cannot order by {str(expression)!r} in Python; "
+            f"order by {info.name}'s columns instead (a name such as 'name' or '-name', "
+            f"or {info.name}.name.desc())"
+        )
+    return UnsupportedExpressionError(
+        f"InMemoryRepository[{info.name}] cannot evaluate the SQL expression "
+        f"{str(expression)!r} in Python; it understands comparisons of a {info.name} column "
+        "with a value joined by and_/or_/~. Use keyword filters instead "
+        "(for example name__ilike='a%', age__gte=18, id__in=[1, 2])"
+    )
+
+
+def _like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
+    parts: list[str] = []
+    for char in pattern:
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        else:
+            parts.append(re.escape(char))
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+_COMPARISONS: dict[Any, Callable[[Any, Any], Any]] = {
+    operators.eq: operators.eq,
+    operators.ne: operators.ne,
+    operators.gt: operators.gt,
+    operators.ge: operators.ge,
+    operators.lt: operators.lt,
+    operators.le: operators.le,
+}
+
+
+def _value_truth(op: Any, value: Any) -> Callable[[Any], bool | None] | None:
+    """SQL truth of ``column <op> value`` as a function of the column's value."""
+    if op in (operators.is_, operators.is_not):
+        negate = op is operators.is_not
+        return lambda v: (v is value or (v is not None and v == value)) is not negate
+    if op in _COMPARISONS:
+        compare = _COMPARISONS[op]
+        return lambda v: None if v is None or value is None else bool(compare(v, value))
+    if op in (operators.in_op, operators.not_in_op):
+        negate = op is operators.not_in_op
+        choices = list(value)
+        has_null = any(item is None for item in choices)
+
+        def member(v: Any) -> bool | None:
+            if v is None:
+                return None if choices else negate
+            if any(item is not None and v == item for item in choices):
+                return not negate
+            return None if has_null else negate
+
+        return member
+    like_ops = (
+        operators.like_op,
+        operators.not_like_op,
+        operators.ilike_op,
+        operators.not_ilike_op,
+    )
+    if op in like_ops:
+        negate = op in (operators.not_like_op, operators.not_ilike_op)
+        if value is None:
+            return lambda v: None
+        regex = _like_regex(
+            str(value), ignore_case=op in (operators.ilike_op, operators.not_ilike_op)
+        )
+        return lambda v: None if v is None else (regex.fullmatch(str(v)) is not None) is not negate
+    return None
+
+
+_NO_VALUE = object()
+
+
+def _literal(element: Any) -> Any:
+    if isinstance(element, elements.Grouping):
+        inner: Any = cast(Any, element).element
+        return _literal(inner)
+    if isinstance(element, elements.BindParameter):
+        return cast(Any, element).effective_value
+    if isinstance(element, elements.Null):
+        return None
+    if isinstance(element, elements.True_):
+        return True
+    if isinstance(element, elements.False_):
+        return False
+    if isinstance(element, elements.ClauseList):
+        values = [_literal(item) for item in element.clauses]
+        return _NO_VALUE if _NO_VALUE in values else values
+    return _NO_VALUE
+
+
+def _truth(info: ModelInfo, expression: Any) -> _Truth:
+    if isinstance(expression, elements.Grouping):
+        grouped: Any = cast(Any, expression).element
+        return _truth(info, grouped)
+    if isinstance(expression, elements.BooleanClauseList):
+        parts = [_truth(info, clause) for clause in expression.clauses]
+        if expression.operator is operators.and_:
+            return lambda obj: _and(part(obj) for part in parts)
+        if expression.operator is operators.or_:
+            return lambda obj: _or(part(obj) for part in parts)
+    elif isinstance(expression, elements.UnaryExpression) and expression.operator is operators.inv:
+        inner = _truth(info, expression.element)
+        return lambda obj: _not(inner(obj))
+    elif isinstance(expression, elements.BinaryExpression):
+        key = info.key_of(expression.left)
+        value = _literal(expression.right)
+        if key is not None and value is not _NO_VALUE:
+            test = _value_truth(expression.operator, value)
+            if test is not None:
+                field: str = key
+                return lambda obj: test(getattr(obj, field))
+    else:
+        key = info.key_of(expression)
+        if key is not None:
+            attr: str = key
+            return lambda obj: None if getattr(obj, attr) is None else bool(getattr(obj, attr))
+    raise _unsupported(info, expression)
+
+
+def _and(values: Iterable[bool | None]) -> bool | None:
+    result: bool | None = True
+    for value in values:
+        if value is False:
+            return False
+        if value is None:
+            result = None
+    return result
+
+
+def _or(values: Iterable[bool | None]) -> bool | None:
+    result: bool | None = False
+    for value in values:
+        if value is True:
+            return True
+        if value is None:
+            result = None
+    return result
+
+
+def _not(value: bool | None) -> bool | None:
+    return None if value is None else not value
+
+
+def compile_predicate(
+    info: ModelInfo, where: Sequence[Any], filters: Mapping[str, Any]
+) -> Predicate:
+    """One predicate for positional expressions and keyword filters, all ANDed.
+
+    Validation is ``compile_where``'s, so the errors are the real repository's.
+
+    Raises:
+        InvalidFieldError: an unknown field or lookup, or a value the lookup cannot take.
+        UnsupportedExpressionError: a positional expression this module cannot evaluate.
+    """
+    criteria = compile_where(info.model, where, filters)
+    parts = [_truth(info, criterion) for criterion in criteria]
+    return lambda obj: _and(part(obj) for part in parts) is True
+
+
+def compile_order(info: ModelInfo, order_by: Any) -> list[tuple[str, bool]]:
+    """``[(field, descending), ...]`` for ``order_by`` (one item or a sequence of them).
+
+    Raises:
+        InvalidFieldError: an unknown field name or an item of another type.
+        UnsupportedExpressionError: an expression that is not one of the model's columns.
+    """
+    order: list[tuple[str, bool]] = []
+    for item in _order_items(order_by):
+        _, descending, key = parse_order_item(info.model, item)
+        if key is None or key not in info.columns:
+            raise _unsupported(info, item, what="order")
+        order.append((key, descending))
+    return order
+
+
+def sort_instances(objs: Iterable[Any], order: Sequence[tuple[str, bool]]) -> list[Any]:
+    """Sort *objs* stably by *order*; NULL sorts as the greatest value (as in PostgreSQL)."""
+    result = list(objs)
+    for field, descending in reversed(order):
+        result.sort(key=_null_last_key(field), reverse=descending)
+    return result
+
+
+def _null_last_key(field: str) -> Callable[[Any], tuple[bool, Any]]:
+    def key(obj: Any) -> tuple[bool, Any]:
+        value = getattr(obj, field)
+        return (value is None, value)
+
+    return key

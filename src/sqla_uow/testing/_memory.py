@@ -1,0 +1,1066 @@
+"""`InMemoryRepository`: the repository API over a dictionary of model instances."""
+
+from __future__ import annotations
+
+import builtins
+import copy
+import functools
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm.state import InstanceState
+
+from sqla_uow._bulk import (
+    _check_chunk_size,  # pyright: ignore[reportPrivateUsage]
+    _DefaultContext,  # pyright: ignore[reportPrivateUsage]
+    _row_error,  # pyright: ignore[reportPrivateUsage]
+)
+from sqla_uow._filters import (
+    _order_items,  # pyright: ignore[reportPrivateUsage]
+    as_values,
+    check_assignable,
+    check_window,
+    parse_order_item,
+)
+from sqla_uow._pagination import (
+    CursorPage,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    ordering_fingerprint,
+)
+from sqla_uow._typing import ModelT
+from sqla_uow.exceptions import (
+    ConflictError,
+    InvalidFieldError,
+    MultipleResultsError,
+    NotFoundError,
+)
+
+from ._expressions import ModelInfo, compile_order, compile_predicate, sort_instances
+
+__all__ = ["InMemoryRepository"]
+
+_Snapshot = dict[tuple[Any, ...], tuple[Any, dict[str, Any]]]
+
+
+def _model_from_bases(cls: type[Any]) -> type[Any] | None:
+    for klass in cls.__mro__:
+        for base in klass.__dict__.get("__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, InMemoryRepository):
+                args = get_args(base)
+                if args and isinstance(args[0], type):
+                    return args[0]
+    return None
+
+
+def _compare(a: Any, b: Any, *, descending: bool) -> int:
+    """Compare two sort values; NULL is the greatest value (as in `paginate_cursor`)."""
+    if a is None or b is None:
+        result = (a is None) - (b is None)
+    else:
+        result = (a > b) - (a < b)
+    return -result if descending else result
+
+
+class InMemoryRepository(Generic[ModelT]):
+    """A stand-in for `AsyncRepository` that keeps model instances in memory.
+
+    It has the repository's async API, with the same validation (the same helpers
+    check names and values) and the same errors: `InvalidFieldError` for an unknown
+    field, lookup, order key or bad argument, `NotFoundError`, `MultipleResultsError`,
+    and `ConflictError` for a duplicate primary key, a duplicate value of a unique
+    column, constraint or index of the model's table, or a missing NOT NULL value.
+    Integer autoincrement primary keys are generated (1, 2, 3, ...) and Python-side
+    column defaults (``default=``, ``onupdate=``) applied. Nothing reaches a database,
+    so a service test runs in microseconds.
+
+    Keyword filters (``name="Ann"``, ``age__gte=18``, ``email__ilike="%@example.com"``)
+    are evaluated in Python with SQL's rules for NULL. Positional expressions are
+    evaluated when they compare one of the model's columns with a value
+    (``User.age >= 18``, ``User.id.in_([1, 2])``, ``or_(...)``, ``~...``); anything else
+    raises `UnsupportedExpressionError`. ``like`` is case-sensitive (as on PostgreSQL;
+    SQLite's LIKE ignores ASCII case). Orderings sort NULL as the greatest value (as
+    PostgreSQL and `AsyncRepository.paginate_cursor` do); without ``order_by``, rows come
+    in primary-key order.
+
+    Not imitated: server-side defaults (``server_default=``), foreign keys, check
+    constraints, loader options (``options=`` is accepted and ignored, relationship
+    attributes hold what your code put there) and row locks (``for_update=`` is
+    accepted and ignored). The stored instances are the ones the repository returns:
+    setting an attribute of a returned instance changes the stored row, as the next
+    flush of a real session would.
+
+    Use it directly, or as the base of a fake for your own repository class.
+
+    Attributes:
+        model: The mapped class.
+        cursor_secret: Key for the checksum of `paginate_cursor` cursors, as on
+            `AsyncRepository`.
+
+    Example:
+        ```python
+        from sqla_uow.testing import InMemoryRepository
+
+        users = InMemoryRepository(User)
+        ann = await users.create(email="ann@example.com", name="Ann")
+        assert await users.get_one(ann.id) is ann
+
+        class FakeUserRepository(InMemoryRepository[User]):
+            async def get_by_email(self, email: str) -> User | None:
+                return await self.find_one(email=email)
+
+        fake = FakeUserRepository(rows=[{"email": "bob@example.com", "name": "Bob"}])
+        ```
+    """
+
+    model: type[ModelT]
+    cursor_secret: ClassVar[bytes | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" not in cls.__dict__:
+            model = _model_from_bases(cls)
+            if model is not None:
+                cls.model = model
+
+    def __init__(self, model: type[ModelT] | None = None, *, rows: Iterable[Any] = ()) -> None:
+        """Make an empty repository, or one holding *rows*.
+
+        Args:
+            model: The mapped class. Optional in a subclass of
+                ``InMemoryRepository[Model]`` or one that sets ``model = Model``.
+            rows: Initial rows: mappings, model instances, pydantic models or
+                dataclasses, stored as `create` would store each.
+
+        Raises:
+            TypeError: no model was given and the class does not name one.
+
+        Example:
+            ```python
+            users = InMemoryRepository(User, rows=[{"email": "ann@example.com", "name": "Ann"}])
+            ```
+        """
+        if model is not None:
+            self.model = model
+        found = getattr(self, "model", None)
+        if not isinstance(found, type):
+            name = type(self).__name__
+            raise TypeError(
+                f"{name} needs a model: InMemoryRepository(User), subclass "
+                f"InMemoryRepository[User], or set `model = User` on {name}"
+            )
+        self._info = ModelInfo.of(found)
+        self._unit_of_work: Any = None  # the FakeUnitOfWork whose block holds this repository
+        self._rows: dict[tuple[Any, ...], ModelT] = {}
+        self._next_id = 1
+        initial = [self._instance(row, {}) for row in rows]
+        if initial:
+            self._insert(initial)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} model={self.model.__name__} rows={len(self._rows)}>"
+
+    # ---------------------------------------------------------------------- internals
+
+    def _values_of(self, obj: Any) -> dict[str, Any]:
+        return {key: obj.__dict__.get(key) for key in self._info.columns}
+
+    def _identity_of(self, obj: Any) -> tuple[Any, ...]:
+        return tuple(obj.__dict__.get(key) for key in self._info.pk)
+
+    def _identity(self, pk: Any) -> tuple[Any, ...]:
+        """Normalise a primary key (scalar, tuple or mapping) as `AsyncRepository` does."""
+        names = self._info.pk
+        model = self.model
+        if isinstance(pk, Mapping):
+            given = cast("Mapping[str, Any]", pk)
+            keys = set(given)
+            if keys != set(names):
+                raise InvalidFieldError(
+                    f"primary key of {model.__name__} needs the keys {', '.join(names)}; "
+                    f"got {', '.join(sorted(map(str, keys))) or 'none'}",
+                    model=model,
+                    field="pk",
+                    choices=names,
+                )
+            values = tuple(given[name] for name in names)
+        elif isinstance(pk, (tuple, builtins.list)):
+            values = tuple(cast("Sequence[Any]", pk))
+        elif len(names) == 1:
+            values = (pk,)
+        else:
+            raise InvalidFieldError(
+                f"{model.__name__} has a composite primary key ({', '.join(names)}); "
+                f"pass a tuple or a mapping, got {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if len(values) != len(names):
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} has {len(names)} column(s) "
+                f"({', '.join(names)}), got {len(values)} value(s): {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if any(value is None for value in values):
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} cannot contain None: {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if any(isinstance(sa_inspect(v, raiseerr=False), InstanceState) for v in values):
+            raise TypeError(f"expected a {model.__name__} or its primary key, got {values[0]!r}")
+        return values
+
+    def _is_own_instance(self, obj: Any) -> bool:
+        if isinstance(obj, self.model):
+            return True
+        if isinstance(sa_inspect(obj, raiseerr=False), InstanceState):
+            raise TypeError(
+                f"{type(self).__name__} handles {self.model.__name__} objects, "
+                f"got a {type(obj).__name__}"
+            )
+        return False
+
+    def _instance(self, data: Any, values: Mapping[str, Any]) -> ModelT:
+        """A new instance from *data* and *values*, or *data* itself if it is an instance."""
+        if self._is_own_instance(data):
+            check_assignable(self.model, values)
+            obj: ModelT = data
+            for key, value in values.items():
+                setattr(obj, key, value)
+            return obj
+        fields = as_values(data, values)
+        check_assignable(self.model, fields)
+        new: ModelT = self.model(**fields)
+        return new
+
+    def _row_values(self, rows: Iterable[Any]) -> builtins.list[dict[str, Any]]:
+        """Every bulk row as a dict of values, all validated first (as the bulk methods do)."""
+        result: builtins.list[dict[str, Any]] = []
+        for index, row in enumerate(rows):
+            if type(row) is dict:
+                values = dict(cast("dict[str, Any]", row))
+            else:
+                state: Any = getattr(row, "_sa_instance_state", None)
+                mapper: Any = cast(Any, state).mapper if isinstance(state, InstanceState) else None
+                if mapper is not None and mapper is not self._info.mapper:
+                    other: type[Any] = mapper.class_
+                    raise _row_error(
+                        self.model,
+                        index,
+                        f"got a {other.__name__} instance, "
+                        f"expected a mapping or a {self.model.__name__}",
+                    )
+                try:
+                    values = as_values(row, {})
+                except TypeError as exc:
+                    raise _row_error(self.model, index, str(exc)) from None
+            check_assignable(self.model, values)
+            result.append(values)
+        return result
+
+    def _default(self, default: Any, values: Mapping[str, Any]) -> Any:
+        if getattr(default, "is_scalar", False):
+            return copy.copy(default.arg)
+        if getattr(default, "is_callable", False):
+            return default.arg(_DefaultContext(dict(values)))
+        return None
+
+    def _conflict(self, kind: str, constraint: str | None, keys: Sequence[str]) -> ConflictError:
+        columns = tuple(self._info.columns[key].name for key in keys)
+        detail = [f"constraint {constraint!r}"] if constraint else []
+        detail.append("columns " + ", ".join(columns))
+        return ConflictError(
+            f"{kind.replace('_', '-')} violation writing {self._info.name} ({'; '.join(detail)})",
+            kind="unique" if kind == "unique" else "not_null",
+            model=self.model,
+            constraint=constraint,
+            columns=columns,
+        )
+
+    def _check_not_null(self, values: Mapping[str, Any]) -> None:
+        for key, column in self._info.columns.items():
+            if values.get(key) is not None or column.nullable:
+                continue
+            if column.server_default is not None or key == self._info.autoincrement:
+                continue
+            raise self._conflict("not_null", None, (key,))
+
+    def _check_unique(self, changed: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+        """Raise ConflictError if the new states *changed* break a unique rule.
+
+        Stored objects not in *changed* keep their current values.
+        """
+        ids = {id(obj) for obj, _ in changed}
+        states = [self._values_of(obj) for obj in self._rows.values() if id(obj) not in ids]
+        states.extend(values for _, values in changed)
+        for constraint, keys in self._info.unique:
+            seen: set[tuple[Any, ...]] = set()
+            for values in states:
+                key = tuple(values.get(k) for k in keys)
+                if any(part is None for part in key):
+                    continue
+                if key in seen:
+                    raise self._conflict("unique", constraint, keys)
+                seen.add(key)
+
+    def _insert(self, objs: Sequence[ModelT]) -> None:
+        """Store new instances atomically: all of them or, on a conflict, none."""
+        auto = self._info.autoincrement
+        next_id = self._next_id
+        staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        for obj in objs:
+            values = self._values_of(obj)
+            for key, column in self._info.columns.items():
+                if values[key] is None and column.default is not None:
+                    values[key] = self._default(column.default, values)
+            if auto is not None:
+                if values[auto] is None:
+                    values[auto] = next_id
+                    next_id += 1
+                elif isinstance(values[auto], int) and values[auto] >= next_id:
+                    next_id = values[auto] + 1
+            self._check_not_null(values)
+            staged.append((obj, values))
+        self._check_unique(staged)
+        self._next_id = next_id
+        for obj, values in staged:
+            self._assign(obj, values)
+            self._rows[self._identity_of(obj)] = obj
+
+    @staticmethod
+    def _assign(obj: Any, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            if obj.__dict__.get(key, None) is not value or key not in obj.__dict__:
+                setattr(obj, key, value)
+
+    def _update(
+        self,
+        updates: Sequence[tuple[ModelT, Mapping[str, Any]]],
+        *,
+        onupdate: bool = True,
+    ) -> None:
+        """Assign values to stored instances atomically (primary keys never change)."""
+        staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        for obj, values in updates:
+            new = self._values_of(obj)
+            new.update(values)
+            if onupdate:
+                for key, column in self._info.columns.items():
+                    if column.onupdate is not None and key not in values:
+                        new[key] = self._default(column.onupdate, new)
+            self._check_not_null(new)
+            staged.append((obj, new))
+        self._check_unique(staged)
+        for obj, new in staged:
+            self._assign(obj, new)
+
+    def _ordered(self) -> builtins.list[ModelT]:
+        return sort_instances(self._rows.values(), [(key, False) for key in self._info.pk])
+
+    def _select(
+        self, where: Sequence[Any], filters: Mapping[str, Any], order_by: Any = None
+    ) -> builtins.list[ModelT]:
+        predicate = compile_predicate(self._info, where, filters)
+        order = compile_order(self._info, order_by)
+        found = [obj for obj in self._ordered() if predicate(obj)]
+        return sort_instances(found, order) if order else found
+
+    def _snapshot(self) -> _Snapshot:
+        return {identity: (obj, self._values_of(obj)) for identity, obj in self._rows.items()}
+
+    def _restore(self, snapshot: _Snapshot) -> None:
+        self._rows = {}
+        for identity, (obj, values) in snapshot.items():
+            self._assign(obj, values)
+            self._rows[identity] = obj
+
+    # -------------------------------------------------------------------------- reads
+
+    @property
+    def rows(self) -> builtins.list[ModelT]:
+        """Every stored instance in primary-key order, for assertions in tests.
+
+        Example:
+            ```python
+            assert [user.email for user in users.rows] == ["ann@example.com"]
+            ```
+        """
+        return self._ordered()
+
+    async def get(
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+    ) -> ModelT | None:
+        """The instance with primary key *pk*, or ``None``.
+
+        Raises:
+            InvalidFieldError: *pk* does not fit the primary key.
+
+        Example:
+            ```python
+            user = await users.get(1)
+            ```
+        """
+        return self._rows.get(self._identity(pk))
+
+    async def get_one(
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+    ) -> ModelT:
+        """The instance with primary key *pk*; like `get` but raises when there is none.
+
+        Raises:
+            NotFoundError: No instance has this primary key (``exc.ident`` is *pk*).
+            InvalidFieldError: *pk* does not fit the primary key.
+
+        Example:
+            ```python
+            user = await users.get_one(1)
+            ```
+        """
+        obj = self._rows.get(self._identity(pk))
+        if obj is None:
+            raise NotFoundError(
+                f"{self.model.__name__} with primary key {pk!r} not found",
+                model=self.model,
+                ident=pk,
+            )
+        return obj
+
+    async def get_many(
+        self, pks: Iterable[Any], *, options: Sequence[Any] = ()
+    ) -> builtins.list[ModelT]:
+        """The instances with the given primary keys, in the order of *pks*.
+
+        Missing keys are skipped and a repeated key yields its instance once.
+
+        Example:
+            ```python
+            found = await users.get_many([3, 1, 2])
+            ```
+        """
+        wanted = dict.fromkeys(self._identity(pk) for pk in pks)
+        return [self._rows[ident] for ident in wanted if ident in self._rows]
+
+    async def find_one(
+        self, *where: Any, options: Sequence[Any] = (), **filters: Any
+    ) -> ModelT | None:
+        """The one instance matching the criteria, or ``None`` when none does.
+
+        Raises:
+            MultipleResultsError: More than one instance matches.
+            InvalidFieldError: An unknown field or lookup.
+
+        Example:
+            ```python
+            ann = await users.find_one(email="ann@example.com")
+            ```
+        """
+        found = self._select(where, filters)
+        if len(found) > 1:
+            raise MultipleResultsError(
+                f"find_one on {self.model.__name__} matched more than one row",
+                model=self.model,
+            )
+        return found[0] if found else None
+
+    async def list(
+        self,
+        *where: Any,
+        order_by: Any = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: Sequence[Any] = (),
+        for_update: bool = False,
+        **filters: Any,
+    ) -> builtins.list[ModelT]:
+        """The instances matching the criteria, ordered and windowed.
+
+        Raises:
+            InvalidFieldError: An unknown field, lookup or order key, or a negative
+                limit or offset.
+            UnsupportedExpressionError: An expression that cannot be evaluated in Python.
+
+        Example:
+            ```python
+            adults = await users.list(age__gte=18, order_by="-age", limit=10)
+            ```
+        """
+        check_window(self.model, limit=limit, offset=offset)
+        found = self._select(where, filters, order_by)
+        start = offset or 0
+        return found[start : start + limit] if limit is not None else found[start:]
+
+    async def count(self, *where: Any, **filters: Any) -> int:
+        """How many instances match the criteria.
+
+        Example:
+            ```python
+            assert await users.count(name="Ann") == 1
+            ```
+        """
+        return len(self._select(where, filters))
+
+    async def exists(self, *where: Any, **filters: Any) -> bool:
+        """Whether at least one instance matches the criteria.
+
+        Example:
+            ```python
+            taken = await users.exists(email="ann@example.com")
+            ```
+        """
+        return bool(self._select(where, filters))
+
+    async def paginate(
+        self,
+        *where: Any,
+        limit: int,
+        offset: int = 0,
+        order_by: Any = None,
+        options: Sequence[Any] = (),
+        **filters: Any,
+    ) -> Page[ModelT]:
+        """One page of the matching instances and the total count (offset pagination).
+
+        The primary key breaks ties, as in `AsyncRepository.paginate`.
+
+        Raises:
+            InvalidFieldError: ``limit`` below 1, a negative ``offset``, or an unknown
+                field, lookup or order key.
+
+        Example:
+            ```python
+            page = await users.paginate(limit=20, offset=40, order_by="name")
+            ```
+        """
+        check_window(self.model, limit=limit, offset=offset)
+        if limit < 1:
+            raise InvalidFieldError(
+                f"limit must be at least 1, got {limit}", model=self.model, field="limit"
+            )
+        found = self._select(where, filters, order_by)
+        return Page(
+            items=found[offset : offset + limit], total=len(found), limit=limit, offset=offset
+        )
+
+    async def stream(
+        self,
+        *where: Any,
+        order_by: Any = None,
+        chunk_size: int = 1000,
+        options: Sequence[Any] = (),
+        **filters: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Iterate over the matching instances.
+
+        Raises:
+            InvalidFieldError: ``chunk_size`` below 1, or an unknown field, lookup or
+                order key (raised at the first iteration).
+
+        Example:
+            ```python
+            async for user in users.stream(order_by="id"):
+                ...
+            ```
+        """
+        async for chunk in self.stream_chunks(
+            *where, order_by=order_by, chunk_size=chunk_size, **filters
+        ):
+            for obj in chunk:
+                yield obj
+
+    async def stream_chunks(
+        self,
+        *where: Any,
+        order_by: Any = None,
+        chunk_size: int = 1000,
+        options: Sequence[Any] = (),
+        **filters: Any,
+    ) -> AsyncIterator[builtins.list[ModelT]]:
+        """Like `stream`, but yields lists of up to *chunk_size* instances.
+
+        Example:
+            ```python
+            async for batch in users.stream_chunks(chunk_size=100):
+                ...
+            ```
+        """
+        size: Any = chunk_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidFieldError(
+                f"chunk_size must be an int of at least 1, got {chunk_size!r}",
+                model=self.model,
+                field="chunk_size",
+            )
+        found = self._select(where, filters, order_by)
+        for start in range(0, len(found), chunk_size):
+            yield found[start : start + chunk_size]
+
+    async def paginate_cursor(
+        self,
+        *where: Any,
+        limit: int,
+        order_by: Any = None,
+        after: str | None = None,
+        before: str | None = None,
+        options: Sequence[Any] = (),
+        **filters: Any,
+    ) -> CursorPage[ModelT]:
+        """One page of a keyset-paginated query, with the cursors `AsyncRepository` makes.
+
+        The primary key is appended as the final tie-breaker; NULL sorts as the
+        greatest value. Cursors are interchangeable with those of `AsyncRepository`
+        for the same model and ordering.
+
+        Raises:
+            InvalidCursorError: A cursor that is malformed, edited, or made for another
+                model or ordering.
+            InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
+                key that is not a mapped column; an unknown field or lookup.
+
+        Example:
+            ```python
+            page = await users.paginate_cursor(order_by="-id", limit=20)
+            following = await users.paginate_cursor(
+                order_by="-id", limit=20, after=page.next_cursor
+            )
+            ```
+        """
+        model = self.model
+        check_window(model, limit=limit, offset=None)
+        if limit < 1:
+            raise InvalidFieldError(
+                f"limit must be at least 1, got {limit}", model=model, field="limit"
+            )
+        if after is not None and before is not None:
+            raise InvalidFieldError(
+                "pass either after= or before=, not both", model=model, field="before"
+            )
+        keys = self._keyset(order_by)
+        fingerprint = ordering_fingerprint(model, keys)
+        token = after if after is not None else before
+        position: builtins.list[Any] | None = None
+        if token is not None:
+            position = decode_cursor(
+                token,
+                fingerprint=fingerprint,
+                types=[self._python_type(name) for name, _ in keys],
+                secret=self.cursor_secret,
+                model=model,
+            )
+
+        def values_of(obj: Any) -> builtins.list[Any]:
+            return [getattr(obj, name) for name, _ in keys]
+
+        def compare(a: Sequence[Any], b: Sequence[Any]) -> int:
+            for (_, descending), x, y in zip(keys, a, b, strict=True):
+                result = _compare(x, y, descending=descending)
+                if result:
+                    return result
+            return 0
+
+        found = sorted(
+            self._select(where, filters),
+            key=functools.cmp_to_key(lambda x, y: compare(values_of(x), values_of(y))),
+        )
+        backwards = before is not None
+        if position is not None:
+            sign = -1 if backwards else 1
+            found = [obj for obj in found if compare(values_of(obj), position) * sign > 0]
+        if backwards:
+            found.reverse()
+        more = len(found) > limit
+        page = found[:limit]
+        if backwards:
+            page.reverse()
+
+        def cursor_of(obj: Any) -> str:
+            return encode_cursor(values_of(obj), fingerprint=fingerprint, secret=self.cursor_secret)
+
+        if backwards:
+            next_cursor = cursor_of(page[-1]) if page else None
+            previous_cursor = cursor_of(page[0]) if page and more else None
+        else:
+            next_cursor = cursor_of(page[-1]) if page and more else None
+            previous_cursor = cursor_of(page[0]) if page and after is not None else None
+        return CursorPage(
+            items=page, limit=limit, next_cursor=next_cursor, previous_cursor=previous_cursor
+        )
+
+    def _keyset(self, order_by: Any) -> builtins.list[tuple[str, bool]]:
+        keys: builtins.list[tuple[str, bool]] = []
+        seen: set[str] = set()
+        for item in _order_items(order_by):
+            _, descending, key = parse_order_item(self.model, item)
+            if key is None:
+                raise InvalidFieldError(
+                    f"paginate_cursor orders by mapped columns of {self.model.__name__} only "
+                    f"(names, attributes, or their asc()/desc()); got {item!r}",
+                    model=self.model,
+                    field=repr(item),
+                    choices=sorted(self._info.columns),
+                )
+            if key not in seen:
+                seen.add(key)
+                keys.append((key, descending))
+        keys.extend((name, False) for name in self._info.pk if name not in seen)
+        return keys
+
+    def _python_type(self, name: str) -> type[Any] | None:
+        try:
+            python_type: type[Any] = self._info.columns[name].type.python_type
+        except (NotImplementedError, KeyError):
+            return None
+        return python_type
+
+    # ------------------------------------------------------------------------- writes
+
+    async def create(self, data: Any = None, /, **values: Any) -> ModelT:
+        """Store a new instance built from *data* and *values* (or *data* itself).
+
+        Raises:
+            InvalidFieldError: A name that is not a writable mapped column.
+            ConflictError: A duplicate primary key or unique value, or a missing NOT
+                NULL value.
+
+        Example:
+            ```python
+            ann = await users.create(email="ann@example.com", name="Ann")
+            ```
+        """
+        obj = self._instance(data, values)
+        self._insert([obj])
+        return obj
+
+    async def create_many(
+        self, rows: Iterable[Any], *, chunk_size: int | None = None
+    ) -> builtins.list[ModelT]:
+        """Store several new instances, all or none; returned in input order.
+
+        As with `AsyncRepository.create_many`, model instances passed in are read as data:
+        the returned instances are new ones.
+
+        Raises:
+            InvalidFieldError: A row names an unknown field, or is not a mapping,
+                instance, pydantic model or dataclass; nothing was stored.
+            ConflictError: A duplicate key or unique value; nothing was stored.
+
+        Example:
+            ```python
+            created = await users.create_many([{"email": "a@x.org", "name": "A"}])
+            ```
+        """
+        _check_chunk_size(self.model, chunk_size)
+        objs = [self.model(**values) for values in self._row_values(rows)]
+        self._insert(objs)
+        return objs
+
+    async def insert_many(self, rows: Iterable[Any], *, chunk_size: int | None = None) -> int:
+        """Store several new rows without returning them; the number stored.
+
+        Example:
+            ```python
+            assert await users.insert_many([{"email": "a@x.org", "name": "A"}]) == 1
+            ```
+        """
+        return len(await self.create_many(rows, chunk_size=chunk_size))
+
+    async def update(self, pk_or_instance: Any, data: Any = None, /, **values: Any) -> ModelT:
+        """Assign fields of a stored instance (by primary key or instance).
+
+        A pydantic model as *data* contributes only the fields explicitly set. A
+        primary-key field is accepted only when it equals the current key.
+
+        Raises:
+            NotFoundError: Nothing is stored under the primary key.
+            InvalidFieldError: A name that is not a writable mapped column, or a
+                primary-key change.
+            ConflictError: The new values break a unique or NOT NULL rule.
+
+        Example:
+            ```python
+            ann = await users.update(ann.id, name="Annie")
+            ```
+        """
+        is_instance = self._is_own_instance(pk_or_instance)
+        if self._is_own_instance(data):
+            fields = as_values(data, values)
+        else:
+            fields = as_values(data, values, exclude_unset=True)
+        check_assignable(self.model, fields)
+        if is_instance:
+            current = self._identity_of(pk_or_instance)
+            if any(value is None for value in current):
+                raise InvalidFieldError(
+                    f"update() needs a stored {self.model.__name__}; this one was never "
+                    "saved (use create())",
+                    model=self.model,
+                )
+        else:
+            current = self._identity(pk_or_instance)
+        for name, value in zip(self._info.pk, current, strict=True):
+            if name in fields:
+                if fields[name] != value:
+                    raise InvalidFieldError(
+                        f"primary key {name!r} of {self.model.__name__} cannot be changed "
+                        f"by update() ({value!r} -> {fields[name]!r})",
+                        model=self.model,
+                        field=name,
+                        choices=sorted(set(self._info.columns) - set(self._info.pk)),
+                    )
+                del fields[name]
+        obj = self._rows.get(current)
+        if obj is None:
+            ident = pk_or_instance if not is_instance else current
+            raise NotFoundError(
+                f"{self.model.__name__} with primary key {ident!r} not found",
+                model=self.model,
+                ident=ident,
+            )
+        self._update([(obj, fields)])
+        return obj
+
+    async def update_many(
+        self, rows: Iterable[Mapping[str, Any]], *, chunk_size: int | None = None
+    ) -> int:
+        """Update stored rows by primary key, each with its own values; the number matched.
+
+        Raises:
+            InvalidFieldError: A row lacks the primary key, sets nothing else, or names
+                an unknown field; nothing was changed.
+            ConflictError: The new values break a unique rule; nothing was changed.
+
+        Example:
+            ```python
+            await users.update_many([{"id": 1, "name": "A"}, {"id": 2, "name": "B"}])
+            ```
+        """
+        _check_chunk_size(self.model, chunk_size)
+        pk = self._info.pk
+        rows_values = self._row_values(rows)
+        for index, row in enumerate(rows_values):
+            missing = [name for name in pk if name not in row]
+            if missing:
+                raise _row_error(
+                    self.model,
+                    index,
+                    f"update_many needs the primary key {', '.join(map(repr, missing))} in "
+                    f"every row; this row has: {', '.join(sorted(row)) or 'nothing'}",
+                    field=missing[0],
+                    choices=pk,
+                )
+            if len(row) == len(pk):
+                raise _row_error(
+                    self.model,
+                    index,
+                    "update_many row sets no column besides the primary key; "
+                    f"fields: {', '.join(sorted(self._info.columns))}",
+                    choices=sorted(self._info.columns),
+                )
+        updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
+        for row in rows_values:
+            obj = self._rows.get(tuple(row[name] for name in pk))
+            if obj is not None:
+                updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
+        self._update(updates)
+        return len(updates)
+
+    async def delete(self, pk_or_instance: Any) -> bool:
+        """Remove an instance (by primary key or instance); whether anything was removed.
+
+        Example:
+            ```python
+            assert await users.delete(ann.id)
+            ```
+        """
+        if self._is_own_instance(pk_or_instance):
+            identity = self._identity_of(pk_or_instance)
+            if any(value is None for value in identity):
+                return False
+        else:
+            identity = self._identity(pk_or_instance)
+        return self._rows.pop(identity, None) is not None
+
+    async def delete_many(self, pks: Iterable[Any], *, chunk_size: int | None = None) -> int:
+        """Remove the instances with these primary keys; the number removed.
+
+        Raises:
+            InvalidFieldError: A composite key of the wrong shape; nothing was removed.
+
+        Example:
+            ```python
+            assert await users.delete_many([1, 2]) == 2
+            ```
+        """
+        _check_chunk_size(self.model, chunk_size)
+        width = len(self._info.pk)
+        keys = builtins.list(pks)
+        identities: builtins.list[tuple[Any, ...]] = []
+        for index, key in enumerate(keys):
+            if width == 1:
+                identities.append((key,))
+            elif (
+                isinstance(key, (tuple, builtins.list))
+                and len(shaped := cast("Sequence[Any]", key)) == width
+            ):
+                identities.append(tuple(shaped))
+            else:
+                raise _row_error(
+                    self.model,
+                    index,
+                    f"a primary key of {self.model.__name__} is a tuple of "
+                    f"{width} values ({', '.join(self._info.pk)}), got {key!r}",
+                    field=self._info.pk[0],
+                    choices=self._info.pk,
+                )
+        return sum(self._rows.pop(identity, None) is not None for identity in set(identities))
+
+    async def delete_where(self, *where: Any, all_rows: bool = False, **filters: Any) -> int:
+        """Remove every instance matching the criteria; the number removed.
+
+        Without any criterion it refuses, unless ``all_rows=True``.
+
+        Raises:
+            InvalidFieldError: No criteria and no ``all_rows=True``, or an unknown field
+                or lookup.
+
+        Example:
+            ```python
+            await users.delete_where(name__like="test%")
+            ```
+        """
+        flag = cast(object, all_rows)
+        if not isinstance(flag, bool):
+            raise InvalidFieldError(
+                f"all_rows must be True or False, got {all_rows!r}",
+                model=self.model,
+                field="all_rows",
+            )
+        doomed = self._select(where, filters)
+        if not where and not filters and not all_rows:
+            raise InvalidFieldError(
+                f"delete_where() without criteria would delete every {self.model.__name__} "
+                "row; pass filters, or all_rows=True to delete them all",
+                model=self.model,
+                field="all_rows",
+                choices=sorted(self._info.columns),
+            )
+        for obj in doomed:
+            del self._rows[self._identity_of(obj)]
+        return len(doomed)
+
+    async def upsert_many(
+        self,
+        rows: Iterable[Any],
+        *,
+        on_conflict: Sequence[str] = ("code",),
+        update: Sequence[str] | None = None,
+        chunk_size: int | None = None,
+    ) -> int:
+        """Insert rows, or update the stored row with the same *on_conflict* values.
+
+        ``update=None`` overwrites every column a row gives except the conflict and
+        primary-key columns; ``update=()`` leaves existing rows alone. Returns the
+        number of rows inserted or updated (as on PostgreSQL and SQLite). Unlike a
+        database, the fake also requires *on_conflict* to be the primary key or a
+        unique constraint or index of the table, and says so with `InvalidFieldError`.
+
+        Raises:
+            InvalidFieldError: A bad ``on_conflict`` or ``update`` name, a row without
+                them, or two rows with the same ``on_conflict`` values.
+            ConflictError: Another unique rule failed; nothing was changed.
+
+        Example:
+            ```python
+            await codes.upsert_many([{"code": "A", "label": "a"}], on_conflict=("code",))
+            ```
+        """
+        _check_chunk_size(self.model, chunk_size)
+        conflict = self._column_names("on_conflict", on_conflict)
+        if not conflict:
+            raise InvalidFieldError(
+                "on_conflict needs at least one column",
+                model=self.model,
+                field="on_conflict",
+                choices=sorted(self._info.columns),
+            )
+        explicit = None if update is None else self._column_names("update", update)
+        rows_values = self._row_values(rows)
+        seen: dict[tuple[Any, ...], int] = {}
+        for index, row in enumerate(rows_values):
+            needed = conflict if explicit is None else (*conflict, *explicit)
+            missing = [name for name in needed if name not in row]
+            if missing:
+                what = "on_conflict" if missing[0] in conflict else "update"
+                raise _row_error(
+                    self.model,
+                    index,
+                    f"upsert_many rows need the {what} column {missing[0]!r}; "
+                    f"this row has: {', '.join(sorted(row)) or 'nothing'}",
+                    field=missing[0],
+                    choices=sorted(self._info.columns),
+                )
+            identity = tuple(row[name] for name in conflict)
+            first = seen.setdefault(identity, index)
+            if first != index:
+                raise _row_error(
+                    self.model,
+                    index,
+                    f"same {', '.join(conflict)} as row {first} ({identity!r}); "
+                    "one statement cannot write a row twice",
+                    field=conflict[0],
+                )
+        if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
+            choices = [", ".join(keys) for _, keys in self._info.unique]
+            raise InvalidFieldError(
+                f"on_conflict={conflict!r} is not the primary key or a unique constraint of "
+                f"{self.model.__name__}; the database would reject it. Unique: "
+                f"{'; '.join(choices)}",
+                model=self.model,
+                field="on_conflict",
+                choices=choices,
+            )
+        existing = {
+            tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
+        }
+        inserts: builtins.list[ModelT] = []
+        updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
+        for row in rows_values:
+            target = existing.get(tuple(row[name] for name in conflict))
+            if target is None:
+                inserts.append(self.model(**row))
+                continue
+            if explicit is None:
+                names = [k for k in row if k not in conflict and k not in self._info.pk]
+            else:
+                names = builtins.list(explicit)
+            if names:
+                updates.append((target, {name: row[name] for name in names}))
+        snapshot = self._snapshot()
+        try:
+            self._update(updates, onupdate=False)
+            self._insert(inserts)
+        except BaseException:
+            self._restore(snapshot)
+            raise
+        return len(inserts) + len(updates)
+
+    def _column_names(self, option: str, names: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(names, str):
+            names = (names,)
+        for name in names:
+            if name not in self._info.columns:
+                raise InvalidFieldError(
+                    f"{option} names {name!r}, which is not a column of {self.model.__name__}; "
+                    f"columns: {', '.join(sorted(self._info.columns))}",
+                    model=self.model,
+                    field=name,
+                    choices=sorted(self._info.columns),
+                )
+        return tuple(names)

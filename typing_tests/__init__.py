@@ -1,0 +1,1 @@
+"""Typing tests: assert_type lines checked by mypy (and pyright), never executed."""
