@@ -1,0 +1,68 @@
+"""Typed async repositories, a unit of work and transaction management for SQLAlchemy 2.
+
+Example:
+    ```python
+    from sqla_uow import AsyncRepository, SQLAlchemyUnitOfWork, TransactionManager
+
+    class UserRepository(AsyncRepository[User]):
+        pass
+
+    class ShopUnitOfWork(SQLAlchemyUnitOfWork):
+        users: UserRepository
+
+    async with TransactionManager("sqlite+aiosqlite:///shop.db") as tm:
+        async with ShopUnitOfWork(tm) as uow:
+            await uow.users.create(email="ann@example.com", name="Ann")
+    ```
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._decorators import transactional
+from ._pagination import CursorPage, Page
+from ._repository import AsyncRepository
+from ._transaction import Propagation, TransactionManager
+from ._uow import AbstractUnitOfWork, SQLAlchemyUnitOfWork
+from .exceptions import (
+    ConflictError,
+    IllegalTransactionStateError,
+    InvalidCursorError,
+    InvalidFieldError,
+    MultipleResultsError,
+    NotFoundError,
+    RollbackOnlyError,
+    SqlaUowError,
+    TransactionError,
+    TransactionRequiredError,
+    UnsupportedDialectError,
+)
+
+try:
+    __version__ = version("sqla-uow")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AbstractUnitOfWork",
+    "AsyncRepository",
+    "ConflictError",
+    "CursorPage",
+    "IllegalTransactionStateError",
+    "InvalidCursorError",
+    "InvalidFieldError",
+    "MultipleResultsError",
+    "NotFoundError",
+    "Page",
+    "Propagation",
+    "RollbackOnlyError",
+    "SQLAlchemyUnitOfWork",
+    "SqlaUowError",
+    "TransactionError",
+    "TransactionManager",
+    "TransactionRequiredError",
+    "UnsupportedDialectError",
+    "__version__",
+    "transactional",
+]

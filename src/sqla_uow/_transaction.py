@@ -1,0 +1,1104 @@
+"""`TransactionManager`: transaction scopes, propagation, the ambient session and on_commit.
+
+Every scope a caller opens with `TransactionManager.transaction` (directly, through
+`transactional` or through a unit of work) is one of four kinds:
+
+* a *root* scope begins a transaction on a session and connection of its own and commits
+  or rolls it back at its exit;
+* a *nested* scope opens a SAVEPOINT inside the transaction of the enclosing scope;
+* a *joined* scope takes part in the enclosing transaction: it neither commits nor rolls
+  back, but an exception leaving it marks the transaction rollback-only;
+* a scope *without a transaction* (SUPPORTS with nothing to join, NOT_SUPPORTED, NEVER)
+  hides any enclosing transaction from the code inside it.
+
+The ambient scope lives in a `contextvars.ContextVar` and is tagged with the asyncio task
+that opened it. A task created inside a scope inherits a copy of the context variables,
+but it does not inherit the transaction: it sees no ambient transaction and begins its
+own where a scope asks for one, so two tasks never share a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import inspect
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    AsyncSessionTransaction,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
+
+from ._errors import conflict_error
+from .exceptions import (
+    IllegalTransactionStateError,
+    RollbackOnlyError,
+    TransactionRequiredError,
+    UnsupportedDialectError,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+__all__ = ["OnCommitCallback", "Propagation", "TransactionManager"]
+
+logger = logging.getLogger("sqla_uow")
+
+_T = TypeVar("_T")
+_TmT = TypeVar("_TmT", bound="TransactionManager")
+
+OnCommitCallback = Callable[[], object]
+"""A callback for `TransactionManager.on_commit`: a plain or a coroutine function."""
+
+_RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
+"""Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
+
+_SQLITE_GUARD_BUSY_TIMEOUT_MS: Final = 200
+"""SQLite busy timeout of a REQUIRES_NEW connection while an outer transaction is suspended."""
+
+_SQLITE_BUSY_CODES: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
+
+
+class Propagation(enum.Enum):
+    """How a transaction scope relates to the transaction already active in the task.
+
+    The names and meanings follow Spring's ``Propagation``; NESTED uses SQLAlchemy's
+    ``begin_nested`` (a SAVEPOINT).
+
+    Example:
+        ```python
+        async with tm.transaction():  # REQUIRED: begins a transaction
+            async with tm.transaction(propagation=Propagation.NESTED):  # SAVEPOINT
+                ...
+            async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
+                ...  # a second transaction on its own connection
+        ```
+    """
+
+    REQUIRED = "required"
+    """Join the active transaction, or begin one (the default)."""
+    REQUIRES_NEW = "requires_new"
+    """Suspend the active transaction and begin a new one on its own connection."""
+    NESTED = "nested"
+    """Open a SAVEPOINT inside the active transaction, or begin one."""
+    MANDATORY = "mandatory"
+    """Join the active transaction; `TransactionRequiredError` when there is none."""
+    SUPPORTS = "supports"
+    """Join the active transaction, or run without one."""
+    NOT_SUPPORTED = "not_supported"
+    """Suspend the active transaction and run without one."""
+    NEVER = "never"
+    """Run without a transaction; `IllegalTransactionStateError` when one is active."""
+
+
+WITH_TRANSACTION: Final = frozenset(
+    {Propagation.REQUIRED, Propagation.REQUIRES_NEW, Propagation.NESTED, Propagation.MANDATORY}
+)
+_PropagationWithTransaction = Literal[
+    Propagation.REQUIRED, Propagation.REQUIRES_NEW, Propagation.NESTED, Propagation.MANDATORY
+]
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _no_callbacks() -> list[OnCommitCallback]:
+    return []
+
+
+@dataclass(eq=False)
+class _Level:
+    """One level of commit: the root transaction or one savepoint inside it."""
+
+    parent: _Level | None
+    callbacks: list[OnCommitCallback] = field(default_factory=lambda: _no_callbacks())
+    rollback_only: bool = False
+    rollback_cause: BaseException | None = None
+
+
+@dataclass(eq=False)
+class _Tx:
+    """A physical transaction: the session a root scope began."""
+
+    session: AsyncSession
+    connection: AsyncConnection
+    isolation_level: str | None
+    read_only: bool
+    dialect: str
+    database_isolation_level: str | None = None
+
+
+@dataclass(eq=False)
+class _Frame:
+    """The ambient scope of one task: what ``tm.session`` and joining scopes see."""
+
+    tx: _Tx | None
+    level: _Level | None
+    task: asyncio.Task[Any] | None
+    propagation: Propagation
+    previous: _Frame | None
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        return None
+
+
+# --------------------------------------------------------------------- cancellation
+
+
+async def _shielded(awaitable: Awaitable[_T]) -> _T:
+    """Run *awaitable* to completion even if the calling task is cancelled meanwhile.
+
+    A cancellation that arrives while it runs is held back and re-raised once it is
+    done, so clean-up (rollback, close) always finishes and connections go back to the
+    pool before the `asyncio.CancelledError` travels on.
+    """
+    task = asyncio.ensure_future(awaitable)
+    interrupted: asyncio.CancelledError | None = None
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if not task.done():
+                interrupted = exc
+                continue
+            if interrupted is None:
+                raise
+            break
+        except BaseException:
+            if interrupted is None:
+                raise
+            break
+        else:
+            if interrupted is None:
+                return result
+            break
+    if not task.cancelled():
+        task.exception()  # mark it retrieved; the cancellation wins
+    raise interrupted
+
+
+def _is_outcome_unknown(exc: BaseException) -> bool:
+    """Whether a failed COMMIT may nevertheless have been applied by the database."""
+    if not isinstance(exc, Exception) or isinstance(exc, asyncio.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+async def flush_session(session: AsyncSession) -> None:
+    """Flush *session*; an integrity violation surfaces as `ConflictError`."""
+    try:
+        await session.flush()
+    except sa_exc.IntegrityError as exc:
+        raise conflict_error(exc) from exc
+
+
+async def _discard(session: AsyncSession, *, invalidate: bool) -> None:
+    """Roll back and close *session*; invalidate its connection if that fails or is asked."""
+    interrupted: BaseException | None = None
+    if not invalidate:
+        try:
+            await session.rollback()
+        except Exception:
+            logger.debug("rollback failed; invalidating the connection", exc_info=True)
+            invalidate = True
+        except BaseException as exc:  # cancelled itself: do not return a busy connection
+            interrupted = exc
+            invalidate = True
+    try:
+        if invalidate:
+            try:
+                await session.invalidate()
+            except Exception:
+                logger.debug("invalidating the connection failed", exc_info=True)
+        else:
+            await session.close()
+    finally:
+        if interrupted is not None:
+            raise interrupted
+
+
+# -------------------------------------------------------------------------- sqlite
+
+
+def _sqlite3_connection(dbapi_connection: Any) -> sqlite3.Connection | None:
+    """The `sqlite3.Connection` behind an aiosqlite (or pysqlite) DBAPI connection."""
+    candidate = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    for _ in range(3):
+        if isinstance(candidate, sqlite3.Connection):
+            return candidate
+        candidate = getattr(candidate, "_conn", None) or getattr(candidate, "_connection", None)
+        if candidate is None:
+            return None
+    return None
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+    # Stop the driver from emitting BEGIN itself (its legacy transaction control);
+    # `_sqlite_on_begin` emits it instead, for every transaction.
+    raw = _sqlite3_connection(dbapi_connection)
+    if raw is not None and getattr(raw, "autocommit", -1) not in (-1, _legacy_control()):
+        return  # Python 3.12+ autocommit=False/True: transaction control is already right
+    dbapi_connection.isolation_level = None
+
+
+def _legacy_control() -> object:
+    return getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    if getattr(conn.dialect, "_on_connect_isolation_level", None) == "AUTOCOMMIT":
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    raw = _sqlite3_connection(dbapi_connection)
+    if raw is not None:
+        if getattr(raw, "autocommit", -1) not in (-1, _legacy_control()):
+            return
+        if raw.in_transaction:
+            return  # someone else's hook (or the driver) already began it
+    if dbapi_connection is not None and dbapi_connection.isolation_level is not None:
+        # A connection checked out before the fix was installed, or one whose
+        # isolation level was reset to the driver's legacy mode.
+        dbapi_connection.isolation_level = None
+    conn.exec_driver_sql("BEGIN")
+
+
+def _restore_on_checkin(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+    statements: list[str] | None = connection_record.info.pop(_RESTORE_KEY, None)
+    if not statements or dbapi_connection is None:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        for statement in statements:
+            cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _install_engine_hooks(engine: AsyncEngine) -> None:
+    """Install the SQLite transaction fix and the check-in restore hook (idempotent)."""
+    sync_engine: Engine = engine.sync_engine
+    if not event.contains(sync_engine, "checkin", _restore_on_checkin):
+        event.listen(sync_engine, "checkin", _restore_on_checkin)
+    if sync_engine.dialect.name != "sqlite":
+        return
+    if not event.contains(sync_engine, "connect", _sqlite_on_connect):
+        event.listen(sync_engine, "connect", _sqlite_on_connect)
+    if not event.contains(sync_engine, "begin", _sqlite_on_begin):
+        event.listen(sync_engine, "begin", _sqlite_on_begin)
+
+
+def _is_sqlite_busy(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", exc)
+    for err in (exc, orig, exc.__cause__):
+        if not isinstance(err, sqlite3.OperationalError) and not (
+            err is not None and type(err).__name__ == "OperationalError"
+        ):
+            continue
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return code & 0xFF in _SQLITE_BUSY_CODES
+        # Python 3.10 has no error codes on sqlite3 exceptions; SQLite's own fixed
+        # message for SQLITE_BUSY is the only signal there.
+        if err.args and err.args[0] in ("database is locked", "database table is locked"):
+            return True
+    return False
+
+
+# ------------------------------------------------------------------------ settings
+
+
+def _normalize_isolation(level: str) -> str:
+    return level.strip().upper().replace("_", " ")
+
+
+def _valid_isolation_levels(engine: AsyncEngine) -> tuple[str, ...]:
+    dialect = engine.sync_engine.dialect
+    try:
+        values = tuple(dialect.get_isolation_level_values(None))  # type: ignore[arg-type]
+    except (NotImplementedError, AttributeError, TypeError):
+        values = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED")
+    return tuple(v for v in values if v != "AUTOCOMMIT")
+
+
+_READ_ONLY_DIALECTS: Final = ("postgresql", "sqlite", "mysql", "mariadb")
+
+
+# -------------------------------------------------------------------------- scope
+
+
+class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
+    """The context manager `TransactionManager.transaction` returns."""
+
+    def __init__(
+        self,
+        tm: TransactionManager,
+        propagation: Propagation,
+        isolation_level: str | None,
+        read_only: bool,
+    ) -> None:
+        self._tm = tm
+        self._var = tm._var  # pyright: ignore[reportPrivateUsage]
+        self._dialect = tm._dialect  # pyright: ignore[reportPrivateUsage]
+        self._begin = tm._begin  # pyright: ignore[reportPrivateUsage]
+        self.propagation = propagation
+        self._isolation_level = isolation_level
+        self._read_only = read_only
+        self.kind: Literal["root", "nested", "join", "none"] | None = None
+        self._entered = False
+        self._frame: _Frame | None = None
+        self._previous: _Frame | None = None
+        self._nested: AsyncSessionTransaction | None = None
+        self._sqlite_guard = False
+        self.discard_on_exit = False
+        """Roll back instead of committing at a clean exit (explicit-style unit of work)."""
+
+    # -- entry
+
+    async def __aenter__(self) -> AsyncSession | None:
+        if self._entered:
+            raise IllegalTransactionStateError(
+                "a transaction scope can be entered only once; call tm.transaction() again"
+            )
+        self._entered = True
+        task = _current_task()
+        previous = self._var.get()
+        self._previous = previous
+        current = previous if previous is not None and previous.task is task else None
+        active = current.tx if current is not None else None
+        p = self.propagation
+
+        if p is Propagation.NEVER and active is not None:
+            raise IllegalTransactionStateError(
+                "Propagation.NEVER: a transaction is active in this task; "
+                "use Propagation.NOT_SUPPORTED to suspend it instead"
+            )
+        if p is Propagation.MANDATORY and active is None:
+            raise TransactionRequiredError(
+                "Propagation.MANDATORY: no transaction is active in this task to join; "
+                f"{_why_none(previous, task)}"
+            )
+
+        if p in (Propagation.NEVER, Propagation.NOT_SUPPORTED) or (
+            p is Propagation.SUPPORTS and active is None
+        ):
+            self.kind = "none"
+            self._push(_Frame(None, None, task, p, previous))
+            return None
+
+        if active is not None and current is not None and current.level is not None:
+            if p in (Propagation.REQUIRED, Propagation.MANDATORY, Propagation.SUPPORTS):
+                await self._check_compatible(active)
+                self.kind = "join"
+                self._push(_Frame(active, current.level, task, p, previous))
+                return active.session
+            if p is Propagation.NESTED:
+                await self._check_compatible(active)
+                self._nested = await active.session.begin_nested()
+                self.kind = "nested"
+                self._push(_Frame(active, _Level(parent=current.level), task, p, previous))
+                return active.session
+
+        # Begin a transaction of our own: REQUIRED / NESTED with nothing to join,
+        # REQUIRES_NEW always.
+        if p is Propagation.REQUIRES_NEW and self._outer_transaction_active(previous, task):
+            pool = self._tm.engine.pool
+            if isinstance(pool, (StaticPool, SingletonThreadPool)):
+                raise IllegalTransactionStateError(
+                    "Propagation.REQUIRES_NEW needs a second connection, but the engine's "
+                    f"{type(pool).__name__} shares a single one (an in-memory SQLite database "
+                    "uses it by default); use a file database or Propagation.NESTED"
+                )
+            self._sqlite_guard = self._dialect == "sqlite"
+        tx = await self._begin(
+            isolation_level=self._isolation_level,
+            read_only=self._read_only,
+            sqlite_guard=self._sqlite_guard,
+        )
+        self.kind = "root"
+        self._push(_Frame(tx, _Level(parent=None), task, p, previous))
+        return tx.session
+
+    @staticmethod
+    def _outer_transaction_active(frame: _Frame | None, task: asyncio.Task[Any] | None) -> bool:
+        while frame is not None and frame.task is task:
+            if frame.tx is not None:
+                return True
+            frame = frame.previous
+        return False
+
+    def _push(self, frame: _Frame) -> None:
+        self._frame = frame
+        self._var.set(frame)
+
+    def _pop(self) -> None:
+        self._var.set(self._previous)
+
+    async def _check_compatible(self, tx: _Tx) -> None:
+        requested = self._isolation_level
+        if requested is not None:
+            current = tx.isolation_level
+            if current is None:
+                if tx.database_isolation_level is None:
+                    level = await tx.connection.get_isolation_level()
+                    tx.database_isolation_level = _normalize_isolation(str(level))
+                current = tx.database_isolation_level
+            if current != requested:
+                raise IllegalTransactionStateError(
+                    f"Propagation.{self.propagation.name} scope asks for isolation level "
+                    f"{requested!r} but would join a transaction running at {current!r}; "
+                    "use Propagation.REQUIRES_NEW for a transaction with its own isolation "
+                    "level, or leave isolation_level unset to join"
+                )
+        if tx.read_only and not self._read_only:
+            raise IllegalTransactionStateError(
+                f"Propagation.{self.propagation.name} scope is read-write but would join a "
+                "read-only transaction; pass read_only=True, or use Propagation.REQUIRES_NEW "
+                "to write in a transaction of its own"
+            )
+
+    # -- exit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._frame is None:
+            return
+        kind = self.kind
+        if kind == "none":
+            self._pop()
+            return
+        if kind == "join":
+            self._pop()
+            if exc is not None:
+                _mark_rollback_only(self._frame.level, exc)
+            return
+        if kind == "nested":
+            await self._exit_nested(exc)
+            return
+        await self._exit_root(exc)
+
+    async def _exit_nested(self, exc: BaseException | None) -> None:
+        frame = self._frame
+        nested = self._nested
+        assert frame is not None
+        assert frame.level is not None
+        assert nested is not None
+        level = frame.level
+        try:
+            if exc is None and not level.rollback_only and not self.discard_on_exit:
+                try:
+                    await flush_session(nested.session)
+                    await nested.commit()
+                except BaseException as error:
+                    await self._rollback_savepoint(nested, level, error)
+                    raise
+                if level.parent is not None:
+                    level.parent.callbacks.extend(level.callbacks)
+                return
+            await self._rollback_savepoint(nested, level, exc)
+            if exc is None and level.rollback_only:
+                raise RollbackOnlyError(
+                    "a joined scope inside this savepoint failed, so the savepoint was rolled "
+                    f"back instead of released (cause: {level.rollback_cause!r})"
+                ) from level.rollback_cause
+        finally:
+            self._pop()
+
+    @staticmethod
+    async def _rollback_savepoint(
+        nested: AsyncSessionTransaction, level: _Level, cause: BaseException | None
+    ) -> None:
+        level.callbacks.clear()
+        try:
+            await _shielded(nested.rollback())
+        except Exception:
+            # The savepoint could not be rolled back (the connection is gone):
+            # the enclosing transaction cannot commit either.
+            logger.debug("rolling back a savepoint failed", exc_info=True)
+            _mark_rollback_only(level.parent, cause)
+
+    async def _exit_root(self, exc: BaseException | None) -> None:
+        frame = self._frame
+        assert frame is not None
+        assert frame.tx is not None
+        assert frame.level is not None
+        tx, level = frame.tx, frame.level
+        session = tx.session
+        callbacks: list[OnCommitCallback] = []
+        try:
+            if exc is not None or level.rollback_only or self.discard_on_exit:
+                level.callbacks.clear()
+                await _shielded(_discard(session, invalidate=False))
+                if exc is None and level.rollback_only:
+                    raise RollbackOnlyError(
+                        "a joined scope failed and marked the transaction rollback-only, so it "
+                        f"was rolled back instead of committed (cause: {level.rollback_cause!r})"
+                    ) from level.rollback_cause
+                self._translate(exc)
+                return
+            try:
+                await self._commit(tx)
+            except BaseException as error:
+                level.callbacks.clear()
+                self._translate(error)
+                raise
+            callbacks = level.callbacks
+            await _shielded(session.close())
+        finally:
+            self._pop()
+        await _run_callbacks(callbacks)
+
+    async def _commit(self, tx: _Tx) -> None:
+        """Flush and COMMIT; on failure, roll back (or invalidate) and close the session."""
+        session = tx.session
+        try:
+            await flush_session(session)
+        except BaseException:
+            await _shielded(_discard(session, invalidate=False))
+            raise
+        try:
+            await session.commit()
+        except BaseException as error:
+            await _shielded(_discard(session, invalidate=_is_outcome_unknown(error)))
+            if isinstance(error, sa_exc.IntegrityError):  # a deferred constraint
+                raise conflict_error(error) from error
+            raise
+
+    def _translate(self, exc: BaseException | None) -> None:
+        if self._sqlite_guard and exc is not None and _is_sqlite_busy(exc):
+            raise IllegalTransactionStateError(
+                "Propagation.REQUIRES_NEW on SQLite: the database is locked, most likely by the "
+                "suspended outer transaction of this task (SQLite allows one writer at a time, "
+                "and the outer transaction cannot finish while it waits for this one); write "
+                "in the outer transaction, use Propagation.NESTED, or run this work after the "
+                "outer transaction ends"
+            ) from exc
+
+    # -- used by the unit of work
+
+    def _require_innermost(self, action: str) -> _Frame:
+        frame = self._frame
+        if frame is None or self._var.get() is not frame:
+            raise IllegalTransactionStateError(
+                f"{action}: an inner transaction scope is still open; close it first"
+            )
+        return frame
+
+    async def commit_and_continue(self) -> None:
+        frame = self._require_innermost("commit()")
+        assert frame.tx is not None
+        assert frame.level is not None
+        level = frame.level
+        if self.kind == "join":
+            try:
+                await flush_session(frame.tx.session)
+            except BaseException as error:
+                _mark_rollback_only(level, error)
+                raise
+            return
+        if level.rollback_only:
+            await self.rollback_and_continue()
+            raise RollbackOnlyError(
+                "a joined scope failed and marked the transaction rollback-only, so it was "
+                f"rolled back instead of committed (cause: {level.rollback_cause!r})"
+            ) from level.rollback_cause
+        session = frame.tx.session
+        if self.kind == "nested":
+            assert self._nested is not None
+            await flush_session(session)
+            await self._nested.commit()
+            if level.parent is not None:
+                level.parent.callbacks.extend(level.callbacks)
+            self._nested = await session.begin_nested()
+            frame.level = _Level(parent=level.parent)
+            return
+        tx = frame.tx
+        try:
+            await self._commit(tx)
+        except BaseException as error:
+            level.callbacks.clear()
+            self._translate(error)
+            raise
+        frame.level = _Level(parent=None)
+        try:
+            frame.tx = await self._begin(
+                isolation_level=self._isolation_level,
+                read_only=self._read_only,
+                sqlite_guard=self._sqlite_guard,
+                session=session,
+            )
+        finally:
+            await _run_callbacks(level.callbacks)  # the COMMIT happened either way
+
+    async def rollback_and_continue(self) -> None:
+        frame = self._require_innermost("rollback()")
+        assert frame.tx is not None
+        assert frame.level is not None
+        level = frame.level
+        if self.kind == "join":
+            _mark_rollback_only(level, None)
+            return
+        session = frame.tx.session
+        level.callbacks.clear()
+        if self.kind == "nested":
+            assert self._nested is not None
+            await _shielded(self._nested.rollback())
+            self._nested = await session.begin_nested()
+            frame.level = _Level(parent=level.parent)
+            return
+        await _shielded(session.rollback())
+        frame.level = _Level(parent=None)
+        frame.tx = await self._begin(
+            isolation_level=self._isolation_level,
+            read_only=self._read_only,
+            sqlite_guard=self._sqlite_guard,
+            session=session,
+        )
+
+
+def _why_none(frame: _Frame | None, task: asyncio.Task[Any] | None) -> str:
+    if frame is not None and frame.task is not task:
+        return (
+            "the enclosing transaction belongs to another asyncio task (sessions are never "
+            "shared between tasks); open a transaction in this task with tm.transaction() "
+            "or @transactional"
+        )
+    if frame is not None and frame.tx is None:
+        return (
+            f"the current scope runs without a transaction (Propagation.{frame.propagation.name})"
+        )
+    return "use `async with tm.transaction():` or @transactional(tm) to begin one"
+
+
+def _mark_rollback_only(level: _Level | None, cause: BaseException | None) -> None:
+    if level is None:
+        return
+    if not level.rollback_only:
+        level.rollback_only = True
+        level.rollback_cause = cause
+
+
+async def _run_callbacks(callbacks: list[OnCommitCallback]) -> None:
+    """Run on_commit callbacks in order; log (not raise) the exceptions they raise."""
+    for callback in callbacks:
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception(
+                "on_commit callback %r failed; the transaction was committed", callback
+            )
+
+
+# ------------------------------------------------------------------------ manager
+
+
+class TransactionManager:
+    """The one door to transactions: scopes, propagation, the ambient session, on_commit.
+
+    Give it a database URL (it creates the engine, passing ``engine_options`` to
+    `create_async_engine`), an `AsyncEngine`, or a bound `async_sessionmaker`. Sessions
+    are always made with ``expire_on_commit=False``, so objects stay readable after
+    their transaction ends.
+
+    ``async with TransactionManager(...) as tm:`` disposes the engine on exit (also
+    an engine you passed in: disposing only closes its pooled connections, and the
+    engine stays usable).
+
+    On SQLite the manager installs SQLAlchemy's documented fix for the sqlite3 driver's
+    legacy transaction control (the driver stops emitting BEGIN, SQLAlchemy emits it for
+    every transaction) on the engine, whether it created it or was given it, so
+    SAVEPOINTs really nest inside their transaction.
+
+    The ambient transaction belongs to the asyncio task that began it. A task created
+    inside a transaction (``asyncio.create_task``, ``asyncio.gather``, a task group)
+    does not share it: there `session` raises `TransactionRequiredError`, MANDATORY
+    raises, and REQUIRED begins a transaction of the task's own on its own connection,
+    which commits or rolls back independently of the parent's.
+
+    Every transaction ends with its session closed and its connection back in the pool,
+    also when the task is cancelled or times out inside the scope: rollback and close
+    run shielded from the cancellation, which propagates once they are done. A
+    cancellation (or a lost connection) during COMMIT leaves the outcome unknown: the
+    connection is invalidated, no on_commit callback runs, and the error propagates.
+
+    Example:
+        ```python
+        async with TransactionManager("sqlite+aiosqlite:///shop.db") as tm:
+            async with tm.transaction() as session:
+                session.add(User(email="ann@example.com", name="Ann"))
+            # committed here
+        ```
+    """
+
+    @overload
+    def __init__(self, bind: str | URL, /, **engine_options: Any) -> None: ...
+    @overload
+    def __init__(self, bind: AsyncEngine | async_sessionmaker[AsyncSession], /) -> None: ...
+
+    def __init__(
+        self,
+        bind: str | URL | AsyncEngine | async_sessionmaker[AsyncSession],
+        /,
+        **engine_options: Any,
+    ) -> None:
+        """Make a manager for a URL, an engine or a bound session factory.
+
+        Args:
+            bind: A database URL, an `AsyncEngine`, or an `async_sessionmaker` bound
+                to an engine (or to a connection).
+            **engine_options: Passed to `create_async_engine` (only with a URL).
+
+        Raises:
+            TypeError: *bind* is of another type, or engine options come with an
+                engine or a session factory.
+            ValueError: the session factory has no ``bind``.
+
+        Example:
+            ```python
+            tm = TransactionManager("postgresql+asyncpg://app@db/shop", pool_size=10)
+            tm = TransactionManager(engine)
+            tm = TransactionManager(async_sessionmaker(engine, class_=MySession))
+            ```
+        """
+        if isinstance(bind, (str, URL)):
+            engine = create_async_engine(bind, **engine_options)
+            sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+                engine, expire_on_commit=False
+            )
+        elif engine_options:
+            raise TypeError(
+                "engine options are accepted only with a URL; configure the AsyncEngine "
+                "yourself when you pass one (got options: "
+                f"{', '.join(sorted(engine_options))})"
+            )
+        elif isinstance(bind, AsyncEngine):
+            engine = bind
+            sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        elif isinstance(bind, async_sessionmaker):  # pyright: ignore[reportUnnecessaryIsInstance]
+            target = bind.kw.get("bind")
+            if isinstance(target, AsyncEngine):
+                engine = target
+            elif isinstance(target, AsyncConnection):
+                engine = target.engine
+            else:
+                raise ValueError(
+                    "the async_sessionmaker given to TransactionManager must be bound: "
+                    "async_sessionmaker(engine) or async_sessionmaker(bind=connection)"
+                )
+            sessionmaker = bind
+        else:
+            raise TypeError(
+                "TransactionManager() takes a URL (str or sqlalchemy.URL), an AsyncEngine "
+                f"or an async_sessionmaker, not {type(bind).__name__}"
+            )
+        self._engine = engine
+        self._sessionmaker = sessionmaker
+        self._dialect: str = engine.sync_engine.dialect.name
+        self._isolation_levels = _valid_isolation_levels(engine)
+        self._var: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
+            f"sqla_uow_scope_{id(self):x}", default=None
+        )
+        _install_engine_hooks(engine)
+
+    def __repr__(self) -> str:
+        return f"TransactionManager({self._engine.url.render_as_string()!r})"
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The `AsyncEngine` the manager's sessions use.
+
+        Example:
+            ```python
+            async with tm.engine.connect() as conn:
+                ...
+            ```
+        """
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory (called with ``expire_on_commit=False``).
+
+        Example:
+            ```python
+            assert tm.sessionmaker.kw["bind"] is tm.engine
+            ```
+        """
+        return self._sessionmaker
+
+    async def dispose(self) -> None:
+        """Close the engine's pooled connections (what ``async with`` does on exit).
+
+        Example:
+            ```python
+            tm = TransactionManager(url)
+            try:
+                ...
+            finally:
+                await tm.dispose()
+            ```
+        """
+        await self._engine.dispose()
+
+    async def __aenter__(self: _TmT) -> _TmT:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.dispose()
+
+    # -- scopes
+
+    @overload
+    def transaction(
+        self,
+        *,
+        propagation: _PropagationWithTransaction = ...,
+        isolation_level: str | None = ...,
+        read_only: bool = ...,
+    ) -> AbstractAsyncContextManager[AsyncSession]: ...
+    @overload
+    def transaction(
+        self,
+        *,
+        propagation: Propagation,
+        isolation_level: str | None = ...,
+        read_only: bool = ...,
+    ) -> AbstractAsyncContextManager[AsyncSession | None]: ...
+
+    def transaction(
+        self,
+        *,
+        propagation: Propagation = Propagation.REQUIRED,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+    ) -> AbstractAsyncContextManager[AsyncSession | None]:
+        """Open a transaction scope; ``async with`` it to get the session.
+
+        Args:
+            propagation: How the scope relates to the transaction already active in
+                this task (see `Propagation`).
+            isolation_level: The isolation level where the scope begins a transaction,
+                spelled as SQLAlchemy does (``"SERIALIZABLE"``, ``"REPEATABLE READ"``,
+                ...). A joining scope that asks for another level than the transaction
+                runs at raises `IllegalTransactionStateError`.
+            read_only: Begin a read-only transaction (PostgreSQL: ``READ ONLY``;
+                SQLite: ``PRAGMA query_only``; MySQL / MariaDB: ``SET TRANSACTION READ
+                ONLY``). A read-write scope cannot join a read-only transaction.
+
+        Returns:
+            An async context manager yielding the `AsyncSession`, or ``None`` for a
+            scope without a transaction.
+
+        Raises:
+            ValueError: an unknown isolation level (names the valid ones), or an
+                invalid *propagation*.
+            UnsupportedDialectError: ``read_only`` on a database without support.
+
+        A root scope commits on a clean exit (then runs the on_commit callbacks) and
+        rolls back when an exception leaves it. A joined scope left by an exception
+        marks the transaction (or the savepoint it is in) rollback-only: its owner
+        then rolls back and raises `RollbackOnlyError` even if the exception was
+        swallowed in between.
+
+        Example:
+            ```python
+            async with tm.transaction(isolation_level="SERIALIZABLE") as session:
+                account = await session.get(Account, 1)
+                account.balance -= 10
+            ```
+        """
+        if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f"propagation must be a Propagation, not {propagation!r}; choices: "
+                + ", ".join(f"Propagation.{p.name}" for p in Propagation)
+            )
+        level = self._check_isolation_level(isolation_level)
+        if read_only and self._dialect not in _READ_ONLY_DIALECTS:
+            raise UnsupportedDialectError(
+                f"read_only=True is not supported on {self._dialect}; supported on: "
+                + ", ".join(_READ_ONLY_DIALECTS),
+                dialect=self._dialect,
+            )
+        return TransactionScope(self, propagation, level, bool(read_only))
+
+    def _check_isolation_level(self, isolation_level: str | None) -> str | None:
+        if isolation_level is None:
+            return None
+        if not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f"isolation_level must be a string or None, not {isolation_level!r}; "
+                f"choices on {self._dialect}: {', '.join(self._isolation_levels)}"
+            )
+        level = _normalize_isolation(isolation_level)
+        if level not in self._isolation_levels:
+            hint = (
+                "; AUTOCOMMIT is not a transaction isolation level (use "
+                "Propagation.NOT_SUPPORTED to run without a transaction)"
+                if level == "AUTOCOMMIT"
+                else ""
+            )
+            raise ValueError(
+                f"unknown isolation level {isolation_level!r} for {self._dialect}; "
+                f"choices: {', '.join(self._isolation_levels)}{hint}"
+            )
+        return level
+
+    async def _begin(
+        self,
+        *,
+        isolation_level: str | None,
+        read_only: bool,
+        sqlite_guard: bool,
+        session: AsyncSession | None = None,
+    ) -> _Tx:
+        """Begin a transaction (on a new session unless one is given) with its settings."""
+        own_session = session is None
+        if session is None:
+            session = self._sessionmaker(expire_on_commit=False)
+        try:
+            options: dict[str, Any] = {}
+            if isolation_level is not None:
+                options["isolation_level"] = isolation_level
+            if read_only and self._dialect == "postgresql":
+                options["postgresql_readonly"] = True
+            if not session.in_transaction():
+                await session.begin()
+            connection = await session.connection(execution_options=options or None)
+            restore: list[str] = []
+            if read_only and self._dialect in ("mysql", "mariadb"):
+                await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+            if self._dialect == "sqlite":
+                if read_only:
+                    await connection.exec_driver_sql("PRAGMA query_only = 1")
+                    restore.append("PRAGMA query_only = 0")
+                if sqlite_guard:
+                    result = await connection.exec_driver_sql("PRAGMA busy_timeout")
+                    previous = int(result.scalar_one())
+                    await connection.exec_driver_sql(
+                        f"PRAGMA busy_timeout = {_SQLITE_GUARD_BUSY_TIMEOUT_MS}"
+                    )
+                    restore.append(f"PRAGMA busy_timeout = {previous}")
+            if restore:
+                pending: list[str] = connection.info.setdefault(_RESTORE_KEY, [])
+                pending.extend(s for s in restore if s not in pending)
+        except BaseException:
+            if own_session:
+                await _shielded(_discard(session, invalidate=False))
+            raise
+        return _Tx(
+            session=session,
+            connection=connection,
+            isolation_level=isolation_level,
+            read_only=read_only,
+            dialect=self._dialect,
+        )
+
+    # -- ambient scope
+
+    def _active_frame(self) -> _Frame | None:
+        frame = self._var.get()
+        if frame is None or frame.task is not _current_task() or frame.tx is None:
+            return None
+        return frame
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is active in the current task.
+
+        Example:
+            ```python
+            async with tm.transaction():
+                assert tm.in_transaction
+            assert not tm.in_transaction
+            ```
+        """
+        return self._active_frame() is not None
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session of the transaction active in the current task.
+
+        Raises:
+            TransactionRequiredError: no transaction is active in this task (none was
+                begun, the scope runs without one, or it belongs to another task).
+
+        Example:
+            ```python
+            @transactional(tm)
+            async def rename(user_id: int, name: str) -> None:
+                user = await tm.session.get_one(User, user_id)
+                user.name = name
+            ```
+        """
+        frame = self._active_frame()
+        if frame is None or frame.tx is None:
+            raise TransactionRequiredError(
+                "tm.session needs an active transaction: "
+                + _why_none(self._var.get(), _current_task())
+            )
+        return frame.tx.session
+
+    def on_commit(self, callback: OnCommitCallback) -> None:
+        """Run *callback* after the outermost transaction of this task commits.
+
+        Callbacks run first in first out, after the COMMIT succeeded and the session
+        was closed, outside the transaction scope (a callback may open a transaction
+        of its own). A plain function is called; a coroutine function is awaited.
+        They are dropped when the transaction rolls back, when the savepoint they
+        were registered in rolls back, and when the outcome of the COMMIT is unknown
+        (cancelled or connection lost during COMMIT). A callback that raises does not
+        stop the others: its exception is logged on the ``sqla_uow`` logger with its
+        traceback and the scope exits normally, since the commit has happened.
+
+        Raises:
+            TransactionRequiredError: no transaction is active in this task.
+            TypeError: *callback* is not callable.
+
+        Example:
+            ```python
+            async with tm.transaction() as session:
+                session.add(order)
+                tm.on_commit(lambda: mailer.send_confirmation(order.id))
+            ```
+        """
+        if not callable(callback):
+            raise TypeError(f"on_commit() needs a callable, not {callback!r}")
+        frame = self._active_frame()
+        if frame is None or frame.level is None:
+            raise TransactionRequiredError(
+                "on_commit() needs an active transaction: "
+                + _why_none(self._var.get(), _current_task())
+            )
+        frame.level.callbacks.append(callback)

@@ -1,0 +1,172 @@
+"""TransactionManager.on_commit: order, timing, dropping and failing callbacks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData, String, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqla_uow import Propagation, TransactionManager
+from sqla_uow.exceptions import TransactionRequiredError
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "oc_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+
+
+@pytest.fixture
+def metadata() -> MetaData:
+    return Base.metadata
+
+
+@pytest.fixture
+def tm(engine: AsyncEngine) -> TransactionManager:
+    return TransactionManager(engine)
+
+
+async def committed_names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(Account.name).order_by(Account.id))
+        return list(rows.scalars())
+
+
+class TestOnCommit:
+    async def test_runs_sync_and_async_callbacks_in_order_after_the_commit(
+        self, tm: TransactionManager
+    ) -> None:
+        seen: list[Any] = []
+
+        async def async_callback() -> None:
+            seen.append(("async", await committed_names(tm.engine)))
+
+        async with tm.transaction() as session:
+            session.add(Account(name="Ann"))
+            tm.on_commit(lambda: seen.append("first"))
+            tm.on_commit(async_callback)
+            tm.on_commit(lambda: seen.append("third"))
+            assert seen == []
+        assert seen == ["first", ("async", ["Ann"]), "third"]
+
+    async def test_runs_outside_the_finished_scope(self, tm: TransactionManager) -> None:
+        inside: list[bool] = []
+        async with tm.transaction():
+            tm.on_commit(lambda: inside.append(tm.in_transaction))
+        assert inside == [False]
+
+    async def test_callbacks_of_joined_scopes_wait_for_the_outermost_commit(
+        self, tm: TransactionManager
+    ) -> None:
+        seen: list[str] = []
+        async with tm.transaction():
+            async with tm.transaction():
+                tm.on_commit(lambda: seen.append("joined"))
+            assert seen == []
+        assert seen == ["joined"]
+
+    async def test_are_dropped_on_rollback(self, tm: TransactionManager) -> None:
+        seen: list[str] = []
+
+        async def fail() -> None:
+            async with tm.transaction():
+                tm.on_commit(lambda: seen.append("never"))
+                raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError, match="rolled back"):
+            await fail()
+        async with tm.transaction():
+            pass
+        assert seen == []
+
+    async def test_are_dropped_with_a_rolled_back_savepoint(self, tm: TransactionManager) -> None:
+        seen: list[str] = []
+
+        async def failing_savepoint() -> None:
+            async with tm.transaction(propagation=Propagation.NESTED):
+                tm.on_commit(lambda: seen.append("dropped"))
+                raise ValueError("savepoint fails")
+
+        async with tm.transaction():
+            tm.on_commit(lambda: seen.append("outer"))
+            with pytest.raises(ValueError, match="savepoint fails"):
+                await failing_savepoint()
+            async with tm.transaction(propagation=Propagation.NESTED):
+                tm.on_commit(lambda: seen.append("released"))
+        assert seen == ["outer", "released"]
+
+    async def test_run_at_the_commit_of_a_requires_new_transaction(
+        self, tm: TransactionManager
+    ) -> None:
+        seen: list[str] = []
+        async with tm.transaction():
+            async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
+                tm.on_commit(lambda: seen.append("inner"))
+            assert seen == ["inner"]
+            tm.on_commit(lambda: seen.append("outer"))
+        assert seen == ["inner", "outer"]
+
+    async def test_are_dropped_when_the_commit_fails(self, tm: TransactionManager) -> None:
+        seen: list[str] = []
+
+        def fail_commit(conn: object) -> None:
+            raise RuntimeError("COMMIT failed")
+
+        async def work() -> None:
+            async with tm.transaction() as session:
+                session.add(Account(name="Ann"))
+                tm.on_commit(lambda: seen.append("never"))
+
+        event.listen(tm.engine.sync_engine, "commit", fail_commit)
+        try:
+            with pytest.raises(RuntimeError, match="COMMIT failed"):
+                await work()
+        finally:
+            event.remove(tm.engine.sync_engine, "commit", fail_commit)
+        assert seen == []
+        assert await committed_names(tm.engine) == []
+
+    async def test_a_failing_callback_is_logged_and_the_others_still_run(
+        self, tm: TransactionManager, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        seen: list[str] = []
+
+        def broken() -> None:
+            raise LookupError("mail server down")
+
+        async with tm.transaction() as session:
+            session.add(Account(name="Ann"))
+            tm.on_commit(broken)
+            tm.on_commit(lambda: seen.append("after the broken one"))
+        assert seen == ["after the broken one"]
+        assert await committed_names(tm.engine) == ["Ann"]
+        [record] = [r for r in caplog.records if r.name == "sqla_uow"]
+        assert record.levelno == logging.ERROR
+        assert "the transaction was committed" in record.getMessage()
+        assert record.exc_info is not None
+        assert isinstance(record.exc_info[1], LookupError)
+
+    def test_outside_a_transaction_raises(self, tm: TransactionManager) -> None:
+        with pytest.raises(TransactionRequiredError, match="on_commit"):
+            tm.on_commit(lambda: None)
+
+    async def test_inside_a_scope_without_a_transaction_raises(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction(propagation=Propagation.NOT_SUPPORTED):
+            with pytest.raises(TransactionRequiredError, match="NOT_SUPPORTED"):
+                tm.on_commit(lambda: None)
+
+    async def test_rejects_what_is_not_callable(self, tm: TransactionManager) -> None:
+        async with tm.transaction():
+            with pytest.raises(TypeError, match="callable"):
+                tm.on_commit("send mail")  # type: ignore[arg-type]

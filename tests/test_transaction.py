@@ -1,0 +1,340 @@
+"""TransactionManager: construction, root scopes, savepoints, isolation and read-only."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import MetaData, String, event, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from sqla_uow import Propagation, TransactionManager
+from sqla_uow.exceptions import (
+    ConflictError,
+    IllegalTransactionStateError,
+    TransactionRequiredError,
+)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    __tablename__ = "tx_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+    balance: Mapped[int] = mapped_column(default=0)
+
+
+@pytest.fixture
+def metadata() -> MetaData:
+    return Base.metadata
+
+
+@pytest.fixture
+def tm(engine: AsyncEngine) -> TransactionManager:
+    return TransactionManager(engine)
+
+
+async def committed_names(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(Account.name).order_by(Account.id))
+        return list(rows.scalars())
+
+
+class TestConstruction:
+    async def test_accepts_a_url_and_disposes_its_engine_on_exit(
+        self, engine: AsyncEngine, database_url: str
+    ) -> None:
+        closed: list[object] = []
+        async with TransactionManager(database_url) as tm:
+            event.listen(tm.engine.sync_engine, "close", lambda *args: closed.append(args))
+            async with tm.transaction() as session:
+                session.add(Account(name="Ann"))
+        # Closed by the dispose at exit (or already at check-in, with a NullPool).
+        assert len(closed) == 1
+        assert await committed_names(engine) == ["Ann"]
+
+    async def test_accepts_an_engine_and_keeps_it_usable_after_exit(
+        self, engine: AsyncEngine
+    ) -> None:
+        async with TransactionManager(engine) as tm:
+            assert tm.engine is engine
+            async with tm.transaction() as session:
+                session.add(Account(name="Ann"))
+        assert await committed_names(engine) == ["Ann"]
+
+    async def test_accepts_a_bound_sessionmaker_and_uses_its_session_class(
+        self, engine: AsyncEngine
+    ) -> None:
+        class MySession(AsyncSession):
+            pass
+
+        tm = TransactionManager(async_sessionmaker(engine, class_=MySession))
+        async with tm.transaction() as session:
+            assert isinstance(session, MySession)
+        assert tm.engine is engine
+
+    async def test_installs_the_sqlite_fix_on_an_engine_it_creates(
+        self, engine: AsyncEngine, database_url: str
+    ) -> None:
+        async def fail_after_release() -> None:
+            async with TransactionManager(database_url) as tm, tm.transaction():
+                async with tm.transaction(propagation=Propagation.NESTED) as session:
+                    session.add(Account(name="released"))
+                raise RuntimeError("outer fails")
+
+        with pytest.raises(RuntimeError, match="outer fails"):
+            await fail_after_release()
+        assert await committed_names(engine) == []
+
+    def test_rejects_an_unbound_sessionmaker(self) -> None:
+        with pytest.raises(ValueError, match="must be bound"):
+            TransactionManager(async_sessionmaker())
+
+    def test_rejects_engine_options_with_an_engine(self, engine: AsyncEngine) -> None:
+        with pytest.raises(TypeError, match="only with a URL"):
+            TransactionManager(engine, echo=True)  # type: ignore[call-overload]
+
+    def test_rejects_other_types(self) -> None:
+        with pytest.raises(TypeError, match="not int"):
+            TransactionManager(42)  # type: ignore[call-overload]
+
+    async def test_objects_stay_readable_after_commit(self, tm: TransactionManager) -> None:
+        async with tm.transaction() as session:
+            account = Account(name="Ann", balance=5)
+            session.add(account)
+        # expire_on_commit=False: no lazy load (which would fail outside a greenlet).
+        assert (account.id, account.name, account.balance) == (1, "Ann", 5)
+
+    async def test_forces_expire_on_commit_off_for_a_given_sessionmaker(
+        self, engine: AsyncEngine
+    ) -> None:
+        tm = TransactionManager(async_sessionmaker(engine, expire_on_commit=True))
+        async with tm.transaction() as session:
+            account = Account(name="Ann")
+            session.add(account)
+        assert account.name == "Ann"
+
+
+class TestRootScope:
+    async def test_commits_on_a_clean_exit(self, tm: TransactionManager) -> None:
+        async with tm.transaction() as session:
+            session.add(Account(name="Ann"))
+        assert await committed_names(tm.engine) == ["Ann"]
+
+    async def test_rolls_back_when_an_exception_leaves_it(self, tm: TransactionManager) -> None:
+        async def fail() -> None:
+            async with tm.transaction() as session:
+                session.add(Account(name="Ann"))
+                await session.flush()
+                raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            await fail()
+        assert await committed_names(tm.engine) == []
+
+    async def test_session_is_the_ambient_session_inside_the_scope(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction() as session:
+            assert tm.session is session
+            assert tm.in_transaction
+        assert not tm.in_transaction
+
+    def test_session_outside_a_transaction_raises(self, tm: TransactionManager) -> None:
+        with pytest.raises(TransactionRequiredError, match=r"tm\.transaction"):
+            tm.session  # noqa: B018
+
+    async def test_a_scope_can_be_entered_only_once(self, tm: TransactionManager) -> None:
+        scope = tm.transaction()
+        async with scope:
+            pass
+        with pytest.raises(IllegalTransactionStateError, match="only once"):
+            async with scope:
+                pass
+
+    async def test_consecutive_scopes_use_fresh_sessions(self, tm: TransactionManager) -> None:
+        async with tm.transaction() as first:
+            pass
+        async with tm.transaction() as second:
+            pass
+        assert first is not second
+
+    def test_rejects_a_propagation_that_is_not_a_propagation(self, tm: TransactionManager) -> None:
+        with pytest.raises(ValueError, match=r"Propagation\.REQUIRES_NEW"):
+            tm.transaction(propagation="requires_new")  # type: ignore[call-overload]
+
+
+class TestIntegrityErrorsAtTheEnd:
+    async def test_a_violation_flushed_at_commit_raises_conflict_error(
+        self, tm: TransactionManager
+    ) -> None:
+        async def duplicate() -> None:
+            async with tm.transaction() as session:
+                session.add(Account(id=1, name="Ann"))
+                session.add(Account(id=1, name="Bob"))
+
+        with pytest.raises(ConflictError) as caught:
+            await duplicate()
+        assert isinstance(caught.value.__cause__, IntegrityError)
+        assert await committed_names(tm.engine) == []
+
+
+class TestSavepoints:
+    async def test_a_released_savepoint_rolls_back_with_its_transaction(
+        self, tm: TransactionManager
+    ) -> None:
+        async def fail() -> None:
+            async with tm.transaction():
+                async with tm.transaction(propagation=Propagation.NESTED) as session:
+                    session.add(Account(name="inside the savepoint"))
+                raise RuntimeError("outer fails after the savepoint was released")
+
+        with pytest.raises(RuntimeError, match="outer fails"):
+            await fail()
+        assert await committed_names(tm.engine) == []
+
+    async def test_a_rolled_back_savepoint_keeps_the_outer_work(
+        self, tm: TransactionManager
+    ) -> None:
+        async def fail() -> None:
+            async with tm.transaction(propagation=Propagation.NESTED) as inner:
+                inner.add(Account(name="inner"))
+                await inner.flush()
+                raise ValueError("inner fails")
+
+        async with tm.transaction() as session:
+            session.add(Account(name="outer"))
+            with pytest.raises(ValueError, match="inner fails"):
+                await fail()
+            session.add(Account(name="after"))
+        assert await committed_names(tm.engine) == ["outer", "after"]
+
+    @pytest.mark.backends("sqlite")
+    async def test_sqlite_transactions_begin_explicitly(self, tm: TransactionManager) -> None:
+        statements: list[str] = []
+
+        def record(conn: Connection, cursor: object, statement: str, *args: object) -> None:
+            statements.append(statement)
+
+        event.listen(tm.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            async with tm.transaction() as session:
+                await session.execute(select(Account))
+        finally:
+            event.remove(tm.engine.sync_engine, "before_cursor_execute", record)
+        assert statements[0] == "BEGIN"
+
+    @pytest.mark.backends("sqlite")
+    async def test_the_sqlite_fix_is_installed_once_per_engine(self, engine: AsyncEngine) -> None:
+        TransactionManager(engine)
+        tm = TransactionManager(engine)
+        async with tm.transaction() as session:  # a second BEGIN would fail
+            session.add(Account(name="Ann"))
+        assert await committed_names(engine) == ["Ann"]
+
+
+class TestIsolationLevel:
+    def test_rejects_an_unknown_level_naming_the_valid_ones(self, tm: TransactionManager) -> None:
+        with pytest.raises(
+            ValueError, match=r"unknown isolation level 'SERIALISABLE'.*SERIALIZABLE"
+        ):
+            tm.transaction(isolation_level="SERIALISABLE")
+
+    def test_rejects_autocommit_as_a_level(self, tm: TransactionManager) -> None:
+        with pytest.raises(ValueError, match="NOT_SUPPORTED"):
+            tm.transaction(isolation_level="AUTOCOMMIT")
+
+    @pytest.mark.backends("postgresql")
+    async def test_applies_the_level_where_the_scope_begins(self, tm: TransactionManager) -> None:
+        async with tm.transaction(isolation_level="serializable") as session:
+            level = await session.scalar(text("SHOW transaction_isolation"))
+        assert level == "serializable"
+        async with tm.transaction() as session:
+            level = await session.scalar(text("SHOW transaction_isolation"))
+        assert level == "read committed"
+
+    @pytest.mark.backends("sqlite")
+    async def test_applies_read_uncommitted_on_sqlite(self, tm: TransactionManager) -> None:
+        async with tm.transaction(isolation_level="READ UNCOMMITTED") as session:
+            assert await session.scalar(text("PRAGMA read_uncommitted")) == 1
+        async with tm.transaction() as session:
+            assert await session.scalar(text("PRAGMA read_uncommitted")) == 0
+
+    async def test_a_joining_scope_with_another_level_raises(self, tm: TransactionManager) -> None:
+        async with tm.transaction(isolation_level="SERIALIZABLE"):
+            other = (
+                "READ COMMITTED" if tm.engine.dialect.name == "postgresql" else "READ UNCOMMITTED"
+            )
+            with pytest.raises(IllegalTransactionStateError, match="isolation level"):
+                async with tm.transaction(isolation_level=other):
+                    pass
+            with pytest.raises(IllegalTransactionStateError, match="isolation level"):
+                async with tm.transaction(propagation=Propagation.NESTED, isolation_level=other):
+                    pass
+
+    async def test_a_joining_scope_with_the_same_level_joins(self, tm: TransactionManager) -> None:
+        async with (
+            tm.transaction(isolation_level="SERIALIZABLE") as outer,
+            tm.transaction(isolation_level="SERIALIZABLE") as inner,
+        ):
+            assert inner is outer
+
+    async def test_a_joining_scope_may_name_the_database_default(
+        self, tm: TransactionManager
+    ) -> None:
+        default = {"postgresql": "READ COMMITTED", "sqlite": "SERIALIZABLE"}.get(
+            tm.engine.dialect.name, "REPEATABLE READ"
+        )
+        async with tm.transaction() as outer, tm.transaction(isolation_level=default) as inner:
+            assert inner is outer
+
+
+class TestReadOnly:
+    @pytest.mark.backends("postgresql")
+    async def test_begins_a_read_only_transaction_on_postgresql(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction(read_only=True) as session:
+            assert await session.scalar(text("SHOW transaction_read_only")) == "on"
+            with pytest.raises(Exception, match="read-only transaction"):
+                await session.execute(text("DELETE FROM tx_accounts"))
+        async with tm.transaction() as session:
+            assert await session.scalar(text("SHOW transaction_read_only")) == "off"
+
+    @pytest.mark.backends("sqlite")
+    async def test_sets_query_only_on_sqlite_and_resets_it_before_checkin(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction(read_only=True) as session:
+            assert await session.scalar(text("PRAGMA query_only")) == 1
+            with pytest.raises(Exception, match="readonly database"):
+                await session.execute(text("DELETE FROM tx_accounts"))
+        async with tm.transaction() as session:
+            assert await session.scalar(text("PRAGMA query_only")) == 0
+            session.add(Account(name="Ann"))
+        assert await committed_names(tm.engine) == ["Ann"]
+
+    async def test_a_read_write_scope_cannot_join_a_read_only_one(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction(read_only=True):
+            with pytest.raises(IllegalTransactionStateError, match="read-only"):
+                async with tm.transaction():
+                    pass
+
+    async def test_a_read_only_scope_can_join_a_read_write_one(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction() as outer, tm.transaction(read_only=True) as inner:
+            assert inner is outer
+
+    @pytest.mark.backends("mariadb")
+    async def test_begins_a_read_only_transaction_on_mariadb(self, tm: TransactionManager) -> None:
+        async with tm.transaction(read_only=True) as session:
+            with pytest.raises(Exception, match="READ ONLY"):
+                await session.execute(text("DELETE FROM tx_accounts"))
