@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
@@ -35,10 +35,42 @@ __all__ = [
 ]
 
 
+# ``isinstance`` against a generic class leaves the type arguments unknown to pyright
+# (mypy fills in ``Any``); these guards narrow to the ``Any``-parametrised type for both.
+
+
+def _is_mapper(value: object) -> TypeGuard[Mapper[Any]]:
+    return isinstance(value, Mapper)
+
+
+def _is_column_element(value: object) -> TypeGuard[ColumnElement[Any]]:
+    return isinstance(value, ColumnElement)
+
+
+def _is_queryable_attribute(value: object) -> TypeGuard[QueryableAttribute[Any]]:
+    return isinstance(value, QueryableAttribute)
+
+
+def _is_unary_expression(value: object) -> TypeGuard[UnaryExpression[Any]]:
+    return isinstance(value, UnaryExpression)
+
+
+def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
+    return isinstance(value, InstanceState)
+
+
+def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
+    return isinstance(value, Mapping)
+
+
+def _is_iterable(value: object) -> TypeGuard[Iterable[Any]]:
+    return isinstance(value, Iterable)
+
+
 def mapper_of(model: type[Any]) -> Mapper[Any]:
     """The mapper of *model*; `TypeError` when it is not a mapped class."""
-    mapper = inspect(model, raiseerr=False)
-    if not isinstance(mapper, Mapper):
+    mapper: object = inspect(model, raiseerr=False)
+    if not _is_mapper(mapper):
         raise TypeError(f"{model!r} is not a mapped class")
     return mapper
 
@@ -110,7 +142,9 @@ def _lookup_ne(model: type[Any], name: str, col: ColumnElement[Any], value: Any)
 
 
 def _lookup_in(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+    # isinstance() on an object alias: the Any value keeps no unknown type arguments.
+    checked: object = value
+    if isinstance(checked, (str, bytes, bytearray, Mapping)) or not isinstance(checked, Iterable):
         raise InvalidFieldError(
             f"filter {name!r} on {model.__name__} needs a list, tuple or set of values, "
             f"got {type(value).__name__}",
@@ -194,10 +228,12 @@ def compile_where(
     columns = filterable_columns(model)
     criteria: list[ColumnElement[bool]] = []
     for expression in where:
-        if not isinstance(expression, ColumnElement):
+        # Checked at run time: callers without a type checker may pass anything.
+        candidate = cast(object, expression)
+        if not isinstance(candidate, ColumnElement):
             raise InvalidFieldError(
                 f"positional filters on {model.__name__} must be SQL expressions "
-                f"such as User.id > 3, got {type(expression).__name__}",
+                f"such as User.id > 3, got {type(candidate).__name__}",
                 model=model,
             )
         criteria.append(expression)
@@ -244,17 +280,18 @@ def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], b
             )
         return _attribute(model, name), descending, name
     descending = False
-    inner: Any = item
-    if isinstance(item, UnaryExpression) and item.modifier in (
+    inner: object = item
+    if _is_unary_expression(inner) and inner.modifier in (
         operators.desc_op,
         operators.asc_op,
     ):
-        descending = item.modifier is operators.desc_op
-        inner = item.element
-    if isinstance(inner, (QueryableAttribute, ColumnElement)):
+        descending = inner.modifier is operators.desc_op
+        inner = inner.element
+    if _is_queryable_attribute(inner):
         key = _mapped_key(model, inner)
-        expression = inner.expression if isinstance(inner, QueryableAttribute) else inner
-        return expression, descending, key
+        return inner.expression, descending, key
+    if _is_column_element(inner):
+        return inner, descending, _mapped_key(model, inner)
     raise InvalidFieldError(
         f"order_by on {model.__name__} takes field names ('name', '-created_at') or column "
         f"expressions, got {type(item).__name__}",
@@ -264,9 +301,9 @@ def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], b
     )
 
 
-def _mapped_key(model: type[Any], expression: Any) -> str | None:
+def _mapped_key(model: type[Any], expression: object) -> str | None:
     """The attribute key of *model* that *expression* denotes, if it is one."""
-    if isinstance(expression, QueryableAttribute):
+    if _is_queryable_attribute(expression):
         if not isinstance(expression.property, ColumnProperty):
             return None
         parent = expression.parent
@@ -281,7 +318,7 @@ def _mapped_key(model: type[Any], expression: Any) -> str | None:
     entity: Any = annotations.get("parententity")
     if (
         isinstance(key, str)
-        and isinstance(entity, Mapper)
+        and _is_mapper(entity)
         and mapper_of(model).isa(entity)
         and key in filterable_columns(model)
     ):
@@ -294,7 +331,7 @@ def _order_items(order_by: Any) -> list[Any]:
         return []
     if isinstance(order_by, (str, ColumnElement, QueryableAttribute)):
         return [order_by]
-    if isinstance(order_by, Iterable):
+    if _is_iterable(order_by):
         return list(order_by)
     return [order_by]
 
@@ -318,9 +355,9 @@ def compile_order_by(model: type[Any], order_by: Any) -> list[ColumnElement[Any]
         if isinstance(item, str):
             expression, descending, _ = parse_order_item(model, item)
             clauses.append(expression.desc() if descending else expression.asc())
-        elif isinstance(item, QueryableAttribute):
+        elif _is_queryable_attribute(item):
             clauses.append(item.expression)
-        elif isinstance(item, ColumnElement):
+        elif _is_column_element(item):
             clauses.append(item)
         else:
             parse_order_item(model, item)  # raises
@@ -349,7 +386,9 @@ def check_assignable(
     columns = model_columns(model)
     mapper = mapper_of(model)
     pk_names = primary_key_names(model) if not allow_primary_key else ()
-    for name in values:
+    # Keys are checked at run time: callers without a type checker may pass any key.
+    names = cast("Iterable[object]", values)
+    for name in names:
         if not isinstance(name, str):
             raise InvalidFieldError(
                 f"field names must be strings, got {name!r} for {model.__name__}",
@@ -410,16 +449,16 @@ def as_values(
     result: dict[str, Any]
     if data is None:
         result = {}
-    elif isinstance(data, Mapping):
+    elif _is_mapping(data):
         result = dict(data)
     elif callable(getattr(data, "model_dump", None)) and not isinstance(data, type):
         dumped = data.model_dump(exclude_unset=True) if exclude_unset else data.model_dump()
-        if not isinstance(dumped, Mapping):
+        if not _is_mapping(dumped):
             raise TypeError(f"{type(data).__name__}.model_dump() did not return a mapping")
         result = dict(dumped)
     elif dataclasses.is_dataclass(data) and not isinstance(data, type):
         result = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
-    elif isinstance(state := inspect(data, raiseerr=False), InstanceState):
+    elif _is_instance_state(state := inspect(data, raiseerr=False)):
         loaded = state.dict
         result = {
             prop.key: loaded[prop.key]
@@ -429,7 +468,7 @@ def as_values(
     else:
         raise TypeError(
             "data must be a mapping, a pydantic model, a dataclass instance or a mapped "
-            f"instance, got {type(data).__name__}"
+            f"instance, got {type(cast(object, data)).__name__}"
         )
     result.update(values)
     return result
@@ -441,7 +480,9 @@ def check_window(model: type[Any], *, limit: int | None, offset: int | None) -> 
     Raises:
         InvalidFieldError: A negative value or a value that is not an ``int``.
     """
-    for name, value in (("limit", limit), ("offset", offset)):
+    # Values are checked at run time: callers without a type checker may pass anything.
+    window = cast("tuple[tuple[str, object], ...]", (("limit", limit), ("offset", offset)))
+    for name, value in window:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int):

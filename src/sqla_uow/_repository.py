@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, TypeVar, get_args, get_origin
 
 from sqlalchemy import (
     ColumnElement,
@@ -139,7 +139,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         """Normalise a primary key (scalar, tuple or mapping) to an identity tuple."""
         names = self._pk_names
         model = self.model
-        if isinstance(pk, Mapping):
+        values: tuple[Any, ...]
+        # isinstance() on an object alias: the Any value keeps no unknown type arguments.
+        checked: object = pk
+        if isinstance(checked, Mapping):
             keys = set(pk)
             if keys != set(names):
                 raise InvalidFieldError(
@@ -150,7 +153,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                     choices=names,
                 )
             values = tuple(pk[name] for name in names)
-        elif isinstance(pk, (tuple, builtins.list)):
+        elif isinstance(checked, (tuple, builtins.list)):
             values = tuple(pk)
         elif len(names) == 1:
             values = (pk,)
@@ -959,11 +962,16 @@ def _keyset_after(keys: Sequence[_KeysetColumn], values: Sequence[Any]) -> Colum
     return condition
 
 
+def _is_repository_class(value: object) -> TypeGuard[type[AsyncRepository[Any]]]:
+    # Spells out the type argument ``isinstance``/``issubclass`` would leave unknown.
+    return isinstance(value, type) and issubclass(value, AsyncRepository)
+
+
 def _resolve_model_param(cls: type[Any]) -> Any:
     """The model (or still-open TypeVar) *cls* binds AsyncRepository's ModelT to."""
     for base in cls.__dict__.get("__orig_bases__", ()):
         origin = get_origin(base)
-        if not (isinstance(origin, type) and issubclass(origin, AsyncRepository)):
+        if not _is_repository_class(origin):
             continue
         param = origin._model_param
         if isinstance(param, TypeVar):

@@ -283,4 +283,3 @@ class RollbackOnlyError(TransactionError):
             ...  # nothing was committed
         ```
     """
-
