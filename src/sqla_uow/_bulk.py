@@ -13,22 +13,43 @@ How each statement is built:
   itself, inside one ``INSERT ... SELECT``: key = (largest key before the statement) +
   (position of the row in the chunk), the same value SQLite's own ROWID algorithm picks.
   Rows are matched to input positions by their key value, never by RETURNING order.
+- ``insert_many``: an executemany ``INSERT`` per chunk (no RETURNING).
 - ``update_many``: an executemany ``UPDATE ... WHERE pk = ?`` (SQLite, MySQL / MariaDB)
   or one ``UPDATE ... FROM (VALUES ...)`` per chunk (PostgreSQL, whose asyncpg driver
   reports no row count for executemany).
 - ``upsert_many``: ``INSERT ... ON CONFLICT (...) DO UPDATE`` / ``DO NOTHING``
-  (PostgreSQL, SQLite) or ``INSERT ... ON DUPLICATE KEY UPDATE`` (MySQL / MariaDB).
+  (PostgreSQL, SQLite) or ``INSERT ... ON DUPLICATE KEY UPDATE`` (MySQL / MariaDB): an
+  executemany on SQLite, ``INSERT ... SELECT FROM (VALUES ...)`` per chunk on
+  PostgreSQL, insertmanyvalues with RETURNING (to count rows) on MariaDB.
+- ``delete_many`` / ``delete_where``: ORM-enabled ``DELETE ... WHERE pk IN (...)``.
+
+Bulk statements bypass the unit of work. To keep the session truthful, objects already
+in its identity map are synchronised: deleted ones leave the session; updated and
+upserted ones get the written values as their loaded state (attributes with an
+``onupdate`` default are expired after `update_many`). Rows of models mapped to
+several tables (joined inheritance) are not supported by the SQLite and PostgreSQL
+statement forms built here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Generic, cast
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Generic, TypeGuard, cast
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    Date,
+    DateTime,
+    Float,
     Integer,
+    Interval,
+    Numeric,
+    String,
     TextualSelect,
+    Time,
+    Uuid,
     bindparam,
     delete,
     insert,
@@ -106,6 +127,7 @@ class _Plan:
         self.columns: dict[str, Column[Any]] = {
             key: cast("Column[Any]", prop.columns[0]) for key, prop in self.props.items()
         }
+        self.keys_are_column_keys = all(col.key == key for key, col in self.columns.items())
         self.pk_columns: tuple[Column[Any], ...] = tuple(
             cast("Column[Any]", col) for col in self.mapper.primary_key
         )
@@ -114,14 +136,16 @@ class _Plan:
         )
         self.relationships = frozenset(self.mapper.relationships.keys())
         local = self.mapper.local_table
-        self.table: Table | None = local if isinstance(local, Table) else None
+        self.table: Table | None = None
+        if isinstance(local, Table) and len(self.mapper.tables) == 1:
+            self.table = local
         self.onupdate_keys = frozenset(
             key
             for key, col in self.columns.items()
             if col.onupdate is not None or col.server_onupdate is not None
         )
         self.sqlite_key = self._sqlite_generated_key()
-        self.sqlite_defaults = self._python_defaults()
+        self.python_defaults = self._python_defaults()
 
     def _sqlite_generated_key(self) -> Column[Any] | None:
         """The single integer key SQLite would generate, if the SQLite path can handle it."""
@@ -210,6 +234,95 @@ def _pg_values_source(
     return source, param_names
 
 
+_UNNEST_TYPES = (Integer, String, Boolean, Float, Numeric, Date, DateTime, Time, Interval, Uuid)
+_PG_UNNEST: dict[tuple[str, ...], Subquery] = {}
+
+
+def _pg_sources(
+    dialect: Dialect,
+    columns: tuple[Column[Any], ...],
+    value_rows: list[tuple[Any, ...]],
+    chunk_size: int | None,
+) -> Iterator[tuple[Subquery, dict[str, Any]]]:
+    """Row sources ``v(c0, c1, ...)`` for PostgreSQL, with their parameters, per chunk.
+
+    Columns of plain scalar types travel as one array per column through
+    ``unnest(CAST(:a0 AS type[]), ...)``: a statement of a fixed shape, prepared once,
+    whatever the number of rows. Other types (JSON, enums, custom types with bind
+    processing) go through a ``VALUES`` list, chunked by the bind-parameter limit.
+    *value_rows* hold values already processed for the driver.
+    """
+    width = len(columns)
+    if all(
+        isinstance(col.type, _UNNEST_TYPES)
+        and col.type.dialect_impl(dialect).bind_processor(dialect) is None
+        for col in columns
+    ):
+        casts = tuple(str(col.type.compile(dialect=dialect)) for col in columns)
+        source = _PG_UNNEST.get(casts)
+        if source is None:
+            names = [f"c{j}" for j in range(width)]
+            arrays = ", ".join(f"CAST(:a{j} AS {casts[j]}[])" for j in range(width))
+            source = (
+                sql_text(f"SELECT * FROM unnest({arrays}) AS v0 ({', '.join(names)})")
+                .columns(*(sql_column(n, col.type) for n, col in zip(names, columns, strict=True)))
+                .subquery("v")
+            )
+            if len(_PG_UNNEST) >= 64:
+                _PG_UNNEST.clear()
+            _PG_UNNEST[casts] = source
+        per_statement = chunk_size or len(value_rows)
+        for start in range(0, len(value_rows), per_statement):
+            part = value_rows[start : start + per_statement]
+            yield (
+                source,
+                {f"a{j}": list(values_) for j, values_ in enumerate(zip(*part, strict=True))},
+            )
+        return
+    per_statement = _rows_per_statement(dialect, width, chunk_size, None)
+    for start in range(0, len(value_rows), per_statement):
+        part = value_rows[start : start + per_statement]
+        values_source, param_names = _pg_values_source(dialect, columns, len(part))
+        flat = [value for row in part for value in row]
+        yield values_source, dict(zip(param_names, flat, strict=True))
+
+
+def _driver_rows(
+    dialect: Dialect,
+    columns: tuple[Column[Any], ...],
+    names: Sequence[str],
+    rows: list[dict[str, Any]],
+) -> list[tuple[Any, ...]]:
+    """The values of *names* of each row, as tuples, through the columns' bind processing."""
+    get = itemgetter(*names)
+    value_rows = [get(row) for row in rows] if len(names) > 1 else [(get(row),) for row in rows]
+    processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
+    if all(proc is None for proc in processors):
+        return value_rows
+    return [
+        tuple(
+            [
+                proc(value) if proc is not None and value is not None else value
+                for value, proc in zip(row, processors, strict=True)
+            ]
+        )
+        for row in value_rows
+    ]
+
+
+def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
+    return isinstance(value, InstanceState)
+
+
+def _require_single_table(plan: _Plan, method: str) -> Table:
+    if plan.table is None:
+        raise TypeError(
+            f"{method} needs {plan.model.__name__} mapped to a single table; "
+            "models of joined-table inheritance are not supported"
+        )
+    return plan.table
+
+
 def _row_error(model: type[Any], index: int, message: str, **kwargs: Any) -> InvalidFieldError:
     return InvalidFieldError(f"row {index} of {model.__name__}: {message}", model=model, **kwargs)
 
@@ -241,17 +354,25 @@ class BulkOperationsMixin(Generic[ModelT]):
         bind = self.session.get_bind(mapper=mapper_of(self.model))
         return bind.dialect
 
-    def _row_values(self, plan: _Plan, rows: Iterable[Any]) -> list[dict[str, Any]]:
-        """Every row as a dict of attribute values, all validated before any SQL."""
+    def _row_values(
+        self, plan: _Plan, rows: Iterable[Any], *, copy: bool = True
+    ) -> list[dict[str, Any]]:
+        """Every row as a dict of attribute values, all validated before any SQL.
+
+        Plain dicts are copied unless *copy* is false (the caller then must not mutate
+        them).
+        """
         model = plan.model
         writable = plan.writable
         result: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
+            row_values: dict[str, Any]
             if type(row) is dict:
-                row_values = dict(row)
+                plain = cast("dict[str, Any]", row)
+                row_values = dict(plain) if copy else plain
             else:
-                state = getattr(row, "_sa_instance_state", None)
-                if isinstance(state, InstanceState):
+                state: object = getattr(row, "_sa_instance_state", None)
+                if _is_instance_state(state):
                     self._check_instance(plan, index, state)
                 try:
                     row_values = as_values(row, {})
@@ -283,10 +404,40 @@ class BulkOperationsMixin(Generic[ModelT]):
 
     @staticmethod
     def _group_by_keys(rows: list[dict[str, Any]]) -> dict[frozenset[str], list[int]]:
+        """Row positions by the set of keys the row gives, in input order."""
         groups: dict[frozenset[str], list[int]] = {}
+        last_keys: Any = None
+        last_group: list[int] = []
         for index, row in enumerate(rows):
-            groups.setdefault(frozenset(row), []).append(index)
+            keys = row.keys()
+            if keys != last_keys:
+                last_keys = keys
+                last_group = groups.setdefault(frozenset(keys), [])
+            last_group.append(index)
         return groups
+
+    def _check_unique(
+        self, plan: _Plan, rows_values: list[dict[str, Any]], conflict: tuple[str, ...]
+    ) -> None:
+        """Refuse two rows with the same *conflict* values (one statement cannot write both)."""
+        get = cast("Callable[[dict[str, Any]], Any]", itemgetter(*conflict))
+        try:
+            identities: list[Any] = [get(row) for row in rows_values]
+            if len(set(identities)) == len(identities):
+                return
+        except TypeError:  # unhashable values: leave it to the database
+            return
+        seen: dict[Any, int] = {}
+        for index, identity in enumerate(identities):
+            first = seen.setdefault(identity, index)
+            if first != index:
+                raise _row_error(
+                    self.model,
+                    index,
+                    f"same {', '.join(conflict)} as row {first} ({identity!r}); "
+                    "one statement cannot write a row twice",
+                    field=conflict[0],
+                )
 
     async def _execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
         try:
@@ -314,7 +465,8 @@ class BulkOperationsMixin(Generic[ModelT]):
         SQLite), fewer when the limit demands it. Rows with different sets of keys go
         in separate statements. On SQLite with a database-generated integer key the
         statement assigns the keys itself (largest existing key + position), inside the
-        statement, so no other writer can interleave.
+        statement, so no other writer can interleave. MySQL, which has no
+        ``INSERT ... RETURNING``, goes through the unit of work (one INSERT per row).
 
         Args:
             rows: The rows to insert.
@@ -338,7 +490,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
-        rows_values = self._row_values(plan, rows)
+        rows_values = self._row_values(plan, rows, copy=False)
         if not rows_values:
             return []
         dialect = self._dialect()
@@ -347,28 +499,39 @@ class BulkOperationsMixin(Generic[ModelT]):
             dialect.name == "sqlite"
             and dialect.insert_returning
             and plan.sqlite_key is not None
-            and plan.sqlite_defaults is not None
+            and plan.python_defaults is not None
             and plan.table is not None
         ):
             return await self._sqlite_create(plan, dialect, rows_values, chunk_size)
+        if not dialect.insert_returning:  # pragma: no cover - MySQL: no INSERT ... RETURNING
+            # The unit of work reads each generated key from cursor.lastrowid.
+            objects = [self.model(**row) for row in rows_values]
+            self.session.add_all(objects)
+            try:
+                await self.session.flush(objects)
+            except sa_exc.DBAPIError as exc:
+                if is_conflict_error(exc):
+                    raise conflict_error(exc, model=self.model) from exc
+                raise
+            return objects
         results: list[Any] = [None] * len(rows_values)
         statement = insert(self.model).returning(self.model, sort_by_parameter_order=True)
         for keys, indexes in self._group_by_keys(rows_values).items():
             per_statement = _rows_per_statement(
                 dialect, len(keys) + 1, chunk_size, DEFAULT_CHUNK_SIZE
             )
-            for start in range(0, len(indexes), per_statement):
-                part = indexes[start : start + per_statement]
-                result = await self._execute(
-                    statement,
-                    [rows_values[i] for i in part],
-                    execution_options={
-                        "insertmanyvalues_page_size": len(part),
-                        "render_nulls": True,
-                    },
-                )
-                for position, obj in zip(part, result.scalars().all(), strict=True):
-                    results[position] = obj
+            # One execute per group: insertmanyvalues sends one INSERT per page of
+            # per_statement rows and hands the rows back in parameter order.
+            result = await self._execute(
+                statement,
+                [rows_values[i] for i in indexes],
+                execution_options={
+                    "insertmanyvalues_page_size": per_statement,
+                    "render_nulls": True,
+                },
+            )
+            for position, obj in zip(indexes, result.scalars().all(), strict=True):
+                results[position] = obj
         return results
 
     async def _sqlite_create(
@@ -381,20 +544,25 @@ class BulkOperationsMixin(Generic[ModelT]):
         table, key = plan.table, plan.sqlite_key
         assert table is not None
         assert key is not None
-        assert plan.sqlite_defaults is not None
+        assert plan.python_defaults is not None
         key_attr = plan.mapper.get_property_by_column(key).key
-        defaults = plan.sqlite_defaults
-        for row in rows_values:
+        defaults = plan.python_defaults
+        rows_values = list(rows_values)  # filled copies replace rows missing a default
+        for index, row in enumerate(rows_values):
             missing = [name for name in defaults if name not in row]
             if missing:
                 context = _DefaultContext(
                     {plan.columns[name].key: value for name, value in row.items()}
                 )
+                row = rows_values[index] = dict(row)
                 for name in missing:
                     kind, arg = defaults[name]
                     row[name] = arg(context) if kind == "callable" else arg
         results: list[Any] = [None] * len(rows_values)
-        processors = {name: col.type.bind_processor(dialect) for name, col in plan.columns.items()}
+        processors = {
+            name: col.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, col in plan.columns.items()
+        }
         for keys, indexes in self._group_by_keys(rows_values).items():
             generated = key_attr not in keys
             names = sorted(keys)
@@ -509,7 +677,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
-        rows_values = self._row_values(plan, rows)
+        rows_values = self._row_values(plan, rows, copy=False)
         if not rows_values:
             return 0
         dialect = self._dialect()
@@ -562,7 +730,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
-        rows_values = self._row_values(plan, rows)
+        rows_values = self._row_values(plan, rows, copy=False)
         for index, row in enumerate(rows_values):
             missing = [name for name in plan.pk_keys if name not in row]
             if missing:
@@ -584,6 +752,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                 )
         if not rows_values:
             return 0
+        _require_single_table(plan, "update_many")
         dialect = self._dialect()
         await self.session.flush()
         matched = 0
@@ -605,12 +774,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         group: list[dict[str, Any]],
         chunk_size: int | None,
     ) -> int:
-        table = plan.table
-        if table is None:  # pragma: no cover - mapped to a join or selectable
-            raise UnsupportedDialectError(
-                f"update_many needs {self.model.__name__} mapped to one table",
-                dialect=dialect.name,
-            )
+        table = _require_single_table(plan, "update_many")
         pk_binds = {key: f"k_{i}" for i, key in enumerate(plan.pk_keys)}
         set_binds = {name: f"v_{i}" for i, name in enumerate(names)}
         statement = (
@@ -651,20 +815,12 @@ class BulkOperationsMixin(Generic[ModelT]):
         table = plan.table
         assert table is not None
         keys = [*plan.pk_keys, *names]
-        processors = [plan.columns[name].type.bind_processor(dialect) for name in keys]
-        per_statement = _rows_per_statement(dialect, len(keys), chunk_size, None)
+        columns = tuple(plan.columns[name] for name in keys)
         pk_count = len(plan.pk_keys)
         matched = 0
-        for start in range(0, len(group), per_statement):
-            part = group[start : start + per_statement]
-            source, param_names = _pg_values_source(
-                dialect, tuple(plan.columns[name] for name in keys), len(part)
-            )
-            flat: list[Any] = []
-            for row in part:
-                for name, proc in zip(keys, processors, strict=True):
-                    value = row[name]
-                    flat.append(proc(value) if proc is not None and value is not None else value)
+        for source, params in _pg_sources(
+            dialect, columns, _driver_rows(dialect, columns, keys, group), chunk_size
+        ):
             statement = (
                 update(table)
                 .values(
@@ -677,7 +833,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                     *(plan.columns[key] == source.c[f"c{i}"] for i, key in enumerate(plan.pk_keys))
                 )
             )
-            result = await self._execute(statement, dict(zip(param_names, flat, strict=True)))
+            result = await self._execute(statement, params)
             matched += max(0, result.rowcount)
         return matched
 
@@ -755,7 +911,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         width = len(plan.pk_keys)
         if width > 1:
             for index, key in enumerate(keys):
-                if not isinstance(key, (tuple, list)) or len(key) != width:
+                if not isinstance(key, (tuple, list)) or len(cast("Sequence[Any]", key)) != width:
                     raise _row_error(
                         self.model,
                         index,
@@ -810,7 +966,7 @@ class BulkOperationsMixin(Generic[ModelT]):
             await repo.delete_where(all_rows=True)  # empties the table
             ```
         """
-        if not isinstance(all_rows, bool):
+        if not isinstance(all_rows, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise InvalidFieldError(
                 f"all_rows must be True or False, got {all_rows!r}",
                 model=self.model,
@@ -890,34 +1046,22 @@ class BulkOperationsMixin(Generic[ModelT]):
                 choices=sorted(plan.writable),
             )
         explicit = None if update is None else self._column_names("update", update, plan)
-        rows_values = self._row_values(plan, rows)
-        seen: dict[tuple[Any, ...], int] = {}
-        for index, row in enumerate(rows_values):
-            needed = conflict if explicit is None else (*conflict, *explicit)
-            missing = [name for name in needed if name not in row]
+        rows_values = self._row_values(plan, rows, copy=False)
+        groups = self._group_by_keys(rows_values)
+        needed = conflict if explicit is None else (*conflict, *explicit)
+        for keys, indexes in groups.items():
+            missing = [name for name in needed if name not in keys]
             if missing:
                 what = "on_conflict" if missing[0] in conflict else "update"
                 raise _row_error(
                     self.model,
-                    index,
+                    indexes[0],
                     f"upsert_many rows need the {what} column {missing[0]!r}; "
-                    f"this row has: {', '.join(sorted(row)) or 'nothing'}",
+                    f"this row has: {', '.join(sorted(keys)) or 'nothing'}",
                     field=missing[0],
                     choices=sorted(plan.writable),
                 )
-            try:
-                identity = tuple(row[name] for name in conflict)
-                first = seen.setdefault(identity, index)
-            except TypeError:
-                continue
-            if first != index:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"same {', '.join(conflict)} as row {first} ({identity!r}); "
-                    "one statement cannot write a row twice",
-                    field=conflict[0],
-                )
+        self._check_unique(plan, rows_values, conflict)
         dialect = self._dialect()
         if dialect.name not in _UPSERT_DIALECTS:
             raise UnsupportedDialectError(
@@ -927,21 +1071,16 @@ class BulkOperationsMixin(Generic[ModelT]):
             )
         if not rows_values:
             return 0
-        table = plan.table
-        if table is None:  # pragma: no cover - mapped to a join or selectable
-            raise UnsupportedDialectError(
-                f"upsert_many needs {self.model.__name__} mapped to one table",
-                dialect=dialect.name,
-            )
+        table = _require_single_table(plan, "upsert_many")
         await self.session.flush()
         written = 0
-        for keys, indexes in self._group_by_keys(rows_values).items():
+        for keys, indexes in groups.items():
             if explicit is None:
                 targets = sorted(keys.difference(conflict).difference(plan.pk_keys))
             else:
                 targets = list(explicit)
             group_rows = [rows_values[i] for i in indexes]
-            if dialect.name == "postgresql" and plan.sqlite_defaults is not None:
+            if dialect.name == "postgresql" and plan.python_defaults is not None:
                 written += await self._pg_upsert(
                     plan, table, dialect, keys, conflict, targets, group_rows, chunk_size
                 )
@@ -970,9 +1109,17 @@ class BulkOperationsMixin(Generic[ModelT]):
         chunk_size: int | None,
     ) -> int:
         """Run *statement* for every row: executemany on SQLite, RETURNING pages elsewhere."""
-        group = [
-            {plan.columns[name].key: value for name, value in row.items()} for row in group_rows
-        ]
+        if dialect.name == "sqlite" and plan.python_defaults is not None:
+            return await self._sqlite_executemany(
+                plan, dialect, statement, keys, group_rows, chunk_size
+            )
+        group = (
+            group_rows
+            if plan.keys_are_column_keys
+            else [
+                {plan.columns[name].key: value for name, value in row.items()} for row in group_rows
+            ]
+        )
         written = 0
         if dialect.name == "sqlite":
             # sqlite3 sums the changes of every execution: inserted plus updated rows.
@@ -996,6 +1143,81 @@ class BulkOperationsMixin(Generic[ModelT]):
                 written += max(0, result.rowcount)
         return written
 
+    async def _sqlite_executemany(
+        self,
+        plan: _Plan,
+        dialect: Dialect,
+        statement: Any,
+        keys: frozenset[str],
+        group_rows: list[dict[str, Any]],
+        chunk_size: int | None,
+    ) -> int:
+        """Executemany of *statement*, compiled once, with the bind processing done here.
+
+        SQLAlchemy's executemany builds a parameter dict per row through the compiled
+        statement; for SQLite, where the database work is cheap, that bookkeeping is
+        most of the cost. Python-side column defaults are filled in per row first.
+        """
+        defaults = plan.python_defaults
+        assert defaults is not None
+        missing = [name for name in defaults if name not in keys]
+        names = sorted({*keys, *missing})
+        by_column_key = {plan.columns[name].key: name for name in names}
+        compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
+        order = compiled.positiontup
+        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
+            group = [
+                {plan.columns[name].key: value for name, value in row.items()} for row in group_rows
+            ]
+            result = await self._execute(statement, group)
+            return max(0, int(result.rowcount))
+        ordered = [by_column_key[key] for key in order]
+        processors = [
+            plan.columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in ordered
+        ]
+        scalars = {name: defaults[name][1] for name in missing if defaults[name][0] == "scalar"}
+        callables = [name for name in missing if name not in scalars]
+        get = itemgetter(*ordered)
+        params: list[Any] = []
+        for row in group_rows:
+            if callables:
+                context = _DefaultContext(
+                    {plan.columns[name].key: value for name, value in row.items()}
+                )
+                row = {**scalars, **row}
+                for name in callables:
+                    row[name] = defaults[name][1](context)
+            elif scalars:
+                row = {**scalars, **row}
+            params.append(get(row))
+        if len(ordered) == 1:
+            params = [(value,) for value in params]
+        if any(proc is not None for proc in processors):
+            params = [
+                tuple(
+                    [
+                        proc(value) if proc is not None and value is not None else value
+                        for value, proc in zip(values_, processors, strict=True)
+                    ]
+                )
+                for values_ in params
+            ]
+        connection = await self.session.connection()
+        per_statement = chunk_size or len(params)
+        written = 0
+        for start in range(0, len(params), per_statement):
+            try:
+                result = await connection.exec_driver_sql(
+                    compiled.string, params[start : start + per_statement]
+                )
+            except sa_exc.DBAPIError as exc:
+                if is_conflict_error(exc):
+                    raise conflict_error(exc, model=self.model) from exc
+                raise
+            written += max(0, result.rowcount)
+        return written
+
     async def _pg_upsert(
         self,
         plan: _Plan,
@@ -1010,34 +1232,31 @@ class BulkOperationsMixin(Generic[ModelT]):
         """``INSERT ... SELECT FROM (VALUES ...) ON CONFLICT`` per chunk; its row count is exact."""
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        defaults = plan.sqlite_defaults
+        defaults = plan.python_defaults
         assert defaults is not None
         missing = [name for name in defaults if name not in keys]
         names = sorted({*keys, *missing})
         columns = tuple(plan.columns[name] for name in names)
-        processors = [col.type.bind_processor(dialect) for col in columns]
-        per_statement = _rows_per_statement(dialect, len(names), chunk_size, None)
+        filled: list[dict[str, Any]] = group_rows
+        if missing:
+            filled = []
+            for row in group_rows:
+                context = _DefaultContext(
+                    {plan.columns[name].key: value for name, value in row.items()}
+                )
+                filled_row: dict[str, Any] = dict(row)
+                for name in missing:
+                    kind, arg = defaults[name]
+                    filled_row[name] = arg(context) if kind == "callable" else arg
+                filled.append(filled_row)
+        index_elements = [plan.columns[name] for name in conflict]
         written = 0
-        for start in range(0, len(group_rows), per_statement):
-            part = group_rows[start : start + per_statement]
-            source, param_names = _pg_values_source(dialect, columns, len(part))
-            flat: list[Any] = []
-            for row in part:
-                if missing:
-                    context = _DefaultContext(
-                        {plan.columns[name].key: value for name, value in row.items()}
-                    )
-                    row = dict(row)
-                    for name in missing:
-                        kind, arg = defaults[name]
-                        row[name] = arg(context) if kind == "callable" else arg
-                for name, proc in zip(names, processors, strict=True):
-                    value = row[name]
-                    flat.append(proc(value) if proc is not None and value is not None else value)
+        for source, params in _pg_sources(
+            dialect, columns, _driver_rows(dialect, columns, names, filled), chunk_size
+        ):
             stmt = pg_insert(table).from_select(
                 list(columns), select(*(source.c[f"c{j}"] for j in range(len(names))))
             )
-            index_elements = [plan.columns[name] for name in conflict]
             if targets:
                 stmt = stmt.on_conflict_do_update(
                     index_elements=index_elements,
@@ -1048,7 +1267,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                 )
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=index_elements)
-            result = await self._execute(stmt, dict(zip(param_names, flat, strict=True)))
+            result = await self._execute(stmt, params)
             written += max(0, result.rowcount)
         return written
 

@@ -1,18 +1,21 @@
 """Translation of driver errors into sqla_uow's exceptions.
 
 Detection reads SQLSTATEs (PostgreSQL drivers) and numeric error codes (sqlite3,
-MySQL / MariaDB drivers), never message text. The only text read is SQLite's list of
-columns in a constraint message, used for context once the code has classified it.
+MySQL / MariaDB drivers), not message text. Messages are read only for context (the
+columns or constraint named) once the code has classified the error, and on Python
+3.10, whose sqlite3 exceptions have no error code, for SQLite's fixed message prefix.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Mapper
 from sqlalchemy.schema import Table
 
 from .exceptions import ConflictError, ConflictKind
@@ -93,9 +96,24 @@ def _mysql_code(err: BaseException) -> int | None:
     return None
 
 
+# Python 3.10's sqlite3 exceptions carry no error code; SQLite's fixed message prefix
+# ("UNIQUE constraint failed: ...") stands in for it there.
+_SQLITE_PREFIX_CODES = {
+    "CHECK": 275,
+    "FOREIGN KEY": 787,
+    "NOT NULL": 1299,
+    "UNIQUE": 2067,
+}
+
+
 def _sqlite_code(err: BaseException) -> int | None:
     code = getattr(err, "sqlite_errorcode", None)
-    return code if isinstance(code, int) else None
+    if isinstance(code, int):
+        return code
+    if sys.version_info < (3, 11) and type(err).__module__ == "sqlite3" and err.args:
+        prefix = str(err.args[0]).partition(" constraint failed")[0]
+        return _SQLITE_PREFIX_CODES.get(prefix)
+    return None
 
 
 def is_retryable_error(exc: BaseException) -> bool:
@@ -132,9 +150,18 @@ def _pg_column(exc: BaseException) -> str | None:
     return None
 
 
+def _mapper(model: type[Any] | None) -> Mapper[Any] | None:
+    found: object = sa_inspect(model, raiseerr=False) if model is not None else None
+    return found if _is_mapper(found) else None
+
+
+def _is_mapper(value: object) -> TypeGuard[Mapper[Any]]:
+    return isinstance(value, Mapper)
+
+
 def _schema_items(model: type[Any] | None) -> Iterator[tuple[str | None, tuple[str, ...], bool]]:
     """(name, column names, unique) of each constraint and index of *model*'s tables."""
-    mapper = sa_inspect(model, raiseerr=False) if model is not None else None
+    mapper = _mapper(model)
     if mapper is None:
         return
     for table in mapper.tables:
@@ -153,7 +180,7 @@ def _constraint_columns(model: type[Any] | None, constraint: str | None) -> tupl
     for name, columns, _ in _schema_items(model):
         if name == constraint:
             return columns
-    mapper = sa_inspect(model, raiseerr=False) if model is not None else None
+    mapper = _mapper(model)
     if mapper is not None:
         # An unnamed primary key: PostgreSQL calls it "<table>_pkey", MySQL "PRIMARY".
         table = mapper.local_table
@@ -219,10 +246,9 @@ def _mysql_context(
     columns: tuple[str, ...] = ()
     if kind == "unique" and (match := _MYSQL_KEY.search(message)):
         constraint = match.group(1)
-        if constraint == "PRIMARY" and model is not None:
-            mapper = sa_inspect(model, raiseerr=False)
-            if mapper is not None:
-                columns = tuple(col.name for col in mapper.primary_key)
+        mapper = _mapper(model)
+        if constraint == "PRIMARY" and mapper is not None:
+            columns = tuple(col.name for col in mapper.primary_key)
     elif kind == "foreign_key":
         if match := _MYSQL_CONSTRAINT.search(message):
             constraint = match.group(1)
@@ -284,7 +310,7 @@ def conflict_error(exc: sa_exc.DBAPIError, *, model: type[Any] | None = None) ->
                 break
 
     target = f" writing {model.__name__}" if model is not None else ""
-    detail = []
+    detail: list[str] = []
     if constraint:
         detail.append(f"constraint {constraint!r}")
     if columns:

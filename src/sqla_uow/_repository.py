@@ -18,14 +18,14 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column
 
 from ._bulk import BulkOperationsMixin
-from ._errors import conflict_error
+from ._errors import conflict_error, is_conflict_error
 from ._filters import (
     _order_items,
     as_values,
@@ -39,7 +39,14 @@ from ._filters import (
     parse_order_item,
     primary_key_names,
 )
-from ._pagination import CursorPage, Page, decode_cursor, encode_cursor, ordering_fingerprint
+from ._pagination import (
+    CursorPage,
+    Page,
+    check_scope,
+    decode_cursor,
+    encode_cursor,
+    ordering_fingerprint,
+)
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError, MultipleResultsError, NotFoundError
 
@@ -225,8 +232,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
     async def _flush(self) -> None:
         try:
             await self.session.flush()
-        except IntegrityError as exc:
-            raise conflict_error(exc, model=self.model) from exc
+        except DBAPIError as exc:
+            if is_conflict_error(exc):
+                raise conflict_error(exc, model=self.model) from exc
+            raise
 
     async def _load_expired(self, obj: ModelT) -> None:
         """Load column attributes a flush expired (server-side defaults / onupdate values).
@@ -553,6 +562,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         after: str | None = None,
         before: str | None = None,
         options: Sequence[ORMOption] = (),
+        cursor_scope: str | None = None,
         **filters: Any,
     ) -> CursorPage[ModelT]:
         """One page of a keyset-paginated query.
@@ -570,13 +580,19 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             after: A ``next_cursor``: return the rows that follow it.
             before: A ``previous_cursor``: return the rows that precede it.
             options: Loader options.
+            cursor_scope: Binds the cursors to a scope: a cursor made with another scope (or
+                none) is rejected. A cursor names the model and ordering only, not the
+                filters; when the filters come from the caller, pass them here (for
+                example ``cursor_scope=f"user:{user_id}"``) so that a cursor of one user's
+                listing cannot page through another's.
             **filters: ``field=value`` and lookups.
 
         Raises:
             InvalidCursorError: A cursor that is malformed, edited, or made for another
-                model or ordering.
+                model, ordering or scope.
             InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
-                key that is not a mapped column; an unknown field or lookup.
+                key that is not a mapped column; an unknown field or lookup; a
+                ``cursor_scope`` that is not a ``str``.
 
         Example:
             ```python
@@ -584,10 +600,15 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             older = await orders.paginate_cursor(
                 order_by="-created_at", limit=20, after=page.next_cursor
             )
+            # A cursor bound to one user's listing is refused for another user's.
+            mine = await orders.paginate_cursor(
+                order_by="-created_at", limit=20, user_id=7, cursor_scope="user:7"
+            )
             ```
         """
         model = self.model
         check_window(model, limit=limit, offset=None)
+        check_scope(model, cursor_scope)
         if limit < 1:
             raise InvalidFieldError(
                 f"limit must be at least 1, got {limit}", model=model, field="limit"
@@ -607,6 +628,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 types=[k.python_type for k in keys],
                 secret=self.cursor_secret,
                 model=model,
+                scope=cursor_scope,
             )
         criteria = compile_where(model, where, filters)
         backwards = before is not None
@@ -630,7 +652,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
         def cursor_of(row: Any) -> str:
             return encode_cursor(
-                builtins.list(row[1:]), fingerprint=fingerprint, secret=self.cursor_secret
+                builtins.list(row[1:]),
+                fingerprint=fingerprint,
+                secret=self.cursor_secret,
+                scope=cursor_scope,
             )
 
         if backwards:
