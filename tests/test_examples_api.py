@@ -90,6 +90,61 @@ async def new_order(
     return body
 
 
+USER_ROUTES = [
+    ("GET", "/users/{id}"),
+    ("GET", "/users/{id}/profile"),
+    ("PATCH", "/users/{id}"),
+    ("DELETE", "/users/{id}"),
+    ("POST", "/users/{id}/orders"),
+    ("GET", "/users/{id}/orders"),
+]
+"""Every route with a user id in its path."""
+
+
+class TestOutOfRangeNumbers:
+    """Numbers a column cannot hold are refused by validation (422), never a 500.
+
+    The ids are 32-bit on PostgreSQL; 2**64 fits no integer column anywhere.
+    """
+
+    async def request(self, client: httpx.AsyncClient, method: str, path: str) -> httpx.Response:
+        body = {"title": "Book", "price": "1"} if method == "POST" else {}
+        return await client.request(method, path, json=body)
+
+    async def test_an_id_out_of_range_answers_422(self, client: httpx.AsyncClient) -> None:
+        for method, route in USER_ROUTES:
+            for user_id in (0, 2**31, 2**64):
+                response = await self.request(client, method, route.format(id=user_id))
+
+                assert response.status_code == 422, (method, route, user_id, response.text)
+                assert response.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+    async def test_the_largest_id_reaches_the_database_and_answers_404(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for method, route in USER_ROUTES:
+            response = await self.request(client, method, route.format(id=2**31 - 1))
+
+            assert response.status_code == 404, (method, route, response.text)
+
+    async def test_an_offset_out_of_range_answers_422(self, client: httpx.AsyncClient) -> None:
+        for offset in (2**31, 2**64):
+            response = await client.get("/users", params={"offset": offset})
+
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+
+    async def test_the_largest_offset_answers_an_empty_page(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.get("/users", params={"offset": 2**31 - 1})
+
+        assert response.status_code == 200
+        assert (response.json()["items"], response.json()["total"]) == ([], 1)
+
+
 class TestCreateUser:
     async def test_answers_201_with_the_new_user_and_stores_it(
         self, client: httpx.AsyncClient, shop_engine: AsyncEngine
@@ -295,6 +350,33 @@ class TestPlaceOrder:
         assert "inactive" in response.json()["detail"]
         assert await count_orders(shop_engine) == 0
 
+    @pytest.mark.parametrize(("sent", "stored"), [("1.5", "1.50"), ("7", "7.00"), (3, "3.00")])
+    async def test_answers_the_price_as_stored_and_listed(
+        self, client: httpx.AsyncClient, sent: str | int, stored: str
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders", json={"title": "Book", "price": sent}
+        )
+
+        assert response.status_code == 201
+        assert response.json()["price"] == stored
+        listed = (await client.get(f"/users/{ann['id']}/orders")).json()["items"]
+        assert [order["price"] for order in listed] == [stored]
+
+    async def test_answers_422_for_a_price_with_fractions_of_a_cent(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders", json={"title": "Book", "price": "1.505"}
+        )
+
+        assert response.status_code == 422
+        assert await count_orders(shop_engine) == 0
+
     async def test_answers_422_for_a_negative_price(self, client: httpx.AsyncClient) -> None:
         ann = await new_user(client, "ann@example.com", "Ann")
 
@@ -341,6 +423,26 @@ class TestListOrders:
         assert response.status_code == 400
         assert response.json()["field"] == "cursor"
 
+    async def test_answers_400_for_a_cursor_of_another_users_orders(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+        for owner in (ann, bob, ann, bob, ann, bob):
+            await new_order(client, owner["id"], f"{owner['name']}'s order")
+        first = (await client.get(f"/users/{ann['id']}/orders", params={"limit": 2})).json()
+        cursor = first["next_cursor"]
+        assert cursor is not None
+
+        response = await client.get(f"/users/{bob['id']}/orders", params={"cursor": cursor})
+
+        assert response.status_code == 400
+        assert response.json()["field"] == "cursor"
+        assert "another scope" in response.json()["detail"]
+        # In Ann's own listing the same cursor leads on to her last order.
+        rest = (await client.get(f"/users/{ann['id']}/orders", params={"cursor": cursor})).json()
+        assert [order["user_id"] for order in rest["items"]] == [ann["id"]]
+
     async def test_answers_404_for_an_unknown_user(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/users/4242/orders")).status_code == 404
 
@@ -386,13 +488,14 @@ class TestCreateUserWithOrder:
             "/users-with-order",
             json={
                 "user": {"email": "ann@example.com", "name": "Ann"},
-                "order": {"title": "Book", "price": "12.50"},
+                "order": {"title": "Book", "price": "12.5"},
             },
         )
 
         assert response.status_code == 201
         body = response.json()
         assert body["order"]["user_id"] == body["user"]["id"]
+        assert body["order"]["price"] == "12.50"
         assert await count_users(shop_engine, email="ann@example.com") == 1
         assert await count_orders(shop_engine, user_id=body["user"]["id"]) == 1
 

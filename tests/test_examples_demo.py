@@ -78,13 +78,17 @@ class TestDemo:
         assert "Removed 9 user(s) left by an earlier run." in second.stdout
 
     @pytest.mark.backends("postgresql")
-    async def test_runs_on_the_database_of_database_url(
+    async def test_runs_twice_on_the_database_of_database_url(
         self, database_url: str, tmp_path: Path
     ) -> None:
         try:
-            result = run_demo(tmp_path, DATABASE_URL=database_url)
-            assert_tells_the_story(result)
-            assert "Database: postgresql+asyncpg://" in result.stdout
+            first = run_demo(tmp_path, DATABASE_URL=database_url)
+            second = run_demo(tmp_path, DATABASE_URL=database_url)
+
+            assert_tells_the_story(first)
+            assert "Database: postgresql+asyncpg://" in first.stdout
+            assert_tells_the_story(second)
+            assert "Removed 9 user(s) left by an earlier run." in second.stdout
         finally:
             engine = create_async_engine(database_url)
             async with engine.begin() as conn:

@@ -36,7 +36,11 @@ class FakeOrderRepository(InMemoryRepository[Order]):
         self, user_id: int, *, limit: int = 20, after: str | None = None
     ) -> CursorPage[Order]:
         return await self.paginate_cursor(
-            order_by=("-created_at", "-id"), limit=limit, after=after, user_id=user_id
+            order_by=("-created_at", "-id"),
+            limit=limit,
+            after=after,
+            user_id=user_id,
+            cursor_scope=f"user:{user_id}",
         )
 
     async def summary_for_user(self, user_id: int) -> OrderSummary:

@@ -347,6 +347,47 @@ class TestInvalidCursors:
         with pytest.raises(InvalidCursorError):
             await events.paginate_cursor(order_by="rank", limit=3, after=token)
 
+    async def test_cursor_bound_to_a_scope_is_rejected_in_another(
+        self, events: EventRepository, seeded: list[Event]
+    ) -> None:
+        async def rank_page(rank: int, scope: str | None, **cursor: str) -> list[int]:
+            page = await events.paginate_cursor(
+                order_by="-id", limit=2, rank=rank, cursor_scope=scope, **cursor
+            )
+            return [e.id for e in page.items]
+
+        first = await events.paginate_cursor(order_by="-id", limit=2, rank=1, cursor_scope="r1")
+        assert first.next_cursor is not None
+        # The same scope follows the cursor, forwards and back.
+        second = await events.paginate_cursor(
+            order_by="-id", limit=2, rank=1, cursor_scope="r1", after=first.next_cursor
+        )
+        expected = sorted((e.id for e in seeded if e.rank == 1), reverse=True)
+        assert [e.id for e in first.items + second.items] == expected[:4]
+        assert second.previous_cursor is not None
+        assert await rank_page(1, "r1", before=second.previous_cursor) == expected[:2]
+        # Another scope, or none, refuses it; so does a scope for an unscoped cursor.
+        for other in ("r2", "", None):
+            with pytest.raises(InvalidCursorError, match="another scope"):
+                await rank_page(2, other, after=first.next_cursor)
+        unscoped = (await events.paginate_cursor(order_by="-id", limit=2)).next_cursor
+        assert unscoped is not None
+        with pytest.raises(InvalidCursorError, match="another scope"):
+            await rank_page(1, "r1", after=unscoped)
+
+    async def test_cursor_does_not_reveal_its_scope(
+        self, events: EventRepository, seeded: list[Event]
+    ) -> None:
+        page = await events.paginate_cursor(limit=2, cursor_scope="tenant-secret-42")
+        assert page.next_cursor is not None
+        encoded = page.next_cursor.partition(".")[0]
+        body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        assert b"tenant-secret-42" not in body
+
+    async def test_cursor_scope_must_be_a_string(self, events: EventRepository) -> None:
+        with pytest.raises(InvalidFieldError, match="cursor_scope must be a str"):
+            await events.paginate_cursor(limit=3, cursor_scope=7)  # type: ignore[arg-type]
+
     async def test_cursor_must_be_a_string(self, events: EventRepository) -> None:
         with pytest.raises(InvalidCursorError, match="must be a string"):
             await events.paginate_cursor(limit=3, after=b"abc")  # type: ignore[arg-type]

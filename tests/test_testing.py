@@ -631,6 +631,20 @@ async def parity_scenario(uow: Any) -> list[Any]:
         back = cursor_pages[-1].previous_cursor
         cursor_pages.append(await users.paginate_cursor(order_by="-age", limit=4, before=back))
         out.append([(snapshot(p.items), p.next_cursor, p.previous_cursor) for p in cursor_pages])
+        scoped = await users.paginate_cursor(order_by="-age", limit=1, cursor_scope="s")
+        out.append(scoped.next_cursor)
+        out.append(
+            await attempt(
+                lambda: users.paginate_cursor(order_by="-age", limit=1, after=scoped.next_cursor)
+            )
+        )
+        out.append(
+            await attempt(
+                lambda: users.paginate_cursor(
+                    order_by="-age", limit=1, cursor_scope="t", after=scoped.next_cursor
+                )
+            )
+        )
         out.append(await attempt(lambda: users.list(emial="x")))
         out.append(await attempt(lambda: users.count(age__between=1)))
         out.append(await attempt(lambda: users.list(order_by="-agee")))

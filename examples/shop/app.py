@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -41,6 +41,7 @@ from .schemas import (
     UserRead,
     UserUpdate,
     UserWithOrderCreate,
+    UserWithOrderRead,
 )
 from .services import OrderRejectedError, OrderService
 from .settings import Settings
@@ -68,6 +69,17 @@ def order_service(request: Request) -> OrderService:
 
 UnitOfWork = Annotated[ShopUnitOfWork, Depends(unit_of_work)]
 Orders = Annotated[OrderService, Depends(order_service)]
+
+# -- parameters ------------------------------------------------------------------------
+
+# The ids are INTEGER columns, 32-bit on PostgreSQL: a larger number in a URL must be a
+# 422 from validation, not a database error (a 500) when it is bound to the query. The
+# same bound keeps ?offset= within what every database accepts.
+MAX_INT32 = 2**31 - 1
+
+UserId = Annotated[int, Path(ge=1, le=MAX_INT32)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+Offset = Annotated[int, Query(ge=0, le=MAX_INT32)]
 
 # -- errors: the one place where exceptions become HTTP answers -------------------------
 
@@ -118,13 +130,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter()
 
 
-class UserWithOrderRead(BaseModel):
-    """The user and the order `POST /users-with-order` created."""
-
-    user: UserRead
-    order: OrderRead
-
-
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses=_errors(409))
 async def create_user(body: UserCreate, uow: UnitOfWork) -> UserRead:
     """Register a user; 409 when the email address is taken."""
@@ -134,8 +139,8 @@ async def create_user(body: UserCreate, uow: UnitOfWork) -> UserRead:
 @router.get("/users", responses=_errors(400))
 async def list_users(
     uow: UnitOfWork,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 20,
+    offset: Offset = 0,
     order_by: Annotated[str, Query(description='a column; "-name" sorts descending')] = "id",
 ) -> OffsetPage[UserRead]:
     """A page of users and the total count; an unknown ``order_by`` column is a 400."""
@@ -156,13 +161,13 @@ async def import_users(body: UserImport, uow: UnitOfWork) -> ImportResult:
 
 
 @router.get("/users/{user_id}", responses=_errors(404))
-async def get_user(user_id: int, uow: UnitOfWork) -> UserRead:
+async def get_user(user_id: UserId, uow: UnitOfWork) -> UserRead:
     """One user."""
     return UserRead.model_validate(await services.get_user(uow, user_id))
 
 
 @router.get("/users/{user_id}/profile", responses=_errors(404))
-async def get_profile(user_id: int, uow: UnitOfWork) -> UserProfile:
+async def get_profile(user_id: UserId, uow: UnitOfWork) -> UserProfile:
     """A user with their orders and the order summary."""
     profile = await services.user_profile(uow, user_id)
     return UserProfile(
@@ -173,7 +178,7 @@ async def get_profile(user_id: int, uow: UnitOfWork) -> UserProfile:
 
 
 @router.patch("/users/{user_id}", responses=_errors(404, 409))
-async def update_user(user_id: int, body: UserUpdate, uow: UnitOfWork) -> UserRead:
+async def update_user(user_id: UserId, body: UserUpdate, uow: UnitOfWork) -> UserRead:
     """Change the fields the body names (an explicit null changes nothing)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     return UserRead.model_validate(await services.update_user(uow, user_id, changes))
@@ -185,7 +190,7 @@ async def update_user(user_id: int, body: UserUpdate, uow: UnitOfWork) -> UserRe
     response_class=Response,
     responses=_errors(404),
 )
-async def delete_user(user_id: int, uow: UnitOfWork) -> None:
+async def delete_user(user_id: UserId, uow: UnitOfWork) -> None:
     """Delete a user and their orders."""
     await services.delete_user(uow, user_id)
 
@@ -193,16 +198,16 @@ async def delete_user(user_id: int, uow: UnitOfWork) -> None:
 @router.post(
     "/users/{user_id}/orders", status_code=status.HTTP_201_CREATED, responses=_errors(404, 422)
 )
-async def place_order(user_id: int, body: OrderCreate, orders: Orders) -> OrderRead:
+async def place_order(user_id: UserId, body: OrderCreate, orders: Orders) -> OrderRead:
     """Place an order; 404 for an unknown user, 422 when the shop refuses it."""
     return OrderRead.model_validate(await orders.place_order(user_id, body))
 
 
 @router.get("/users/{user_id}/orders", responses=_errors(400, 404))
 async def list_orders(
-    user_id: int,
+    user_id: UserId,
     uow: UnitOfWork,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Limit = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CursorPageRead[OrderRead]:
     """A user's orders, newest first, a page at a time (keyset pagination)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Literal, get_args
+from typing import Literal
 
 from sqlalchemy import (
     CheckConstraint,
@@ -28,7 +28,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 OrderStatus = Literal["pending", "paid", "shipped", "cancelled"]
-ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
+"""The states of an order (the API accepts these; the column is a plain string)."""
+
+CENT = Decimal("0.01")
+"""The precision of a price (``NUMERIC(12, 2)``)."""
 
 
 def utcnow() -> datetime:

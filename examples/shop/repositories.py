@@ -14,9 +14,7 @@ from sqlalchemy.orm import selectinload
 
 from sqla_uow import AsyncRepository, CursorPage
 
-from .models import Order, User
-
-CENT = Decimal("0.01")
+from .models import CENT, Order, User
 
 
 class UserRepository(AsyncRepository[User]):
@@ -64,7 +62,7 @@ class OrderRepository(AsyncRepository[Order]):
             after: ``next_cursor`` of the previous page; ``None`` for the first page.
 
         Raises:
-            InvalidCursorError: ``after`` is not a cursor of this query.
+            InvalidCursorError: ``after`` is not a cursor of this user's listing.
         """
         return await self.paginate_cursor(
             # The id breaks ties (newest first too): orders created in the same instant
@@ -73,6 +71,10 @@ class OrderRepository(AsyncRepository[Order]):
             limit=limit,
             after=after,
             user_id=user_id,
+            # A cursor names the model and ordering, not the filters: binding it to the
+            # user makes one user's cursor an error in another user's listing, instead
+            # of a silent jump to the wrong place in it.
+            cursor_scope=f"user:{user_id}",
         )
 
     async def summary_for_user(self, user_id: int) -> OrderSummary:

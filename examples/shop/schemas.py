@@ -10,9 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from .models import OrderStatus
+from .models import CENT, OrderStatus
 
 _ItemT = TypeVar("_ItemT")
 
@@ -23,7 +23,18 @@ Email = Annotated[
     ),
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]
+
+
+def in_cents(price: Decimal) -> Decimal:
+    """The price with exactly two decimal places: ``1.5`` becomes ``1.50``.
+
+    That is the value the ``NUMERIC(12, 2)`` column stores, so a POST answers the same
+    price that every later GET reads.
+    """
+    return price.quantize(CENT)
+
+
+Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), AfterValidator(in_cents)]
 
 
 class UserCreate(BaseModel):
@@ -98,6 +109,13 @@ class UserWithOrderCreate(BaseModel):
 
     user: UserCreate
     order: OrderCreate
+
+
+class UserWithOrderRead(BaseModel):
+    """The user and the order `POST /users-with-order` created."""
+
+    user: UserRead
+    order: OrderRead
 
 
 class UserImport(BaseModel):

@@ -1,10 +1,11 @@
 """Pages of results: offset pages (`Page`) and keyset pages (`CursorPage`), and cursors.
 
 A cursor is an opaque, URL-safe string: base64 of a small JSON document holding the sort
-values of one row and a fingerprint of the model and ordering it belongs to, followed
-by a keyed checksum. Decoding checks all three, so a cursor that was cut short, edited
-or made for another model or ordering raises `InvalidCursorError`. The values a cursor
-carries only ever become bound parameters; they cannot change the shape of a query.
+values of one row, a fingerprint of the model and ordering it belongs to and, when the
+caller named one, a digest of its scope, followed by a keyed checksum. Decoding checks
+them all, so a cursor that was cut short, edited, or made for another model, ordering
+or scope raises `InvalidCursorError`. The values a cursor carries only ever become
+bound parameters; they cannot change the shape of a query.
 """
 
 from __future__ import annotations
@@ -24,9 +25,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, cast
 
 from ._typing import ModelT
-from .exceptions import InvalidCursorError
+from .exceptions import InvalidCursorError, InvalidFieldError
 
-__all__ = ["CursorPage", "Page", "decode_cursor", "encode_cursor", "ordering_fingerprint"]
+__all__ = [
+    "CursorPage",
+    "Page",
+    "check_scope",
+    "decode_cursor",
+    "encode_cursor",
+    "ordering_fingerprint",
+]
 
 
 @dataclass(frozen=True)
@@ -219,9 +227,42 @@ def _checksum(body: bytes, secret: bytes | None) -> str:
     return hmac.new(secret or _DEFAULT_KEY, body, hashlib.sha256).hexdigest()[:16]
 
 
-def encode_cursor(values: Sequence[Any], *, fingerprint: str, secret: bytes | None = None) -> str:
-    """Encode the sort *values* of one row into an opaque cursor string."""
-    document = {"f": fingerprint, "v": [_encode_value(v) for v in values]}
+def _scope_digest(scope: str) -> str:
+    # A digest, not the scope itself: a cursor is only base64, and a scope such as
+    # "tenant:42" need not be readable from it.
+    return hashlib.sha256(scope.encode()).hexdigest()[:16]
+
+
+def check_scope(model: type[Any], scope: str | None) -> None:
+    """Check that a ``cursor_scope`` is a string (or ``None``).
+
+    Raises:
+        InvalidFieldError: *scope* is not a ``str``.
+    """
+    # Checked at run time: callers without a type checker may pass anything.
+    if scope is not None and not isinstance(cast(object, scope), str):
+        raise InvalidFieldError(
+            f"cursor_scope must be a str, got {type(scope).__name__}",
+            model=model,
+            field="cursor_scope",
+        )
+
+
+def encode_cursor(
+    values: Sequence[Any],
+    *,
+    fingerprint: str,
+    secret: bytes | None = None,
+    scope: str | None = None,
+) -> str:
+    """Encode the sort *values* of one row into an opaque cursor string.
+
+    A cursor made with a *scope* is only accepted by `decode_cursor` with the same scope
+    (and one made without, only without).
+    """
+    document: dict[str, Any] = {"f": fingerprint, "v": [_encode_value(v) for v in values]}
+    if scope is not None:
+        document["s"] = _scope_digest(scope)
     body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
     encoded = base64.urlsafe_b64encode(body).decode().rstrip("=")
     return f"{encoded}.{_checksum(body, secret)}"
@@ -234,14 +275,15 @@ def decode_cursor(
     types: Sequence[type[Any] | None],
     secret: bytes | None = None,
     model: type[Any] | None = None,
+    scope: str | None = None,
 ) -> list[Any]:
-    """Decode a cursor made by `encode_cursor` for the same *fingerprint*.
+    """Decode a cursor made by `encode_cursor` for the same *fingerprint* and *scope*.
 
     *types* holds the expected Python type of each value (``None``: not checked).
 
     Raises:
         InvalidCursorError: The cursor is malformed, fails its checksum, or was made for
-            another model or ordering.
+            another model, ordering or scope.
     """
     # Checked at run time: a cursor often comes straight from a request.
     if not isinstance(cast(object, token), str):
@@ -263,12 +305,20 @@ def decode_cursor(
         document = json.loads(body)
         found = document["f"]
         raw_values = document["v"]
-    except (ValueError, TypeError, KeyError) as exc:
+        found_scope = document.get("s")
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InvalidCursorError("malformed cursor", model=model, field="cursor") from exc
     if found != fingerprint:
         raise InvalidCursorError(
             "cursor belongs to another model or ordering; cursors are only valid for the "
             "query (model and order_by) that made them",
+            model=model,
+            field="cursor",
+        )
+    if found_scope != (None if scope is None else _scope_digest(scope)):
+        raise InvalidCursorError(
+            "cursor belongs to another scope; cursors are only valid for the query "
+            "(and its cursor_scope=, such as the filters it was bound to) that made them",
             model=model,
             field="cursor",
         )

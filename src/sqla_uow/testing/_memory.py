@@ -26,6 +26,7 @@ from sqla_uow._filters import (
 from sqla_uow._pagination import (
     CursorPage,
     Page,
+    check_scope,
     decode_cursor,
     encode_cursor,
     ordering_fingerprint,
@@ -610,6 +611,7 @@ class InMemoryRepository(Generic[ModelT]):
         after: str | None = None,
         before: str | None = None,
         options: Sequence[Any] = (),
+        cursor_scope: str | None = None,
         **filters: Any,
     ) -> CursorPage[ModelT]:
         """One page of a keyset-paginated query, with the cursors `AsyncRepository` makes.
@@ -618,11 +620,14 @@ class InMemoryRepository(Generic[ModelT]):
         greatest value. Cursors are interchangeable with those of `AsyncRepository`
         for the same model and ordering.
 
+        ``cursor_scope`` binds the cursors to a scope, as on `AsyncRepository.paginate_cursor`.
+
         Raises:
             InvalidCursorError: A cursor that is malformed, edited, or made for another
-                model or ordering.
+                model, ordering or scope.
             InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
-                key that is not a mapped column; an unknown field or lookup.
+                key that is not a mapped column; an unknown field or lookup; a
+                ``cursor_scope`` that is not a ``str``.
 
         Example:
             ```python
@@ -634,6 +639,7 @@ class InMemoryRepository(Generic[ModelT]):
         """
         model = self.model
         check_window(model, limit=limit, offset=None)
+        check_scope(model, cursor_scope)
         if limit < 1:
             raise InvalidFieldError(
                 f"limit must be at least 1, got {limit}", model=model, field="limit"
@@ -653,6 +659,7 @@ class InMemoryRepository(Generic[ModelT]):
                 types=[self._python_type(name) for name, _ in keys],
                 secret=self.cursor_secret,
                 model=model,
+                scope=cursor_scope,
             )
 
         def values_of(obj: Any) -> builtins.list[Any]:
@@ -681,7 +688,12 @@ class InMemoryRepository(Generic[ModelT]):
             page.reverse()
 
         def cursor_of(obj: Any) -> str:
-            return encode_cursor(values_of(obj), fingerprint=fingerprint, secret=self.cursor_secret)
+            return encode_cursor(
+                values_of(obj),
+                fingerprint=fingerprint,
+                secret=self.cursor_secret,
+                scope=cursor_scope,
+            )
 
         if backwards:
             next_cursor = cursor_of(page[-1]) if page else None
