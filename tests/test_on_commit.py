@@ -108,7 +108,7 @@ class TestOnCommit:
         self, tm: TransactionManager
     ) -> None:
         seen: list[str] = []
-        async with tm.transaction():
+        async with tm.transaction(read_only=True):  # SQLite: leaves the write lock free
             async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
                 tm.on_commit(lambda: seen.append("inner"))
             assert seen == ["inner"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from sqlalchemy import MetaData, String, select
@@ -136,7 +137,8 @@ class TestRequiresNew:
         self, tm: TransactionManager
     ) -> None:
         async def fail() -> None:
-            async with tm.transaction() as outer:
+            # Read-only outside: on SQLite a read-write transaction holds the write lock.
+            async with tm.transaction(read_only=True) as outer:
                 async with tm.transaction(propagation=Propagation.REQUIRES_NEW) as inner:
                     assert inner is not outer
                     await add(tm, "audit entry")
@@ -147,6 +149,7 @@ class TestRequiresNew:
             await fail()
         assert await committed_names(tm.engine) == ["audit entry"]
 
+    @pytest.mark.backends("postgresql", "mariadb")  # SQLite: one writer at a time
     async def test_its_rollback_leaves_the_outer_transaction_alone(
         self, tm: TransactionManager
     ) -> None:
@@ -266,7 +269,7 @@ class TestSupports:
 
 class TestNotSupported:
     async def test_suspends_the_active_transaction(self, tm: TransactionManager) -> None:
-        async with tm.transaction() as outer:
+        async with tm.transaction(read_only=True) as outer:
             async with tm.transaction(propagation=Propagation.NOT_SUPPORTED) as none:
                 assert none is None
                 assert not tm.in_transaction
@@ -307,7 +310,7 @@ class TestTaskIsolation:
                 await add(tm, "child")
                 return session
 
-        async with tm.transaction() as parent:
+        async with tm.transaction(read_only=True) as parent:
             child_session = await asyncio.create_task(child())
             assert child_session is not parent
             assert tm.session is parent
@@ -334,3 +337,153 @@ class TestTaskIsolation:
         async with tm.transaction():
             with pytest.raises(TransactionRequiredError, match="another asyncio task"):
                 await asyncio.create_task(child())
+
+
+class TestOneSharedConnection:
+    """In-memory SQLite: the engine's StaticPool hands every session the same connection."""
+
+    @pytest.fixture
+    async def shared_tm(self) -> AsyncIterator[TransactionManager]:
+        async with TransactionManager("sqlite+aiosqlite://") as tm:
+            async with tm.engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            yield tm
+
+    async def test_concurrent_transactions_take_turns(self, shared_tm: TransactionManager) -> None:
+        tm = shared_tm
+
+        async def succeeds() -> None:
+            async with tm.transaction():
+                await add(tm, "kept")
+                await asyncio.sleep(0.02)
+
+        async def fails() -> None:
+            async with tm.transaction():
+                await add(tm, "rolled back")
+                await asyncio.sleep(0.04)
+                raise RuntimeError("fails")
+
+        results = await asyncio.gather(succeeds(), fails(), return_exceptions=True)
+        assert results[0] is None
+        assert isinstance(results[1], RuntimeError)
+        assert await committed_names(tm.engine) == ["kept"]
+
+    async def test_a_cancelled_transaction_lets_the_next_one_begin(
+        self, shared_tm: TransactionManager
+    ) -> None:
+        tm = shared_tm
+        started = asyncio.Event()
+
+        async def hangs() -> None:
+            async with tm.transaction():
+                await add(tm, "cancelled")
+                started.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.create_task(hangs())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with asyncio.timeout(2), tm.transaction():
+            await add(tm, "next")
+        assert await committed_names(tm.engine) == ["next"]
+
+    async def test_a_transaction_inside_a_suspended_one_raises(
+        self, shared_tm: TransactionManager
+    ) -> None:
+        tm = shared_tm
+
+        async def begin_inside() -> None:
+            async with tm.transaction():
+                pass
+
+        async def fail() -> None:
+            async with tm.transaction():
+                await add(tm, "outer")
+                async with tm.transaction(propagation=Propagation.NOT_SUPPORTED):
+                    with pytest.raises(IllegalTransactionStateError, match="StaticPool"):
+                        await begin_inside()
+                raise RuntimeError("outer fails")
+
+        with pytest.raises(RuntimeError, match="outer fails"):
+            await fail()
+        assert await committed_names(tm.engine) == []
+
+    async def test_a_transaction_in_a_child_task_raises(
+        self, shared_tm: TransactionManager
+    ) -> None:
+        tm = shared_tm
+
+        async def child() -> None:
+            async with tm.transaction():
+                await add(tm, "child")
+
+        async with tm.transaction():
+            await add(tm, "parent")
+            with pytest.raises(IllegalTransactionStateError, match="StaticPool"):
+                await asyncio.gather(child())
+        assert await committed_names(tm.engine) == ["parent"]
+
+
+@pytest.mark.backends("sqlite")
+class TestSqliteInsideAnOpenTransaction:
+    """A file database: a second writer cannot commit while an enclosing one is open."""
+
+    async def assert_fails_fast(self, work: Callable[[], Awaitable[object]]) -> None:
+        started = time.monotonic()
+        with pytest.raises(IllegalTransactionStateError, match="database is locked"):
+            await work()
+        assert time.monotonic() - started < 2
+
+    async def test_required_inside_not_supported_fails_fast(self, tm: TransactionManager) -> None:
+        async def write_in_new_transaction() -> None:
+            async with (
+                tm.transaction(propagation=Propagation.NOT_SUPPORTED),
+                tm.transaction(),
+            ):
+                await add(tm, "inner")
+
+        async with tm.transaction():
+            await add(tm, "outer")
+            await self.assert_fails_fast(write_in_new_transaction)
+        assert await committed_names(tm.engine) == ["outer"]
+
+    @pytest.mark.parametrize("propagation", [Propagation.REQUIRED, Propagation.REQUIRES_NEW])
+    async def test_a_writer_in_a_child_task_fails_fast(
+        self, tm: TransactionManager, propagation: Propagation
+    ) -> None:
+        async def child() -> None:
+            async with tm.transaction(propagation=propagation):
+                await add(tm, "child")
+
+        async with tm.transaction():
+            await add(tm, "parent")
+            await self.assert_fails_fast(lambda: asyncio.create_task(child()))
+        assert await committed_names(tm.engine) == ["parent"]
+
+    async def test_a_writer_inside_a_read_only_transaction_commits(
+        self, tm: TransactionManager
+    ) -> None:
+        async with (
+            tm.transaction(read_only=True),
+            tm.transaction(propagation=Propagation.REQUIRES_NEW),
+        ):
+            await add(tm, "inner")
+        assert await committed_names(tm.engine) == ["inner"]
+
+
+class TestPoolTooSmall:
+    async def test_requires_new_fails_fast_when_the_pool_has_no_second_connection(
+        self, database_url: str, engine: AsyncEngine
+    ) -> None:
+        async with TransactionManager(
+            database_url, pool_size=1, max_overflow=0, pool_timeout=10
+        ) as tm:
+            started = time.monotonic()
+            async with tm.transaction():
+                with pytest.raises(IllegalTransactionStateError, match="at most 1"):
+                    async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
+                        pass
+            assert time.monotonic() - started < 2
+            assert tm.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import MetaData, String, event, select, text
 from sqlalchemy.engine import Connection
@@ -215,7 +217,10 @@ class TestSavepoints:
         assert await committed_names(tm.engine) == ["outer", "after"]
 
     @pytest.mark.backends("sqlite")
-    async def test_sqlite_transactions_begin_explicitly(self, tm: TransactionManager) -> None:
+    @pytest.mark.parametrize(("read_only", "begin"), [(False, "BEGIN IMMEDIATE"), (True, "BEGIN")])
+    async def test_sqlite_transactions_begin_explicitly_writers_immediately(
+        self, tm: TransactionManager, read_only: bool, begin: str
+    ) -> None:
         statements: list[str] = []
 
         def record(conn: Connection, cursor: object, statement: str, *args: object) -> None:
@@ -223,11 +228,31 @@ class TestSavepoints:
 
         event.listen(tm.engine.sync_engine, "before_cursor_execute", record)
         try:
-            async with tm.transaction() as session:
+            async with tm.transaction(read_only=read_only) as session:
                 await session.execute(select(Account))
         finally:
             event.remove(tm.engine.sync_engine, "before_cursor_execute", record)
-        assert statements[0] == "BEGIN"
+        assert statements[0] == begin
+
+    @pytest.mark.backends("sqlite")
+    async def test_concurrent_sqlite_writers_that_read_first_queue_instead_of_failing(
+        self, tm: TransactionManager
+    ) -> None:
+        async with tm.transaction() as session:
+            session.add(Account(name="counter", balance=0))
+
+        async def increment() -> None:
+            async with tm.transaction() as session:
+                account = await session.scalar(select(Account).where(Account.name == "counter"))
+                assert account is not None
+                await asyncio.sleep(0.01)  # both read before either writes
+                account.balance += 1
+
+        await asyncio.gather(*(increment() for _ in range(5)))
+        async with tm.transaction() as session:
+            counter = await session.scalar(select(Account).where(Account.name == "counter"))
+            assert counter is not None
+            assert counter.balance == 5
 
     @pytest.mark.backends("sqlite")
     async def test_the_sqlite_fix_is_installed_once_per_engine(self, engine: AsyncEngine) -> None:
@@ -338,3 +363,11 @@ class TestReadOnly:
         async with tm.transaction(read_only=True) as session:
             with pytest.raises(Exception, match="READ ONLY"):
                 await session.execute(text("DELETE FROM tx_accounts"))
+
+
+class TestOptions:
+    @pytest.mark.parametrize("value", ["false", 0, None])
+    async def test_read_only_must_be_a_bool(self, tm: TransactionManager, value: object) -> None:
+        with pytest.raises(TypeError, match="read_only must be True or False"):
+            tm.transaction(read_only=value)  # type: ignore[call-overload]
+        assert tm.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

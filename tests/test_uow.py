@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import ForeignKey, MetaData, String, select, text
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
@@ -422,3 +423,146 @@ class TestAbstractUnitOfWork:
         async with uow as entered:
             assert entered is uow
         assert uow.events == ["rollback"]
+
+
+class TestObjectsAfterTheUnitOfWork:
+    async def test_an_object_read_in_an_explicit_style_unit_of_work_stays_readable(
+        self, tm: TransactionManager
+    ) -> None:
+        await insert_user(tm.engine, "a@example.com", "Ann")
+        async with ShopUnitOfWork(tm, autocommit=False) as uow:
+            user = await uow.users.get_by_email("a@example.com")
+        assert user is not None
+        assert user.name == "Ann"
+
+    async def test_a_committed_object_stays_readable_after_a_later_rollback(
+        self, tm: TransactionManager
+    ) -> None:
+        async with ShopUnitOfWork(tm, autocommit=False) as uow:
+            user = await uow.users.create(email="a@example.com", name="Ann")
+            await uow.commit()
+            await uow.rollback()
+            assert user.name == "Ann"
+        assert user.email == "a@example.com"
+
+    async def test_a_new_object_of_discarded_work_does_not_look_persisted(
+        self, tm: TransactionManager
+    ) -> None:
+        async with ShopUnitOfWork(tm, autocommit=False) as uow:
+            user = await uow.users.create(email="a@example.com", name="Ann")
+        assert sa_inspect(user).transient
+        assert await user_names(tm.engine) == []
+
+    async def test_a_changed_object_of_discarded_work_keeps_no_stale_values(
+        self, tm: TransactionManager
+    ) -> None:
+        await insert_user(tm.engine, "a@example.com", "Ann")
+        async with ShopUnitOfWork(tm, autocommit=False) as uow:
+            user = await uow.users.get_by_email("a@example.com")
+            assert user is not None
+            user.name = "changed"
+            await uow.session.flush()
+        assert "name" in sa_inspect(user).expired_attributes
+        assert await user_names(tm.engine) == ["Ann"]
+
+
+class TestOnCommitAfterACommitInTheMiddle:
+    async def test_callbacks_run_outside_the_next_transaction(self, tm: TransactionManager) -> None:
+        seen: list[bool] = []
+
+        @transactional(tm)
+        async def insert_audit() -> None:
+            tm.session.add(User(email="audit@example.com", name="audit"))
+
+        async def audit() -> None:
+            seen.append(tm.in_transaction)
+            await insert_audit()  # a transaction of its own, not the unit of work's next one
+
+        async def commit_then_fail() -> None:
+            async with ShopUnitOfWork(tm, autocommit=False) as uow:
+                await uow.users.create(email="a@example.com", name="first")
+                tm.on_commit(audit)
+                await uow.commit()
+                raise RuntimeError("later")
+
+        with pytest.raises(RuntimeError, match="later"):
+            await commit_then_fail()
+        assert seen == [False]
+        assert sorted(await user_names(tm.engine)) == ["audit", "first"]
+
+
+class SessionClashUnitOfWork(SQLAlchemyUnitOfWork):
+    session: AsyncRepository[User]  # type: ignore[assignment]
+
+
+class CommitClashUnitOfWork(SQLAlchemyUnitOfWork):
+    commit: UserRepository  # type: ignore[assignment]
+
+
+class TestRepositoryNames:
+    @pytest.mark.parametrize("uow_class", [SessionClashUnitOfWork, CommitClashUnitOfWork])
+    async def test_a_name_of_the_unit_of_work_is_refused_before_any_sql(
+        self, tm: TransactionManager, uow_class: type[SQLAlchemyUnitOfWork]
+    ) -> None:
+        with pytest.raises(TypeError, match=r"reserved names: .*session"):
+            uow_class(tm)
+        assert not tm.in_transaction
+        assert tm.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+class TestExplicitStyleInsideAnOuterTransaction:
+    async def test_work_not_committed_is_rolled_back_at_exit(self, tm: TransactionManager) -> None:
+        async with tm.transaction() as session:
+            session.add(User(email="o@example.com", name="outer"))
+            async with ShopUnitOfWork(tm, autocommit=False) as uow:
+                await uow.users.create(email="i@example.com", name="inner")
+        assert await user_names(tm.engine) == ["outer"]
+
+    async def test_committed_work_is_committed_by_the_owner(self, tm: TransactionManager) -> None:
+        async with tm.transaction():
+            async with ShopUnitOfWork(tm, autocommit=False) as uow:
+                await uow.users.create(email="i@example.com", name="inner")
+                await uow.commit()
+                await uow.users.create(email="j@example.com", name="not committed")
+            tm.session.add(User(email="o@example.com", name="outer"))
+        assert sorted(await user_names(tm.engine)) == ["inner", "outer"]
+
+    async def test_a_failure_still_marks_the_transaction_rollback_only(
+        self, tm: TransactionManager
+    ) -> None:
+        async def inner_fails() -> None:
+            async with ShopUnitOfWork(tm, autocommit=False) as uow:
+                await uow.users.create(email="i@example.com", name="inner")
+                raise ValueError("inner fails")
+
+        async def owner_swallows() -> None:
+            async with tm.transaction() as session:
+                session.add(User(email="o@example.com", name="outer"))
+                with contextlib.suppress(ValueError):
+                    await inner_fails()
+
+        with pytest.raises(RollbackOnlyError):
+            await owner_swallows()
+        assert await user_names(tm.engine) == []
+
+
+class TestAFailedCommit:
+    @pytest.mark.parametrize(
+        ("inside", "propagation"),
+        [(False, Propagation.REQUIRED), (True, Propagation.REQUIRED), (True, Propagation.NESTED)],
+        ids=["root", "joined explicit style", "nested"],
+    )
+    async def test_rolls_back_and_the_unit_of_work_goes_on(
+        self, tm: TransactionManager, inside: bool, propagation: Propagation
+    ) -> None:
+        await insert_user(tm.engine, "taken@example.com", "Taken")
+        async with (
+            tm.transaction() if inside else contextlib.nullcontext(),
+            ShopUnitOfWork(tm, propagation=propagation, autocommit=False) as uow,
+        ):
+            uow.session.add(User(email="taken@example.com", name="Again"))
+            with pytest.raises(ConflictError):
+                await uow.commit()
+            await uow.users.create(email="b@example.com", name="after")
+            await uow.commit()
+        assert sorted(await user_names(tm.engine)) == ["Taken", "after"]

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import random
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from ._errors import is_retryable_error
@@ -27,7 +27,7 @@ def transactional(
     retries: int = 0,
     retry_base_delay: float = 0.05,
     retry_max_delay: float = 2.0,
-) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
+) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
     """Run the decorated coroutine function inside ``tm.transaction(...)``.
 
     Inside the function, `TransactionManager.session` is the session. The scope
@@ -57,7 +57,8 @@ def transactional(
         A decorator; the decorated function keeps its signature.
 
     Raises:
-        TypeError: the decorated object is not a coroutine function.
+        TypeError: the decorated object is not a coroutine function, or *read_only*
+            is not a bool.
         ValueError: *retries* is negative or a delay is negative.
 
     Example:
@@ -82,7 +83,7 @@ def transactional(
     tm.transaction(propagation=propagation, isolation_level=isolation_level, read_only=read_only)
 
     def decorate(
-        fn: Callable[_P, Awaitable[_R]],
+        fn: Callable[_P, Coroutine[Any, Any, _R]],
     ) -> Callable[_P, Coroutine[Any, Any, _R]]:
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(

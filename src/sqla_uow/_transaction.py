@@ -15,6 +15,12 @@ The ambient scope lives in a `contextvars.ContextVar` and is tagged with the asy
 that opened it. A task created inside a scope inherits a copy of the context variables,
 but it does not inherit the transaction: it sees no ambient transaction and begins its
 own where a scope asks for one, so two tasks never share a session.
+
+A transaction that begins while enclosing ones are still open (REQUIRES_NEW, REQUIRED
+under NOT_SUPPORTED, or any root in a task created inside a transaction) cannot rely on
+them finishing first: where it would wait for them forever (a single shared connection,
+a pool without a connection to spare, SQLite's write lock) it fails fast with
+`IllegalTransactionStateError` instead.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import enum
 import inspect
 import logging
 import sqlite3
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -42,7 +49,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import SingletonThreadPool, StaticPool
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
 from ._errors import conflict_error
 from .exceptions import (
@@ -54,6 +62,7 @@ from .exceptions import (
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import InstanceState, Session
     from sqlalchemy.pool import ConnectionPoolEntry
 
 __all__ = ["OnCommitCallback", "Propagation", "TransactionManager"]
@@ -70,7 +79,16 @@ _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
 
 _SQLITE_GUARD_BUSY_TIMEOUT_MS: Final = 200
-"""SQLite busy timeout of a REQUIRES_NEW connection while an outer transaction is suspended."""
+"""SQLite busy timeout of a connection that begins while an enclosing transaction is open."""
+
+_SQLITE_IMMEDIATE_OPTION: Final = "sqla_uow_sqlite_begin_immediate"
+"""Execution option: begin the SQLite transaction with ``BEGIN IMMEDIATE``."""
+
+_SQLITE_BUSY_OPTION: Final = "sqla_uow_sqlite_busy_timeout_ms"
+"""Execution option: a busy timeout (ms) set on the SQLite connection before BEGIN."""
+
+_OWNER_KEY: Final = "sqla_uow_transaction_owner"
+"""Key in a pooled connection's ``info``: the `Connection` whose transaction is open on it."""
 
 _SQLITE_BUSY_CODES: Final = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 
@@ -94,7 +112,11 @@ class Propagation(enum.Enum):
     REQUIRED = "required"
     """Join the active transaction, or begin one (the default)."""
     REQUIRES_NEW = "requires_new"
-    """Suspend the active transaction and begin a new one on its own connection."""
+    """Suspend the active transaction and begin a new one on its own connection.
+
+    On SQLite a read-write one cannot begin inside a read-write transaction (which holds
+    the write lock): `IllegalTransactionStateError` after a short busy timeout.
+    """
     NESTED = "nested"
     """Open a SAVEPOINT inside the active transaction, or begin one."""
     MANDATORY = "mandatory"
@@ -140,8 +162,12 @@ class _Tx:
     connection: AsyncConnection
     isolation_level: str | None
     read_only: bool
-    dialect: str
+    guarded: bool
+    """Began on SQLite while an enclosing transaction was open (short busy timeout)."""
+    holds_lock: bool
+    """Holds the manager's lock of a single shared connection (StaticPool)."""
     database_isolation_level: str | None = None
+    open: bool = True
 
 
 @dataclass(eq=False)
@@ -212,12 +238,58 @@ async def flush_session(session: AsyncSession) -> None:
         raise conflict_error(exc) from exc
 
 
+_Snapshot = list[tuple["InstanceState[Any]", dict[str, Any]]]
+
+
+def _unchanged_objects(sync_session: Session) -> _Snapshot:
+    """The loaded values of the session's objects that the transaction left unchanged.
+
+    An object is unchanged when it has no pending change and no change of it was
+    flushed in the transaction (or in a savepoint inside it). A rollback expires
+    every object; `_restore_unchanged` puts these values back, so objects that were
+    only read stay readable, while new objects of the rolled-back work become
+    transient and changed ones stay expired.
+    """
+    flushed: set[InstanceState[Any]] = set()
+    transaction: Any = getattr(sync_session, "_transaction", None)
+    while transaction is not None:
+        flushed.update(getattr(transaction, "_dirty", None) or ())
+        transaction = getattr(transaction, "_parent", None)
+    snapshot: _Snapshot = []
+    for state in sync_session.identity_map.all_states():
+        if state.modified or state in flushed or state.deleted:
+            continue
+        keys = state.mapper.attrs.keys()
+        snapshot.append((state, {key: state.dict[key] for key in keys if key in state.dict}))
+    return snapshot
+
+
+def _restore_unchanged(snapshot: _Snapshot) -> None:
+    for state, values in snapshot:
+        obj = state.obj()
+        if obj is None:
+            continue
+        for key, value in values.items():
+            set_committed_value(obj, key, value)
+
+
+async def _rollback(session: AsyncSession) -> None:
+    """Roll back *session*; objects the transaction left unchanged keep their values."""
+    snapshot = _unchanged_objects(session.sync_session)
+    await session.rollback()
+    _restore_unchanged(snapshot)
+
+
 async def _discard(session: AsyncSession, *, invalidate: bool) -> None:
-    """Roll back and close *session*; invalidate its connection if that fails or is asked."""
+    """Roll back and close *session*; invalidate its connection if that fails or is asked.
+
+    Objects the transaction left unchanged stay readable (detached, with their values);
+    new objects of the discarded work become transient, changed ones stay expired.
+    """
     interrupted: BaseException | None = None
     if not invalidate:
         try:
-            await session.rollback()
+            await _rollback(session)
         except Exception:
             logger.debug("rollback failed; invalidating the connection", exc_info=True)
             invalidate = True
@@ -266,7 +338,8 @@ def _legacy_control() -> object:
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
-    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+    options = conn.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
         return
     if getattr(conn.dialect, "_on_connect_isolation_level", None) == "AUTOCOMMIT":
         return
@@ -275,13 +348,30 @@ def _sqlite_on_begin(conn: Connection) -> None:
     if raw is not None:
         if getattr(raw, "autocommit", -1) not in (-1, _legacy_control()):
             return
+        owner_ref: weakref.ref[Connection] | None = conn.info.get(_OWNER_KEY)
+        owner = owner_ref() if owner_ref is not None else None
+        if owner is not None and owner is not conn and owner.in_transaction():
+            raise IllegalTransactionStateError(
+                "two transactions at once on one shared SQLite connection (the engine's "
+                f"{type(conn.engine.pool).__name__}); they would commit or roll back each "
+                "other's work. Use a file database, or run the transactions one after another"
+            )
         if raw.in_transaction:
-            return  # someone else's hook (or the driver) already began it
+            return  # another `begin` hook of this same Connection already began it
+    conn.info[_OWNER_KEY] = weakref.ref(conn)
     if dbapi_connection is not None and dbapi_connection.isolation_level is not None:
         # A connection checked out before the fix was installed, or one whose
         # isolation level was reset to the driver's legacy mode.
         dbapi_connection.isolation_level = None
-    conn.exec_driver_sql("BEGIN")
+    busy_timeout = options.get(_SQLITE_BUSY_OPTION)
+    if busy_timeout is not None:
+        previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_timeout)}")
+        pending: list[str] = conn.info.setdefault(_RESTORE_KEY, [])
+        restore = f"PRAGMA busy_timeout = {int(previous)}"
+        if restore not in pending and not any(s.startswith("PRAGMA busy") for s in pending):
+            pending.append(restore)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_SQLITE_IMMEDIATE_OPTION) else "BEGIN")
 
 
 def _restore_on_checkin(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
@@ -360,8 +450,6 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
     ) -> None:
         self._tm = tm
         self._var = tm._var  # pyright: ignore[reportPrivateUsage]
-        self._dialect = tm._dialect  # pyright: ignore[reportPrivateUsage]
-        self._begin = tm._begin  # pyright: ignore[reportPrivateUsage]
         self.propagation = propagation
         self._isolation_level = isolation_level
         self._read_only = read_only
@@ -370,9 +458,13 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         self._frame: _Frame | None = None
         self._previous: _Frame | None = None
         self._nested: AsyncSessionTransaction | None = None
-        self._sqlite_guard = False
+        self._joined_savepoint = False
         self.discard_on_exit = False
-        """Roll back instead of committing at a clean exit (explicit-style unit of work)."""
+        """Roll back instead of committing at a clean exit (explicit-style unit of work).
+
+        Set before entry, it also makes a scope that would join the active transaction
+        open a SAVEPOINT instead, so that the work it does not commit can be undone.
+        """
 
     # -- entry
 
@@ -408,45 +500,37 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             return None
 
         if active is not None and current is not None and current.level is not None:
-            if p in (Propagation.REQUIRED, Propagation.MANDATORY, Propagation.SUPPORTS):
+            joins = p in (Propagation.REQUIRED, Propagation.MANDATORY, Propagation.SUPPORTS)
+            if joins and not self.discard_on_exit:
                 await self._check_compatible(active)
                 self.kind = "join"
                 self._push(_Frame(active, current.level, task, p, previous))
                 return active.session
-            if p is Propagation.NESTED:
+            if joins or p is Propagation.NESTED:
+                # An explicit-style unit of work that would join runs in a savepoint,
+                # so that what it does not commit can be rolled back at its exit.
                 await self._check_compatible(active)
                 self._nested = await active.session.begin_nested()
                 self.kind = "nested"
+                self._joined_savepoint = joins
                 self._push(_Frame(active, _Level(parent=current.level), task, p, previous))
                 return active.session
 
         # Begin a transaction of our own: REQUIRED / NESTED with nothing to join,
         # REQUIRES_NEW always.
-        if p is Propagation.REQUIRES_NEW and self._outer_transaction_active(previous, task):
-            pool = self._tm.engine.pool
-            if isinstance(pool, (StaticPool, SingletonThreadPool)):
-                raise IllegalTransactionStateError(
-                    "Propagation.REQUIRES_NEW needs a second connection, but the engine's "
-                    f"{type(pool).__name__} shares a single one (an in-memory SQLite database "
-                    "uses it by default); use a file database or Propagation.NESTED"
-                )
-            self._sqlite_guard = self._dialect == "sqlite"
-        tx = await self._begin(
-            isolation_level=self._isolation_level,
-            read_only=self._read_only,
-            sqlite_guard=self._sqlite_guard,
-        )
+        tx = await self._begin_root()
         self.kind = "root"
         self._push(_Frame(tx, _Level(parent=None), task, p, previous))
         return tx.session
 
-    @staticmethod
-    def _outer_transaction_active(frame: _Frame | None, task: asyncio.Task[Any] | None) -> bool:
-        while frame is not None and frame.task is task:
-            if frame.tx is not None:
-                return True
-            frame = frame.previous
-        return False
+    async def _begin_root(self, session: AsyncSession | None = None) -> _Tx:
+        return await self._tm._begin(  # pyright: ignore[reportPrivateUsage]
+            isolation_level=self._isolation_level,
+            read_only=self._read_only,
+            enclosing=_open_transactions(self._previous),
+            propagation=self.propagation,
+            session=session,
+        )
 
     def _push(self, frame: _Frame) -> None:
         self._frame = frame
@@ -497,6 +581,9 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             if exc is not None:
                 _mark_rollback_only(self._frame.level, exc)
             return
+        if kind == "nested" and exc is not None and self._joined_savepoint:
+            level = self._frame.level
+            _mark_rollback_only(level.parent if level is not None else None, exc)
         if kind == "nested":
             await self._exit_nested(exc)
             return
@@ -516,23 +603,23 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                     await nested.commit()
                 except BaseException as error:
                     await self._rollback_savepoint(nested, level, error)
+                    if self._joined_savepoint:
+                        _mark_rollback_only(level.parent, error)
                     raise
                 if level.parent is not None:
                     level.parent.callbacks.extend(level.callbacks)
                 return
             await self._rollback_savepoint(nested, level, exc)
             if exc is None and level.rollback_only:
-                raise RollbackOnlyError(
-                    "a joined scope inside this savepoint failed, so the savepoint was rolled "
-                    f"back instead of released (cause: {level.rollback_cause!r})"
-                ) from level.rollback_cause
+                raise _rollback_only_error(level, "savepoint")
         finally:
             self._pop()
 
     @staticmethod
     async def _rollback_savepoint(
         nested: AsyncSessionTransaction, level: _Level, cause: BaseException | None
-    ) -> None:
+    ) -> bool:
+        """Roll back to the savepoint; whether that worked."""
         level.callbacks.clear()
         try:
             await _shielded(nested.rollback())
@@ -541,6 +628,8 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             # the enclosing transaction cannot commit either.
             logger.debug("rolling back a savepoint failed", exc_info=True)
             _mark_rollback_only(level.parent, cause)
+            return False
+        return True
 
     async def _exit_root(self, exc: BaseException | None) -> None:
         frame = self._frame
@@ -555,49 +644,21 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                 level.callbacks.clear()
                 await _shielded(_discard(session, invalidate=False))
                 if exc is None and level.rollback_only:
-                    raise RollbackOnlyError(
-                        "a joined scope failed and marked the transaction rollback-only, so it "
-                        f"was rolled back instead of committed (cause: {level.rollback_cause!r})"
-                    ) from level.rollback_cause
-                self._translate(exc)
+                    raise _rollback_only_error(level, "transaction")
+                _translate(tx, exc)
                 return
             try:
-                await self._commit(tx)
+                await _commit(tx)
             except BaseException as error:
                 level.callbacks.clear()
-                self._translate(error)
+                _translate(tx, error)
                 raise
             callbacks = level.callbacks
             await _shielded(session.close())
         finally:
+            self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
             self._pop()
         await _run_callbacks(callbacks)
-
-    async def _commit(self, tx: _Tx) -> None:
-        """Flush and COMMIT; on failure, roll back (or invalidate) and close the session."""
-        session = tx.session
-        try:
-            await flush_session(session)
-        except BaseException:
-            await _shielded(_discard(session, invalidate=False))
-            raise
-        try:
-            await session.commit()
-        except BaseException as error:
-            await _shielded(_discard(session, invalidate=_is_outcome_unknown(error)))
-            if isinstance(error, sa_exc.IntegrityError):  # a deferred constraint
-                raise conflict_error(error) from error
-            raise
-
-    def _translate(self, exc: BaseException | None) -> None:
-        if self._sqlite_guard and exc is not None and _is_sqlite_busy(exc):
-            raise IllegalTransactionStateError(
-                "Propagation.REQUIRES_NEW on SQLite: the database is locked, most likely by the "
-                "suspended outer transaction of this task (SQLite allows one writer at a time, "
-                "and the outer transaction cannot finish while it waits for this one); write "
-                "in the outer transaction, use Propagation.NESTED, or run this work after the "
-                "outer transaction ends"
-            ) from exc
 
     # -- used by the unit of work
 
@@ -610,6 +671,12 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         return frame
 
     async def commit_and_continue(self) -> None:
+        """Commit the work so far and go on in a new transaction (or savepoint).
+
+        A failed commit rolls back the work since the previous commit (a joined scope:
+        marks the transaction rollback-only) and, unless the task is being cancelled
+        or the connection is lost, goes on in a fresh transaction (or savepoint).
+        """
         frame = self._require_innermost("commit()")
         assert frame.tx is not None
         assert frame.level is not None
@@ -623,15 +690,21 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             return
         if level.rollback_only:
             await self.rollback_and_continue()
-            raise RollbackOnlyError(
-                "a joined scope failed and marked the transaction rollback-only, so it was "
-                f"rolled back instead of committed (cause: {level.rollback_cause!r})"
-            ) from level.rollback_cause
+            raise _rollback_only_error(
+                level, "savepoint" if self.kind == "nested" else "transaction"
+            )
         session = frame.tx.session
         if self.kind == "nested":
             assert self._nested is not None
-            await flush_session(session)
-            await self._nested.commit()
+            try:
+                await flush_session(session)
+                await self._nested.commit()
+            except BaseException as error:
+                rolled_back = await self._rollback_savepoint(self._nested, level, error)
+                if isinstance(error, Exception) and rolled_back:
+                    self._nested = await session.begin_nested()
+                    frame.level = _Level(parent=level.parent)
+                raise
             if level.parent is not None:
                 level.parent.callbacks.extend(level.callbacks)
             self._nested = await session.begin_nested()
@@ -639,21 +712,25 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             return
         tx = frame.tx
         try:
-            await self._commit(tx)
+            await _commit(tx)
         except BaseException as error:
             level.callbacks.clear()
-            self._translate(error)
+            self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
+            if isinstance(error, Exception) and not _is_outcome_unknown(error):
+                frame.level = _Level(parent=None)
+                frame.tx = await self._begin_root(session)
+            _translate(tx, error)
             raise
+        self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
         frame.level = _Level(parent=None)
+        # The callbacks run outside the unit of work, as after the exit of a root scope:
+        # a callback's own scope does not join the next transaction.
+        self._var.set(self._previous)
         try:
-            frame.tx = await self._begin(
-                isolation_level=self._isolation_level,
-                read_only=self._read_only,
-                sqlite_guard=self._sqlite_guard,
-                session=session,
-            )
+            await _run_callbacks(level.callbacks)
         finally:
-            await _run_callbacks(level.callbacks)  # the COMMIT happened either way
+            self._var.set(frame)
+        frame.tx = await self._begin_root(session)
 
     async def rollback_and_continue(self) -> None:
         frame = self._require_innermost("rollback()")
@@ -671,14 +748,73 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             self._nested = await session.begin_nested()
             frame.level = _Level(parent=level.parent)
             return
-        await _shielded(session.rollback())
+        tx = frame.tx
+        try:
+            await _shielded(_rollback(session))
+        finally:
+            self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
         frame.level = _Level(parent=None)
-        frame.tx = await self._begin(
-            isolation_level=self._isolation_level,
-            read_only=self._read_only,
-            sqlite_guard=self._sqlite_guard,
-            session=session,
-        )
+        frame.tx = await self._begin_root(session)
+
+
+def _open_transactions(frame: _Frame | None) -> list[_Tx]:
+    """The open transactions of the scopes enclosing *frame*, innermost first.
+
+    The chain crosses tasks: a task created inside a scope starts with a copy of the
+    creating task's context, so the creating task's transactions are in it too.
+    """
+    found: list[_Tx] = []
+    while frame is not None:
+        tx = frame.tx
+        if tx is not None and tx.open and all(tx is not seen for seen in found):
+            found.append(tx)
+        frame = frame.previous
+    return found
+
+
+def _rollback_only_error(
+    level: _Level, what: Literal["transaction", "savepoint"]
+) -> RollbackOnlyError:
+    instead = "released" if what == "savepoint" else "committed"
+    error = RollbackOnlyError(
+        f"a joined scope failed and marked the {what} rollback-only, so it was rolled back "
+        f"instead of {instead} (cause: {level.rollback_cause!r})"
+    )
+    error.__cause__ = level.rollback_cause
+    return error
+
+
+async def _commit(tx: _Tx) -> None:
+    """Flush and COMMIT; on failure, roll back (or invalidate) and close the session."""
+    session = tx.session
+    try:
+        await flush_session(session)
+    except BaseException:
+        await _shielded(_discard(session, invalidate=False))
+        raise
+    try:
+        await session.commit()
+    except BaseException as error:
+        await _shielded(_discard(session, invalidate=_is_outcome_unknown(error)))
+        if isinstance(error, sa_exc.IntegrityError):  # a deferred constraint
+            raise conflict_error(error) from error
+        raise
+
+
+def _translate(tx: _Tx, exc: BaseException | None) -> None:
+    """Raise a clear error for SQLITE_BUSY in a transaction begun inside another."""
+    if tx.guarded and exc is not None and _is_sqlite_busy(exc):
+        raise _sqlite_locked_error("SQLite") from exc
+
+
+def _sqlite_locked_error(what: str) -> IllegalTransactionStateError:
+    return IllegalTransactionStateError(
+        f"{what}: the database is locked, most likely by an enclosing transaction that is "
+        "still open (the suspended outer transaction of this task, or the transaction of "
+        "the task that created this one). SQLite allows one writer at a time, and the "
+        "enclosing transaction cannot finish while it waits for this one; write in the "
+        "enclosing transaction, use Propagation.NESTED, or run this work after it ends"
+    )
 
 
 def _why_none(frame: _Frame | None, task: asyncio.Task[Any] | None) -> str:
@@ -734,13 +870,29 @@ class TransactionManager:
     On SQLite the manager installs SQLAlchemy's documented fix for the sqlite3 driver's
     legacy transaction control (the driver stops emitting BEGIN, SQLAlchemy emits it for
     every transaction) on the engine, whether it created it or was given it, so
-    SAVEPOINTs really nest inside their transaction.
+    SAVEPOINTs really nest inside their transaction. A read-write transaction begins
+    with ``BEGIN IMMEDIATE``, so it takes the write lock as it begins and concurrent
+    writers queue on the busy timeout (with a deferred ``BEGIN``, two transactions that
+    read and then write cannot both upgrade their locks, and one fails at once with
+    "database is locked"); a read-only one begins with a plain ``BEGIN``. A transaction
+    that begins while an enclosing one is open (REQUIRES_NEW, REQUIRED under
+    NOT_SUPPORTED, a transaction in a task created inside one) uses a busy timeout of
+    200 ms and raises `IllegalTransactionStateError` when the database stays locked.
+
+    With a pool of one shared connection (``StaticPool``, the default of an in-memory
+    SQLite database; ``SingletonThreadPool``) the transactions of different tasks take
+    turns: each holds the connection from its BEGIN to its end. One that would begin
+    while an enclosing transaction holds it raises `IllegalTransactionStateError`. A
+    QueuePool that cannot hand out another connection while the enclosing transactions
+    hold theirs (``pool_size + max_overflow`` too small) raises it too, instead of
+    waiting out ``pool_timeout``.
 
     The ambient transaction belongs to the asyncio task that began it. A task created
     inside a transaction (``asyncio.create_task``, ``asyncio.gather``, a task group)
     does not share it: there `session` raises `TransactionRequiredError`, MANDATORY
     raises, and REQUIRED begins a transaction of the task's own on its own connection,
-    which commits or rolls back independently of the parent's.
+    which commits or rolls back independently of the parent's (on SQLite, while the
+    parent's read-write transaction is open, it fails fast as described above).
 
     Every transaction ends with its session closed and its connection back in the pool,
     also when the task is cancelled or times out inside the scope: rollback and close
@@ -821,6 +973,10 @@ class TransactionManager:
         self._engine = engine
         self._sessionmaker = sessionmaker
         self._dialect: str = engine.sync_engine.dialect.name
+        self._shared_connection = isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+        self._shared_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._isolation_levels = _valid_isolation_levels(engine)
         self._var: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
             f"sqla_uow_scope_{id(self):x}", default=None
@@ -914,8 +1070,9 @@ class TransactionManager:
                 ...). A joining scope that asks for another level than the transaction
                 runs at raises `IllegalTransactionStateError`.
             read_only: Begin a read-only transaction (PostgreSQL: ``READ ONLY``;
-                SQLite: ``PRAGMA query_only``; MySQL / MariaDB: ``SET TRANSACTION READ
-                ONLY``). A read-write scope cannot join a read-only transaction.
+                SQLite: a plain ``BEGIN`` (read-write: ``BEGIN IMMEDIATE``) and ``PRAGMA
+                query_only``; MySQL / MariaDB: ``SET TRANSACTION READ ONLY``). A
+                read-write scope cannot join a read-only transaction.
 
         Returns:
             An async context manager yielding the `AsyncSession`, or ``None`` for a
@@ -924,7 +1081,11 @@ class TransactionManager:
         Raises:
             ValueError: an unknown isolation level (names the valid ones), or an
                 invalid *propagation*.
+            TypeError: *read_only* is not a bool.
             UnsupportedDialectError: ``read_only`` on a database without support.
+            IllegalTransactionStateError: (at ``async with``) the scope cannot begin,
+                join or suspend as asked; see the class documentation for SQLite and
+                for pools that cannot hand out another connection.
 
         A root scope commits on a clean exit (then runs the on_commit callbacks) and
         rolls back when an exception leaves it. A joined scope left by an exception
@@ -945,13 +1106,15 @@ class TransactionManager:
                 + ", ".join(f"Propagation.{p.name}" for p in Propagation)
             )
         level = self._check_isolation_level(isolation_level)
+        if not isinstance(read_only, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"read_only must be True or False, not {read_only!r}")
         if read_only and self._dialect not in _READ_ONLY_DIALECTS:
             raise UnsupportedDialectError(
                 f"read_only=True is not supported on {self._dialect}; supported on: "
                 + ", ".join(_READ_ONLY_DIALECTS),
                 dialect=self._dialect,
             )
-        return TransactionScope(self, propagation, level, bool(read_only))
+        return TransactionScope(self, propagation, level, read_only)
 
     def _check_isolation_level(self, isolation_level: str | None) -> str | None:
         if isolation_level is None:
@@ -980,10 +1143,23 @@ class TransactionManager:
         *,
         isolation_level: str | None,
         read_only: bool,
-        sqlite_guard: bool,
+        enclosing: list[_Tx],
+        propagation: Propagation,
         session: AsyncSession | None = None,
     ) -> _Tx:
-        """Begin a transaction (on a new session unless one is given) with its settings."""
+        """Begin a transaction (on a new session unless one is given) with its settings.
+
+        *enclosing* are the open transactions of the scopes around the new one (in
+        this task and the tasks that created it): they cannot finish while the new
+        one runs, so what would wait for them forever fails fast instead.
+        """
+        if enclosing:
+            self._check_second_connection(propagation, len(enclosing))
+        guarded = bool(enclosing) and self._dialect == "sqlite"
+        holds_lock = False
+        if self._shared_connection:
+            await self._shared_lock().acquire()
+            holds_lock = True
         own_session = session is None
         if session is None:
             session = self._sessionmaker(expire_on_commit=False)
@@ -993,37 +1169,82 @@ class TransactionManager:
                 options["isolation_level"] = isolation_level
             if read_only and self._dialect == "postgresql":
                 options["postgresql_readonly"] = True
+            if self._dialect == "sqlite":
+                # Writers take the write lock at BEGIN and queue on the busy timeout;
+                # with a deferred BEGIN, two transactions that read and then write
+                # cannot both upgrade their locks and one fails at once (SQLITE_BUSY).
+                options[_SQLITE_IMMEDIATE_OPTION] = not read_only
+                if guarded:
+                    options[_SQLITE_BUSY_OPTION] = _SQLITE_GUARD_BUSY_TIMEOUT_MS
             if not session.in_transaction():
                 await session.begin()
             connection = await session.connection(execution_options=options or None)
-            restore: list[str] = []
             if read_only and self._dialect in ("mysql", "mariadb"):
                 await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            if self._dialect == "sqlite":
-                if read_only:
-                    await connection.exec_driver_sql("PRAGMA query_only = 1")
-                    restore.append("PRAGMA query_only = 0")
-                if sqlite_guard:
-                    result = await connection.exec_driver_sql("PRAGMA busy_timeout")
-                    previous = int(result.scalar_one())
-                    await connection.exec_driver_sql(
-                        f"PRAGMA busy_timeout = {_SQLITE_GUARD_BUSY_TIMEOUT_MS}"
-                    )
-                    restore.append(f"PRAGMA busy_timeout = {previous}")
-            if restore:
+            if read_only and self._dialect == "sqlite":
+                await connection.exec_driver_sql("PRAGMA query_only = 1")
                 pending: list[str] = connection.info.setdefault(_RESTORE_KEY, [])
-                pending.extend(s for s in restore if s not in pending)
-        except BaseException:
-            if own_session:
-                await _shielded(_discard(session, invalidate=False))
+                if "PRAGMA query_only = 0" not in pending:
+                    pending.append("PRAGMA query_only = 0")
+        except BaseException as error:
+            try:
+                if own_session:
+                    await _shielded(_discard(session, invalidate=False))
+                else:
+                    await _shielded(_rollback(session))
+            finally:
+                if holds_lock:
+                    self._shared_lock().release()
+            if guarded and isinstance(error, Exception) and _is_sqlite_busy(error):
+                raise _sqlite_locked_error(
+                    f"Propagation.{propagation.name} on SQLite could not begin a transaction"
+                ) from error
             raise
         return _Tx(
             session=session,
             connection=connection,
             isolation_level=isolation_level,
             read_only=read_only,
-            dialect=self._dialect,
+            guarded=guarded,
+            holds_lock=holds_lock,
         )
+
+    def _check_second_connection(self, propagation: Propagation, enclosing: int) -> None:
+        """Fail fast where a transaction inside open ones would wait for a connection forever."""
+        pool = self._engine.pool
+        if self._shared_connection:
+            raise IllegalTransactionStateError(
+                f"Propagation.{propagation.name} has to begin a transaction while an enclosing "
+                "one is open (suspended in this task, or in the task that created this one), "
+                f"but the engine's {type(pool).__name__} shares a single connection (an "
+                "in-memory SQLite database uses it by default); use a file database, "
+                "Propagation.NESTED, or begin it after the enclosing transaction ends"
+            )
+        if isinstance(pool, QueuePool):
+            max_overflow = getattr(pool, "_max_overflow", -1)
+            if isinstance(max_overflow, int) and max_overflow >= 0:
+                capacity = pool.size() + max_overflow
+                if capacity <= enclosing:
+                    raise IllegalTransactionStateError(
+                        f"Propagation.{propagation.name} needs another connection, but the "
+                        f"pool holds at most {capacity} (pool_size + max_overflow) and the "
+                        f"{enclosing} enclosing transaction(s) of this task hold them until "
+                        "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
+                    )
+
+    def _shared_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._shared_locks.get(loop)
+        if lock is None:
+            lock = self._shared_locks[loop] = asyncio.Lock()
+        return lock
+
+    def _end(self, tx: _Tx) -> None:
+        """Record that *tx* ended; release the shared connection's lock it holds."""
+        tx.open = False
+        if tx.holds_lock:
+            tx.holds_lock = False
+            self._shared_lock().release()
 
     # -- ambient scope
 

@@ -127,10 +127,23 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
     Entered inside an outer transaction (``propagation=REQUIRED``, the default), the
     unit of work joins it: `commit` only flushes and leaves the COMMIT to the owner of
     the transaction, `rollback` marks the transaction rollback-only, and an exception
-    leaving it marks the transaction rollback-only. A joined unit of work with
-    ``autocommit=False`` cannot roll back its own part: it leaves everything to the
-    owner. With ``propagation=NESTED`` it runs in a SAVEPOINT instead, which it releases
-    or rolls back itself (and ``autocommit=False`` rolls back to it at exit).
+    leaving it marks the transaction rollback-only. A unit of work with
+    ``autocommit=False`` that would join runs in a SAVEPOINT instead: `commit` releases
+    it (the owner still commits), `rollback` and the exit roll back to it what was not
+    committed, and an exception leaving it also marks the transaction rollback-only.
+    With ``propagation=NESTED`` it always runs in a SAVEPOINT, which it releases or
+    rolls back itself.
+
+    A `commit` that fails (a `ConflictError` at flush, a failed COMMIT) rolls back the
+    work since the previous commit and the unit of work goes on in a fresh transaction
+    (or savepoint); in a joined one it marks the transaction rollback-only.
+
+    Objects stay readable after the unit of work ends, also when it rolled back:
+    objects it only read keep their values, new objects of rolled-back work become
+    transient, and objects whose changes were rolled back are expired.
+
+    Repository attributes cannot reuse the names of the unit of work's own members
+    (``session``, ``commit``, ``rollback``, ``active``, ``autocommit``, ...).
 
     An instance can be used again after its block ended; entering it while it is
     active raises `IllegalTransactionStateError`.
@@ -169,7 +182,9 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         Raises:
             ValueError: a propagation without a transaction, or an unknown isolation
                 level.
-            TypeError: the repository annotations cannot be resolved.
+            TypeError: the repository annotations cannot be resolved or reuse the name
+                of a member of the unit of work, or *autocommit* / *read_only* is not a
+                bool.
 
         Example:
             ```python
@@ -178,6 +193,8 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         """
         if not isinstance(tm, TransactionManager):  # pyright: ignore[reportUnnecessaryIsInstance]
             raise TypeError(f"{type(self).__name__}() needs a TransactionManager, not {tm!r}")
+        if not isinstance(autocommit, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"autocommit must be True or False, not {autocommit!r}")
         if propagation not in WITH_TRANSACTION:
             raise ValueError(
                 f"a unit of work needs a transaction; propagation {propagation!r} is not "
@@ -214,8 +231,20 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             if name.startswith("_"):
                 continue
             factory = _repository_factory(hint)
-            if factory is not None:
-                specs[name] = factory
+            if factory is None:
+                continue
+            if name in _RESERVED_NAMES or callable(getattr(cls, name, None)):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name}: a repository cannot be named {name!r}, the "
+                    "name of a member of the unit of work; reserved names: "
+                    + ", ".join(sorted(n for n in _RESERVED_NAMES if not n.startswith("_")))
+                )
+            if isinstance(getattr(cls, name, None), property):
+                raise TypeError(
+                    f"{cls.__qualname__}.{name}: a repository cannot be named {name!r}, "
+                    "which the class defines as a property"
+                )
+            specs[name] = factory
         SQLAlchemyUnitOfWork._repository_specs[cls] = specs
         return specs
 
@@ -282,20 +311,24 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             read_only=self._read_only,
         )
         assert isinstance(scope, TransactionScope)
+        # Explicit style: in an outer transaction, run in a savepoint so that the work
+        # not committed with `commit` can be rolled back at exit.
+        scope.discard_on_exit = not self.autocommit
         session = await scope.__aenter__()
         assert session is not None
         try:
-            repositories = {
-                name: repository(session, model=model) if model is not None else repository(session)
-                for name, (repository, model) in self._specs.items()
-            }
+            for name, (repository, model) in self._specs.items():
+                instance = (
+                    repository(session, model=model) if model is not None else repository(session)
+                )
+                setattr(self, name, instance)
         except BaseException as exc:
+            for name in self._specs:
+                vars(self).pop(name, None)
             await scope.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         self._scope = scope
         self._session = session
-        for name, instance in repositories.items():
-            setattr(self, name, instance)
         return self
 
     async def __aexit__(
@@ -321,15 +354,13 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             return
         try:
             if exc is None:
-                if self.autocommit:
-                    if scope.kind == "join":
-                        try:
-                            await flush_session(self.session)
-                        except BaseException as error:
-                            await scope.__aexit__(type(error), error, error.__traceback__)
-                            raise
-                else:
-                    scope.discard_on_exit = True
+                scope.discard_on_exit = not self.autocommit
+                if self.autocommit and scope.kind == "join":
+                    try:
+                        await flush_session(self.session)
+                    except BaseException as error:
+                        await scope.__aexit__(type(error), error, error.__traceback__)
+                        raise
             await scope.__aexit__(exc_type, exc, tb)
         finally:
             self._scope = None
@@ -349,10 +380,14 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         """Commit the work so far; the unit of work goes on in a new transaction.
 
         Where the unit of work owns the transaction, the on_commit callbacks registered
-        so far run right after the COMMIT (inside the unit of work, whose next
-        transaction has begun). In a joined unit of work this only flushes (the owner
-        of the transaction commits); a failure of that flush marks the transaction
-        rollback-only. In a NESTED one it releases the savepoint and opens the next one.
+        so far run right after the COMMIT, before the next transaction begins and
+        outside the unit of work (a callback's own transaction scope does not join
+        it). In a joined unit of work this only flushes (the owner of the transaction
+        commits); a failure of that flush marks the transaction rollback-only. In a
+        NESTED one (and an explicit-style one inside an outer transaction) it releases
+        the savepoint and opens the next one. A commit that fails rolls back the work
+        since the previous commit and the unit of work goes on in a fresh transaction
+        or savepoint (unless the task was cancelled or the connection lost).
 
         Raises:
             TransactionRequiredError: outside ``async with uow:``.
@@ -371,8 +406,9 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         """Roll back the work since the last commit; the unit of work goes on.
 
         In a joined unit of work the outer work cannot be undone separately: this
-        marks the transaction rollback-only. In a NESTED one it rolls back to the
-        savepoint.
+        marks the transaction rollback-only. In a NESTED one (and an explicit-style
+        one inside an outer transaction) it rolls back to the savepoint. Objects the
+        rolled-back work left unchanged keep their values.
 
         Raises:
             TransactionRequiredError: outside ``async with uow:``.
@@ -385,3 +421,7 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             ```
         """
         await self._active_scope("rollback").rollback_and_continue()
+
+
+_RESERVED_NAMES: frozenset[str] = frozenset(dir(SQLAlchemyUnitOfWork)) | {"autocommit"}
+"""Names a repository attribute cannot take: the unit of work's own members."""
