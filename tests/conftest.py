@@ -126,9 +126,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A URL to an empty database that belongs to this test session alone."""
     if backend == "sqlite":
         path: Path = tmp_path_factory.mktemp("sqlite") / "test.db"

@@ -49,6 +49,18 @@ class Member(Base):
     )
 
 
+class Badge(Base):
+    """Unnamed unique constraints on columns whose database names differ from the keys."""
+
+    __tablename__ = "conflict_badge"
+    __table_args__ = (UniqueConstraint("badge_kind", "badge_rank"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column("badge_code", String(40), unique=True)
+    kind: Mapped[str] = mapped_column("badge_kind", String(40))
+    rank: Mapped[int] = mapped_column("badge_rank")
+
+
 @pytest.fixture
 def metadata() -> MetaData:
     return Base.metadata
@@ -167,6 +179,50 @@ class TestConflictError:
     ) -> None:
         await violate(members, "unique")
         assert await members.insert_many([{"email": "ok@example.com", "name": "Ok"}]) == 1
+
+
+class TestUnnamedConstraints:
+    """Columns of an unnamed constraint are the same on every backend and in the fake."""
+
+    @pytest.mark.parametrize(
+        ("first", "second", "columns"),
+        [
+            (
+                {"code": "a", "kind": "k", "rank": 1},
+                {"code": "a", "kind": "k", "rank": 2},
+                ("badge_code",),
+            ),
+            (
+                {"code": "a", "kind": "k", "rank": 1},
+                {"code": "b", "kind": "k", "rank": 1},
+                ("badge_kind", "badge_rank"),
+            ),
+        ],
+        ids=["column", "composite"],
+    )
+    async def test_columns_agree_across_backends_and_the_fake(
+        self,
+        session: AsyncSession,
+        first: dict[str, Any],
+        second: dict[str, Any],
+        columns: tuple[str, ...],
+    ) -> None:
+        from sqla_uow.testing import InMemoryRepository
+
+        badges = AsyncRepository(session, model=Badge)
+        await badges.create(first)
+        with pytest.raises(ConflictError) as info:
+            await badges.create(second)
+        await session.rollback()
+        assert info.value.kind == "unique"
+        assert info.value.columns == columns
+        assert await badges.count() == 0
+
+        fake = InMemoryRepository(Badge)
+        await fake.create(first)
+        with pytest.raises(ConflictError) as fake_info:
+            await fake.create(second)
+        assert fake_info.value.columns == columns
 
 
 class TestConflictErrorFromFlush:

@@ -178,6 +178,20 @@ class TestInvalidFilters:
         with pytest.raises(InvalidFieldError, match=message):
             compile_where(Gadget, [], filters)
 
+    @pytest.mark.parametrize(
+        "filters", [{"weight__gt": 2**70}, {"weight": -(2**64)}, {"weight__in": [1, 2**63]}]
+    )
+    async def test_integers_beyond_64_bits_are_rejected_before_sql(
+        self, gadgets: GadgetRepository, filters: dict[str, Any]
+    ) -> None:
+        from sqla_uow.testing import InMemoryRepository
+
+        for repo in (gadgets, InMemoryRepository(Gadget)):
+            with pytest.raises(InvalidFieldError, match="64-bit") as info:
+                await repo.list(**filters)
+            assert info.value.field == next(iter(filters))
+        assert await gadgets.count() == len(ROWS)  # the transaction is still usable
+
     def test_positional_filter_must_be_an_expression(self) -> None:
         with pytest.raises(InvalidFieldError, match="must be SQL expressions"):
             compile_where(Gadget, ["id = 1"], {})  # type: ignore[list-item]
@@ -233,6 +247,20 @@ class TestOrderBy:
 
     def test_none_means_no_ordering(self) -> None:
         assert compile_order_by(Gadget, None) == []
+
+    @pytest.mark.parametrize(
+        "bad", [{"weight": "desc"}, {"weight"}, frozenset({"weight"}), b"weight"], ids=repr
+    )
+    async def test_collections_that_are_not_a_sequence_of_keys_are_rejected(
+        self, gadgets: GadgetRepository, bad: Any
+    ) -> None:
+        from sqla_uow.testing import InMemoryRepository
+
+        for repo in (gadgets, InMemoryRepository(Gadget)):
+            with pytest.raises(InvalidFieldError, match="list or tuple") as info:
+                await repo.list(order_by=bad)
+            assert info.value.field == "order_by"
+            assert "weight" in info.value.choices
 
 
 class TestAssignable:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import MetaData, String, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from sqla_uow import Propagation, TransactionManager, transactional
 from sqla_uow.exceptions import (
@@ -385,8 +386,12 @@ class TestOneSharedConnection:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        async with asyncio.timeout(2), tm.transaction():
-            await add(tm, "next")
+
+        async def next_transaction() -> None:
+            async with tm.transaction():
+                await add(tm, "next")
+
+        await asyncio.wait_for(next_transaction(), timeout=2)
         assert await committed_names(tm.engine) == ["next"]
 
     async def test_a_transaction_inside_a_suspended_one_raises(
@@ -478,7 +483,11 @@ class TestPoolTooSmall:
         self, database_url: str, engine: AsyncEngine
     ) -> None:
         async with TransactionManager(
-            database_url, pool_size=1, max_overflow=0, pool_timeout=10
+            database_url,
+            poolclass=AsyncAdaptedQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=10,
         ) as tm:
             started = time.monotonic()
             async with tm.transaction():

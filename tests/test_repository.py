@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import ForeignKey, MetaData, String, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import ForeignKey, MetaData, String, Uuid, func, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
     MappedAsDataclass,
+    joinedload,
     mapped_column,
     relationship,
     selectinload,
@@ -643,3 +645,109 @@ class TestCompositeKey:
             await members.create(group_id=1, member_id=1, role="again")
         assert info.value.kind == "unique"
         await session.rollback()
+
+
+class Token(Base):
+    __tablename__ = "repo_token"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    label: Mapped[str] = mapped_column(String(20))
+
+
+class AccountOptional(BaseModel):
+    email: str
+    balance: int | None = None  # left unset: the column default applies
+
+
+class TestReviewedBehaviour:
+    async def test_detached_instance_does_not_write_back_stale_values(
+        self, engine: AsyncEngine, accounts: AccountRepository, session: AsyncSession, ann: Account
+    ) -> None:
+        session.expunge(ann)
+        async with AsyncSession(engine) as other:
+            await AccountRepository(other).update(ann.id, name="Changed elsewhere")
+            await other.commit()
+        ann.email = "ann@new.example.com"  # a change made on the detached instance
+        updated = await accounts.update(ann, balance=5)
+        await session.commit()
+        assert (updated.name, updated.email, updated.balance) == (
+            "Changed elsewhere",
+            "ann@new.example.com",
+            5,
+        )
+        async with AsyncSession(engine) as fresh:
+            row = await AccountRepository(fresh).get_one(ann.id)
+            assert (row.name, row.email, row.balance) == (
+                "Changed elsewhere",
+                "ann@new.example.com",
+                5,
+            )
+
+    async def test_get_many_finds_keys_given_in_another_type(
+        self, backend: str, session: AsyncSession, accounts: AccountRepository, ann: Account
+    ) -> None:
+        from sqla_uow.testing import InMemoryRepository
+
+        repo: Any
+        if backend == "postgresql":  # asyncpg takes a UUID as text, not an int as text
+            repo = AsyncRepository(session, model=Token)
+            fake: InMemoryRepository[Any] = InMemoryRepository(Token)
+            key = uuid.uuid4()
+            for target in (repo, fake):
+                await target.create(id=key, label="t")
+        else:
+            repo, fake, key = accounts, InMemoryRepository(Account), ann.id
+            await fake.create(id=ann.id, email="ann@example.com")
+        for target in (repo, fake):
+            found = await target.get_many([str(key), key])
+            assert [row.id for row in found] == [key]
+            assert (await target.get(str(key))) is found[0]
+
+    @pytest.mark.parametrize("window", [{"limit": 2**70}, {"offset": 2**63}])
+    async def test_out_of_range_windows_are_rejected_before_sql(
+        self, accounts: AccountRepository, ann: Account, window: dict[str, int]
+    ) -> None:
+        from sqla_uow.testing import InMemoryRepository
+
+        for repo in (accounts, InMemoryRepository(Account)):
+            with pytest.raises(InvalidFieldError, match="64-bit") as info:
+                await repo.list(**window)  # type: ignore[attr-defined]
+            assert info.value.field == next(iter(window))
+        assert await accounts.count() == 3  # the transaction is still usable
+
+    @pytest.mark.backends("sqlite", "postgresql", "mariadb")
+    async def test_find_one_can_lock_the_row(
+        self, backend: str, engine: AsyncEngine, accounts: AccountRepository, ann: Account
+    ) -> None:
+        locked = await accounts.find_one(email="ann@example.com", for_update=True)
+        assert locked is ann
+        if backend == "sqlite":
+            return
+        nowait = "SET lock_timeout = '100ms'" if backend == "postgresql" else None
+        async with engine.connect() as conn:
+            if nowait:
+                await conn.execute(text(nowait))
+            else:
+                await conn.execute(text("SET SESSION innodb_lock_wait_timeout = 1"))
+            with pytest.raises(DBAPIError):
+                await conn.execute(select(Account).where(Account.id == ann.id).with_for_update())
+            await conn.rollback()
+
+    async def test_create_with_pydantic_data_leaves_unset_fields_to_column_defaults(
+        self, accounts: AccountRepository
+    ) -> None:
+        created = await accounts.create(AccountOptional(email="dee@example.com"))
+        assert created.balance == 0
+        explicit = await accounts.create(AccountOptional(email="eve@example.com", balance=7))
+        assert explicit.balance == 7
+
+    @pytest.mark.backends("sqlite", "postgresql", "mariadb")
+    async def test_null_ordering_works_with_joined_eager_loading_and_a_limit(
+        self, accounts: AccountRepository, ann: Account
+    ) -> None:
+        # A limit with a joined collection makes SQLAlchemy order a subquery: the NULL
+        # sort key must survive being moved into its columns.
+        found = await accounts.list(order_by="-name", limit=2, options=[joinedload(Account.notes)])
+        assert [a.email for a in found] == ["cy@example.com", "bob@example.com"]
+        found = await accounts.list(order_by="name", limit=3, options=[joinedload(Account.notes)])
+        assert [a.email for a in found] == ["ann@example.com", "bob@example.com", "cy@example.com"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import assert_type
 
-from sqla_uow import AbstractUnitOfWork, CursorPage, Page
+from sqla_uow import AbstractUnitOfWork, AsyncRepository, CursorPage, Page, Repository
 from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository
 
 from ._models import Order, User
@@ -67,3 +68,33 @@ async def unit_of_work_calls() -> None:
     assert_type(uow.committed, bool)
     assert_type(uow.rolled_back, bool)
     _base: AbstractUnitOfWork = uow
+
+
+class SignupService:
+    """A service typed against the protocol takes the real and the fake repository."""
+
+    def __init__(self, users: Repository[User]) -> None:
+        self.users = users
+
+    async def signup(self, email: str) -> User:
+        return await self.users.create(email=email, name=email)
+
+
+class UserRepository(AsyncRepository[User]):
+    pass
+
+
+async def protocol_calls(session: AsyncSession) -> None:
+    real: Repository[User] = UserRepository(session)
+    fake: Repository[User] = InMemoryRepository(User)
+    subclass: Repository[User] = FakeUserRepository()
+    for users in (real, fake, subclass):
+        assert_type(await users.get_one(1), User)
+        assert_type(await users.list(order_by="-id", limit=10), list[User])
+        assert_type(await users.paginate_cursor(limit=10), CursorPage[User])
+        async for user in users.stream():
+            assert_type(user, User)
+    SignupService(UserRepository(session))
+    SignupService(InMemoryRepository(User))
+    as_real: AsyncRepository[User] = InMemoryRepository(User)
+    assert_type(await as_real.get_one(1), User)

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._decorators import transactional
 from ._pagination import CursorPage, Page
+from ._protocol import Repository
 from ._repository import AsyncRepository
 from ._transaction import Propagation, TransactionManager
 from ._uow import AbstractUnitOfWork, SQLAlchemyUnitOfWork
@@ -56,6 +57,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "Propagation",
+    "Repository",
     "RollbackOnlyError",
     "SQLAlchemyUnitOfWork",
     "SqlaUowError",

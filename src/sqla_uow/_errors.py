@@ -16,7 +16,7 @@ from typing import Any, TypeGuard
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Mapper
-from sqlalchemy.schema import Table
+from sqlalchemy.schema import Constraint, Index, PrimaryKeyConstraint, Table, UniqueConstraint
 
 from .exceptions import ConflictError, ConflictKind
 
@@ -167,25 +167,67 @@ def _schema_items(model: type[Any] | None) -> Iterator[tuple[str | None, tuple[s
     for table in mapper.tables:
         if not isinstance(table, Table):
             continue
-        for item in (*table.constraints, *table.indexes):
-            name = getattr(item, "name", None)
+        items: list[Constraint | Index] = [*table.constraints, *table.indexes]
+        for item in items:
+            name = item.name
             columns = tuple(col.name for col in getattr(item, "columns", ()))
-            yield (name if isinstance(name, str) else None), columns, getattr(item, "unique", True)
+            if isinstance(item, Index):
+                unique = bool(item.unique)
+            else:
+                unique = isinstance(item, (UniqueConstraint, PrimaryKeyConstraint))
+            yield (name if isinstance(name, str) else None), columns, unique
+
+
+# PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
+_PG_MAX_IDENTIFIER = 63
+
+
+def _pg_default_name(table: str, columns: tuple[str, ...], label: str) -> str:
+    """The name PostgreSQL gives an unnamed constraint: ``<table>_<col>_<col>_<label>``.
+
+    Follows PostgreSQL's ``makeObjectName``: when the name would be too long, the
+    longer of the table part and the column part is shortened first.
+    """
+    name1, name2 = table, "_".join(columns)
+    available = _PG_MAX_IDENTIFIER - len(label) - 2
+    len1, len2 = len(name1), len(name2)
+    while len1 + len2 > available:
+        if len1 > len2:
+            len1 -= 1
+        else:
+            len2 -= 1
+    return f"{name1[:len1]}_{name2[:len2]}_{label}"
 
 
 def _constraint_columns(model: type[Any] | None, constraint: str | None) -> tuple[str, ...]:
-    """Columns of the named constraint or index of *model*'s table, from the metadata."""
+    """Columns of the constraint or index named *constraint* on *model*'s tables.
+
+    Named constraints and indexes are found in the metadata. An unnamed one is found by
+    the name the database gave it: PostgreSQL's ``<table>_pkey`` and
+    ``<table>_<columns>_key``, MySQL / MariaDB's ``PRIMARY`` and the first column's name.
+    """
     if constraint is None:
         return ()
-    for name, columns, _ in _schema_items(model):
+    unnamed: list[tuple[str, ...]] = []
+    for name, columns, unique in _schema_items(model):
         if name == constraint:
             return columns
+        if name is None and unique and columns:
+            unnamed.append(columns)
     mapper = _mapper(model)
-    if mapper is not None:
-        # An unnamed primary key: PostgreSQL calls it "<table>_pkey", MySQL "PRIMARY".
-        table = mapper.local_table
-        if constraint in ("PRIMARY", f"{getattr(table, 'name', '')}_pkey"):
-            return tuple(col.name for col in mapper.primary_key)
+    if mapper is None:
+        return ()
+    for table in mapper.tables:
+        table_name = str(getattr(table, "name", ""))
+        pk_columns = tuple(col.name for col in getattr(table, "primary_key", ()))
+        if constraint in ("PRIMARY", f"{table_name}_pkey") and pk_columns:
+            return pk_columns
+        for columns in unnamed:
+            if constraint == _pg_default_name(table_name, columns, "key"):
+                return columns
+            # MySQL / MariaDB name an unnamed unique key after its first column.
+            if constraint == columns[0]:
+                return columns
     return ()
 
 

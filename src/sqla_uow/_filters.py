@@ -8,29 +8,50 @@ attribute, and values are always bound parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
+import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any, TypeGuard, cast
 
 from sqlalchemy import ColumnElement, inspect
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql.sqltypes import NULLTYPE
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from .exceptions import InvalidFieldError
 
+INT64_MAX = 2**63 - 1
+"""The largest integer a limit, offset or cursor value may be (a signed 64-bit integer)."""
+
 __all__ = [
+    "INT64_MAX",
     "LOOKUPS",
+    "ModelMeta",
     "as_values",
     "check_assignable",
+    "check_page_size",
     "check_window",
     "compile_order_by",
     "compile_where",
+    "drop_unchanged_key",
     "filterable_columns",
+    "identity_of",
+    "is_own_instance",
+    "lookup_key",
     "mapper_of",
     "model_columns",
+    "model_meta",
+    "order_clauses",
+    "order_items",
     "primary_key_names",
 ]
 
@@ -67,12 +88,89 @@ def _is_iterable(value: object) -> TypeGuard[Iterable[Any]]:
     return isinstance(value, Iterable)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelMeta:
+    """What the repositories read from a model's mapper, computed once per model.
+
+    Valid as long as the mapper's ``column_attrs`` are (a property added to the mapper
+    later replaces them, and the entry is rebuilt).
+    """
+
+    mapper: Mapper[Any]
+    attrs: Any
+    """The ``mapper.column_attrs`` this entry was built from."""
+    filterable: dict[str, ColumnProperty[Any]]
+    """Every mapped column attribute (including SQL-expression properties), by key."""
+    writable: dict[str, ColumnProperty[Any]]
+    """The column attributes mapped to a table column, by key."""
+    writable_keys: frozenset[str]
+    pk: tuple[str, ...]
+    """Attribute keys of the primary-key columns, in primary-key order."""
+    pk_types: tuple[type[Any] | None, ...]
+    """Python types of the primary-key columns (``None`` where the type has none)."""
+    nullable: frozenset[str]
+    """Keys of the filterable attributes that can hold NULL (SQL expressions included)."""
+    python_types: dict[str, type[Any] | None]
+    joins_collections: bool
+    integer_keys: frozenset[str]
+    """Keys of the integer columns (whose values must fit in 64 bits)."""
+    """Whether the mapper eagerly joins a collection (its rows repeat per related row)."""
+
+
+_META: weakref.WeakKeyDictionary[type[Any], ModelMeta] = weakref.WeakKeyDictionary()
+
+
+def _python_type(prop: ColumnProperty[Any]) -> type[Any] | None:
+    try:
+        found: type[Any] = prop.columns[0].type.python_type
+    except NotImplementedError:
+        return None
+    return found
+
+
+def model_meta(model: type[Any]) -> ModelMeta:
+    """The cached `ModelMeta` of *model*; `TypeError` when it is not a mapped class."""
+    meta = _META.get(model)
+    if meta is not None and meta.mapper.column_attrs is meta.attrs:
+        return meta
+    found: object = inspect(model, raiseerr=False)
+    if not _is_mapper(found):
+        raise TypeError(f"{model!r} is not a mapped class")
+    mapper = found
+    attrs = mapper.column_attrs
+    filterable = {prop.key: prop for prop in attrs}
+    writable = {
+        key: prop
+        for key, prop in filterable.items()
+        if all(isinstance(col, Column) for col in prop.columns)
+    }
+    pk = tuple(mapper.get_property_by_column(col).key for col in mapper.primary_key)
+    nullable = frozenset(
+        key
+        for key, prop in filterable.items()
+        if not all(isinstance(col, Column) and not col.nullable for col in prop.columns)
+    )
+    python_types = {key: _python_type(prop) for key, prop in filterable.items()}
+    meta = ModelMeta(
+        mapper=mapper,
+        attrs=attrs,
+        filterable=filterable,
+        writable=writable,
+        writable_keys=frozenset(writable),
+        pk=pk,
+        pk_types=tuple(python_types[key] for key in pk),
+        nullable=nullable,
+        python_types=python_types,
+        integer_keys=frozenset(key for key, kind in python_types.items() if kind is int),
+        joins_collections=any(rel.uselist and rel.lazy == "joined" for rel in mapper.relationships),
+    )
+    _META[model] = meta
+    return meta
+
+
 def mapper_of(model: type[Any]) -> Mapper[Any]:
     """The mapper of *model*; `TypeError` when it is not a mapped class."""
-    mapper: object = inspect(model, raiseerr=False)
-    if not _is_mapper(mapper):
-        raise TypeError(f"{model!r} is not a mapped class")
-    return mapper
+    return model_meta(model).mapper
 
 
 def model_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
@@ -86,22 +184,17 @@ def model_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
         model_columns(User)  # {"id": ..., "email": ..., "name": ...}
         ```
     """
-    return {
-        prop.key: prop
-        for prop in mapper_of(model).column_attrs
-        if all(isinstance(col, Column) for col in prop.columns)
-    }
+    return dict(model_meta(model).writable)
 
 
 def filterable_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
     """Every mapped column attribute of *model* (including SQL-expression properties)."""
-    return {prop.key: prop for prop in mapper_of(model).column_attrs}
+    return dict(model_meta(model).filterable)
 
 
 def primary_key_names(model: type[Any]) -> tuple[str, ...]:
     """The attribute keys of *model*'s primary-key columns, in primary-key order."""
-    mapper = mapper_of(model)
-    return tuple(mapper.get_property_by_column(col).key for col in mapper.primary_key)
+    return model_meta(model).pk
 
 
 def _choices(names: Iterable[str]) -> str:
@@ -131,6 +224,24 @@ def _require_not_none(model: type[Any], name: str, value: Any) -> None:
             model=model,
             field=name,
         )
+
+
+def _check_int_range(model: type[Any], name: str, value: Any) -> None:
+    """Refuse integers no database column holds, before the driver fails on them."""
+    checked: object = value
+    values: Iterable[object] = (
+        cast("Iterable[object]", checked)
+        if isinstance(checked, (list, tuple, set, frozenset))
+        else (checked,)
+    )
+    for item in values:
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > INT64_MAX:
+            raise InvalidFieldError(
+                f"filter {name!r} on {model.__name__} got {item}, outside the 64-bit "
+                "integer range of the column",
+                model=model,
+                field=name,
+            )
 
 
 def _lookup_eq(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
@@ -217,7 +328,7 @@ def compile_where(
     Raises:
         InvalidFieldError: An unknown field or lookup, or a value of the wrong kind
             (``__in`` needs a non-string iterable, ``__is_null`` a bool, ``__like`` a str,
-            comparisons a non-None value).
+            comparisons a non-None value, an integer column an integer within 64 bits).
 
     Example:
         ```python
@@ -225,7 +336,9 @@ def compile_where(
         stmt = select(User).where(*criteria)
         ```
     """
-    columns = filterable_columns(model)
+    meta = model_meta(model)
+    columns = meta.filterable
+    integer_keys = meta.integer_keys
     criteria: list[ColumnElement[bool]] = []
     for expression in where:
         # Checked at run time: callers without a type checker may pass anything.
@@ -252,6 +365,8 @@ def compile_where(
                     field=name,
                     choices=LOOKUPS,
                 )
+        if key in integer_keys:
+            _check_int_range(model, name, value)
         criteria.append(_LOOKUP_FUNCTIONS[lookup](model, name, _attribute(model, key), value))
     return criteria
 
@@ -268,7 +383,7 @@ def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], b
         if name and name[0] in "+-":
             descending = name[0] == "-"
             name = name[1:]
-        columns = filterable_columns(model)
+        columns = model_meta(model).filterable
         if name not in columns:
             choices = sorted(columns)
             raise InvalidFieldError(
@@ -297,7 +412,7 @@ def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], b
         f"expressions, got {type(item).__name__}",
         model=model,
         field=repr(item),
-        choices=sorted(filterable_columns(model)),
+        choices=sorted(model_meta(model).filterable),
     )
 
 
@@ -310,7 +425,8 @@ def _mapped_key(model: type[Any], expression: object) -> str | None:
         if isinstance(parent, Mapper) and mapper_of(model).isa(parent):
             return expression.key
         return None
-    for name, prop in filterable_columns(model).items():
+    meta = model_meta(model)
+    for name, prop in meta.filterable.items():
         if any(expression is col for col in prop.columns):
             return name
     annotations: Mapping[str, Any] = getattr(expression, "_annotations", {})
@@ -319,31 +435,108 @@ def _mapped_key(model: type[Any], expression: object) -> str | None:
     if (
         isinstance(key, str)
         and _is_mapper(entity)
-        and mapper_of(model).isa(entity)
-        and key in filterable_columns(model)
+        and meta.mapper.isa(entity)
+        and key in meta.filterable
     ):
         return key
     return None
 
 
-def _order_items(order_by: Any) -> list[Any]:
+def order_items(model: type[Any], order_by: Any) -> list[Any]:
+    """The items of an ``order_by`` argument: one item, or the items of a sequence.
+
+    Raises:
+        InvalidFieldError: *order_by* is a mapping, a set or bytes (an unordered or
+            ambiguous collection whose items would silently not mean an ordering).
+    """
     if order_by is None:
         return []
     if isinstance(order_by, (str, ColumnElement, QueryableAttribute)):
         return [order_by]
+    checked: object = order_by
+    if isinstance(checked, (Mapping, set, frozenset, bytes, bytearray, memoryview)):
+        raise InvalidFieldError(
+            f"order_by on {model.__name__} takes a field name ('name', '-created_at'), a "
+            f"column expression, or a list or tuple of these; got a {type(order_by).__name__}",
+            model=model,
+            field="order_by",
+            choices=sorted(model_meta(model).filterable),
+        )
     if _is_iterable(order_by):
         return list(order_by)
     return [order_by]
+
+
+class _NullFlag(ColumnElement[Any]):
+    """The leading sort key that makes NULL sort as the greatest value.
+
+    ``expression IS NULL`` (false before true) on SQLite, MySQL, MariaDB and other
+    databases that sort NULL as the smallest value. PostgreSQL (and Oracle) sort NULL
+    as the greatest value already: there it is the expression itself, a sort key the
+    planner drops as redundant, so an index on the column still serves the ordering.
+
+    It is ordered with ``asc()`` / ``desc()`` like any column, so SQLAlchemy can move
+    it into a subquery's columns (as it does for joined eager loading with a limit).
+    """
+
+    __visit_name__ = "sqla_uow_null_flag"
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy's declared traversal
+        ("element", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, element: ColumnElement[Any]) -> None:
+        self.element = element
+        self.type = NULLTYPE  # never read back: no result processing
+
+
+def _compile_null_flag(element: _NullFlag, compiler: Any, **kw: Any) -> str:
+    rendered: str = compiler.process(element.element.is_(None), **kw)
+    return rendered
+
+
+def _compile_null_flag_native(element: _NullFlag, compiler: Any, **kw: Any) -> str:
+    rendered: str = compiler.process(element.element, **kw)
+    return rendered
+
+
+compiles(_NullFlag)(_compile_null_flag)
+compiles(_NullFlag, "postgresql")(_compile_null_flag_native)
+compiles(_NullFlag, "oracle")(_compile_null_flag_native)
+
+
+def order_clauses(
+    expression: ColumnElement[Any], *, descending: bool, nullable: bool
+) -> list[ColumnElement[Any]]:
+    """The ORDER BY clauses for one column: NULL last ascending, first descending.
+
+    A column that cannot be NULL gets the plain ascending column or its ``DESC``; a
+    nullable one is preceded by a NULL flag (see `_NullFlag`).
+    """
+    ordering = expression.desc() if descending else expression
+    if not nullable:
+        # Ascending is the default: a bare column keeps the statement (and the key
+        # SQLAlchemy caches its compiled form under) as small as a hand-written one.
+        return [ordering]
+    flag = _NullFlag(expression)
+    return [flag.desc() if descending else flag.asc(), ordering]
 
 
 def compile_order_by(model: type[Any], order_by: Any) -> list[ColumnElement[Any]]:
     """Turn ``order_by`` into ORDER BY expressions.
 
     Accepts ``None``, a field name (``"name"``; ``"-created_at"`` for descending), a
-    column expression (``User.name``, ``User.name.desc()``), or a sequence of these.
+    column expression (``User.name``, ``User.name.desc()``), or a list or tuple of these.
+
+    NULL sorts as the greatest value, on every database: NULLs come last in an ascending
+    ordering and first in a descending one (PostgreSQL's default; on SQLite, MySQL and
+    MariaDB a leading ``IS NULL`` sort key makes it so). This applies to the model's columns named
+    by string, attribute or their ``asc()`` / ``desc()``; other expressions (such as
+    ``func.lower(User.name)`` or ``User.name.nulls_first()``) are used as given.
 
     Raises:
-        InvalidFieldError: An unknown field name or an item of another type.
+        InvalidFieldError: An unknown field name, an item of another type, or an
+            ``order_by`` that is a mapping, set or bytes.
 
     Example:
         ```python
@@ -351,16 +544,17 @@ def compile_order_by(model: type[Any], order_by: Any) -> list[ColumnElement[Any]
         ```
     """
     clauses: list[ColumnElement[Any]] = []
-    for item in _order_items(order_by):
-        if isinstance(item, str):
-            expression, descending, _ = parse_order_item(model, item)
-            clauses.append(expression.desc() if descending else expression.asc())
+    nullable = model_meta(model).nullable
+    for item in order_items(model, order_by):
+        expression, descending, key = parse_order_item(model, item)
+        if key is not None:
+            clauses.extend(
+                order_clauses(expression, descending=descending, nullable=key in nullable)
+            )
         elif _is_queryable_attribute(item):
             clauses.append(item.expression)
-        elif _is_column_element(item):
-            clauses.append(item)
         else:
-            parse_order_item(model, item)  # raises
+            clauses.append(item)
     return clauses
 
 
@@ -383,9 +577,15 @@ def check_assignable(
         check_assignable(User, {"orders": []})  # InvalidFieldError
         ```
     """
-    columns = model_columns(model)
-    mapper = mapper_of(model)
-    pk_names = primary_key_names(model) if not allow_primary_key else ()
+    meta = model_meta(model)
+    columns = meta.writable
+    if not allow_primary_key:
+        pk_names = meta.pk
+    elif meta.writable_keys.issuperset(values):
+        return  # the common case: every key is a writable column
+    else:
+        pk_names = ()
+    mapper = meta.mapper
     # Keys are checked at run time: callers without a type checker may pass any key.
     names = cast("Iterable[object]", values)
     for name in names:
@@ -478,7 +678,8 @@ def check_window(model: type[Any], *, limit: int | None, offset: int | None) -> 
     """Check that *limit* and *offset* are non-negative integers (or ``None``).
 
     Raises:
-        InvalidFieldError: A negative value or a value that is not an ``int``.
+        InvalidFieldError: A negative value, a value above `INT64_MAX` (no database
+            takes it), or a value that is not an ``int``.
     """
     # Values are checked at run time: callers without a type checker may pass anything.
     window = cast("tuple[tuple[str, object], ...]", (("limit", limit), ("offset", offset)))
@@ -495,3 +696,146 @@ def check_window(model: type[Any], *, limit: int | None, offset: int | None) -> 
             raise InvalidFieldError(
                 f"{name} must be zero or more, got {value}", model=model, field=name
             )
+        if value > INT64_MAX:
+            raise InvalidFieldError(
+                f"{name} must be at most {INT64_MAX} (a 64-bit integer), got {value}",
+                model=model,
+                field=name,
+            )
+
+
+def check_page_size(model: type[Any], limit: int) -> None:
+    """Check the ``limit`` of a page: an ``int`` from 1 to `INT64_MAX`.
+
+    Raises:
+        InvalidFieldError: Another type, or a value out of that range.
+    """
+    check_window(model, limit=limit, offset=None)
+    if limit < 1:
+        raise InvalidFieldError(
+            f"limit must be at least 1, got {limit}", model=model, field="limit"
+        )
+
+
+def identity_of(model: type[Any], pk: Any) -> tuple[Any, ...]:
+    """Normalise a primary key (a value, a tuple or a mapping by key) to an identity tuple.
+
+    Raises:
+        InvalidFieldError: *pk* does not fit the primary key (wrong keys or number of
+            values, or a ``None``).
+        TypeError: *pk* holds a mapped instance instead of key values.
+    """
+    names = model_meta(model).pk
+    values: tuple[Any, ...]
+    # isinstance() on an object alias: the Any value keeps no unknown type arguments.
+    checked: object = pk
+    if isinstance(checked, Mapping):
+        given = cast("Mapping[Any, Any]", pk)
+        keys = set(given)
+        if keys != set(names):
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} needs the keys {', '.join(names)}; "
+                f"got {', '.join(sorted(map(str, keys))) or 'none'}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        values = tuple(given[name] for name in names)
+    elif isinstance(checked, (tuple, list)):
+        values = tuple(cast("Sequence[Any]", pk))
+    elif len(names) == 1:
+        values = (pk,)
+    else:
+        raise InvalidFieldError(
+            f"{model.__name__} has a composite primary key ({', '.join(names)}); "
+            f"pass a tuple or a mapping, got {pk!r}",
+            model=model,
+            field="pk",
+            choices=names,
+        )
+    if len(values) != len(names):
+        raise InvalidFieldError(
+            f"primary key of {model.__name__} has {len(names)} column(s) "
+            f"({', '.join(names)}), got {len(values)} value(s): {pk!r}",
+            model=model,
+            field="pk",
+            choices=names,
+        )
+    for value in values:
+        if value is None:
+            raise InvalidFieldError(
+                f"primary key of {model.__name__} cannot contain None: {pk!r}",
+                model=model,
+                field="pk",
+                choices=names,
+            )
+        if not isinstance(value, _PLAIN_KEY_TYPES) and _is_instance_state(
+            inspect(value, raiseerr=False)
+        ):
+            raise TypeError(f"expected a {model.__name__} or its primary key, got {value!r}")
+    return values
+
+
+_PLAIN_KEY_TYPES = (int, str, uuid.UUID)
+_COERCIBLE: tuple[type[Any], ...] = (int, uuid.UUID, Decimal)
+_INT_TEXT = re.compile(r"-?[0-9]+")
+
+
+def lookup_key(model: type[Any], ident: tuple[Any, ...]) -> tuple[Any, ...]:
+    """*ident* with each value converted to its column's Python type where that is exact.
+
+    The database compares a key given as ``"1"`` (or a UUID as a string) with the
+    column's own type; this makes the same key match the identity the row comes back
+    with (``(1,)``). Values that do not convert are left as they are.
+    """
+    types = model_meta(model).pk_types
+    converted: list[Any] = []
+    for value, expected in zip(ident, types, strict=True):
+        if (
+            isinstance(value, str)
+            and expected in _COERCIBLE
+            and (expected is not int or _INT_TEXT.fullmatch(value) is not None)
+        ):
+            with contextlib.suppress(ValueError, TypeError, InvalidOperation):
+                value = expected(value)
+        converted.append(value)
+    return tuple(converted)
+
+
+def is_own_instance(model: type[Any], obj: Any, *, owner: str) -> bool:
+    """Whether *obj* is an instance of *model* (``False`` for data such as a mapping).
+
+    Raises:
+        TypeError: *obj* is an instance of another mapped class (*owner* names the
+            repository class in the message).
+    """
+    if obj is None or type(obj) is dict:
+        return False
+    if isinstance(obj, model):
+        return True
+    if _is_instance_state(inspect(obj, raiseerr=False)):
+        raise TypeError(
+            f"{owner} handles {model.__name__} objects, got a {type(cast(object, obj)).__name__}"
+        )
+    return False
+
+
+def drop_unchanged_key(model: type[Any], fields: dict[str, Any], current: Sequence[Any]) -> None:
+    """Remove primary-key fields equal to the *current* key from *fields*.
+
+    Raises:
+        InvalidFieldError: A primary-key field differs: ``update()`` never changes a
+            primary key (it would orphan identity-map entries and references).
+    """
+    meta = model_meta(model)
+    for name, value in zip(meta.pk, current, strict=True):
+        if name in fields:
+            if fields[name] != value:
+                raise InvalidFieldError(
+                    f"primary key {name!r} of {model.__name__} cannot be changed "
+                    f"by update() ({value!r} -> {fields[name]!r})",
+                    model=model,
+                    field=name,
+                    choices=sorted(meta.writable_keys - set(meta.pk)),
+                )
+            del fields[name]

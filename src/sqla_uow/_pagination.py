@@ -5,7 +5,11 @@ values of one row, a fingerprint of the model and ordering it belongs to and, wh
 caller named one, a digest of its scope, followed by a keyed checksum. Decoding checks
 them all, so a cursor that was cut short, edited, or made for another model, ordering
 or scope raises `InvalidCursorError`. The values a cursor carries only ever become
-bound parameters; they cannot change the shape of a query.
+bound parameters; they cannot change the shape of a query, and decoding checks their
+types and ranges (integers fit in 64 bits) before any SQL is sent.
+
+Without a ``cursor_secret`` the checksum key is public: cursors are protected against
+accidental damage, not against forgery. Set ``cursor_secret`` to make them unforgeable.
 """
 
 from __future__ import annotations
@@ -19,20 +23,23 @@ import hmac
 import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, cast
+from typing import Any, Generic, TypeVar, cast
 
+from ._filters import INT64_MAX, check_page_size, model_meta, order_items, parse_order_item
 from ._typing import ModelT
 from .exceptions import InvalidCursorError, InvalidFieldError
 
 __all__ = [
     "CursorPage",
+    "KeysetRequest",
     "Page",
     "check_scope",
     "decode_cursor",
     "encode_cursor",
+    "keyset_order",
     "ordering_fingerprint",
 ]
 
@@ -142,6 +149,8 @@ class CursorPage(Generic[ModelT]):
 
 
 _DEFAULT_KEY = b"sqla_uow cursor v1"
+"""The checksum key without a ``cursor_secret``: it is public, so such a cursor is
+protected against accidental damage (truncation, edits by hand), not against forgery."""
 
 
 def ordering_fingerprint(model: type[Any], ordering: Sequence[tuple[str, bool]]) -> str:
@@ -153,14 +162,15 @@ def ordering_fingerprint(model: type[Any], ordering: Sequence[tuple[str, bool]])
 
 
 def _encode_value(value: Any) -> Any:
+    # Enums first: a str or int Enum member is also a str or an int.
+    if isinstance(value, enum.Enum):
+        return {"enum": value.name}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             return {"float": repr(value)}
         return value
-    if isinstance(value, enum.Enum):
-        return {"enum": value.name}
     if isinstance(value, dt.datetime):
         return {"dt": value.isoformat()}
     if isinstance(value, dt.date):
@@ -180,8 +190,14 @@ def _encode_value(value: Any) -> Any:
     raise TypeError(f"cannot put a {type(value).__name__} value into a pagination cursor")
 
 
+def _check_int(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64_MAX:
+        raise ValueError("integer out of the 64-bit range")
+
+
 def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
     if raw is None or isinstance(raw, (bool, int, str, float)):
+        _check_int(raw)
         value: Any = raw
     elif isinstance(raw, dict) and len(tagged := cast("dict[str, Any]", raw)) == 1:
         # A JSON object: string keys, values of any JSON type.
@@ -194,6 +210,10 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
             value = dt.time.fromisoformat(payload)
         elif tag == "td":
             days, seconds, micros = payload
+            for part in (days, seconds, micros):
+                if isinstance(part, bool) or not isinstance(part, int):
+                    raise ValueError("malformed timedelta")
+                _check_int(part)
             value = dt.timedelta(days=days, seconds=seconds, microseconds=micros)
         elif tag == "dec":
             value = Decimal(payload)
@@ -204,6 +224,8 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
         elif tag == "float":
             value = float(payload)
         elif tag == "enum" and expected is not None and issubclass(expected, enum.Enum):
+            if not isinstance(payload, str):
+                raise ValueError("malformed enum member")
             value = expected[payload]
         else:
             raise ValueError(f"unknown value tag {tag!r}")
@@ -334,3 +356,170 @@ def decode_cursor(
         raise InvalidCursorError(
             f"malformed cursor value: {exc}", model=model, field="cursor"
         ) from exc
+
+
+def keyset_order(model: type[Any], order_by: Any) -> tuple[tuple[str, bool], ...]:
+    """The (attribute key, descending) pairs of a keyset ordering of *model*.
+
+    The columns *order_by* names, then the primary-key columns it does not name
+    (ascending), so that every position in the ordering is unique.
+
+    Raises:
+        InvalidFieldError: An item that is not a mapped column of *model* (or its
+            ``asc()`` / ``desc()``), or a column named twice.
+    """
+    meta = model_meta(model)
+    keys: list[tuple[str, bool]] = []
+    seen: set[str] = set()
+    for item in order_items(model, order_by):
+        _, descending, key = parse_order_item(model, item)
+        if key is None:
+            raise InvalidFieldError(
+                f"paginate_cursor orders by mapped columns of {model.__name__} only "
+                f"(names, attributes, or their asc()/desc()); got {item!r}",
+                model=model,
+                field=repr(item),
+                choices=sorted(meta.filterable),
+            )
+        if key in seen:
+            raise InvalidFieldError(
+                f"order_by names {key!r} of {model.__name__} twice; a keyset ordering "
+                "takes each column once",
+                model=model,
+                field=key,
+                choices=sorted(meta.filterable),
+            )
+        seen.add(key)
+        keys.append((key, descending))
+    keys.extend((name, False) for name in meta.pk if name not in seen)
+    return tuple(keys)
+
+
+_RowT = TypeVar("_RowT")
+
+
+@dataclass(frozen=True)
+class KeysetRequest:
+    """A validated `paginate_cursor` call: its ordering and decoded position.
+
+    Shared by `AsyncRepository` (which turns it into SQL) and the in-memory fake
+    (which evaluates it in Python), so both validate alike and make the same cursors.
+    """
+
+    model: type[Any]
+    keys: tuple[tuple[str, bool], ...]
+    """(attribute key, descending) pairs, the primary key last."""
+    limit: int
+    after: str | None
+    before: str | None
+    scope: str | None
+    secret: bytes | None
+    fingerprint: str
+    position: list[Any] | None
+    """The sort values of the row named by the cursor, or ``None`` without one."""
+
+    @property
+    def backwards(self) -> bool:
+        """Whether the page precedes the cursor (``before=``)."""
+        return self.before is not None
+
+    @classmethod
+    def parse(
+        cls,
+        model: type[Any],
+        order_by: Any,
+        *,
+        limit: int,
+        after: str | None,
+        before: str | None,
+        scope: str | None,
+        secret: bytes | None,
+        types: Callable[[str], type[Any] | None] | None = None,
+    ) -> KeysetRequest:
+        """Validate the arguments of `paginate_cursor` and decode its cursor.
+
+        *types* gives the Python type a cursor value of each key must have (default:
+        the column's ``python_type``).
+
+        Raises:
+            InvalidFieldError: A bad ``limit``, order key or ``cursor_scope``, or both
+                ``after`` and ``before``.
+            InvalidCursorError: A cursor that is malformed, edited, or made for another
+                model, ordering or scope.
+        """
+        check_page_size(model, limit)
+        check_scope(model, scope)
+        if after is not None and before is not None:
+            raise InvalidFieldError(
+                "pass either after= or before=, not both", model=model, field="before"
+            )
+        keys = keyset_order(model, order_by)
+        fingerprint = ordering_fingerprint(model, keys)
+        token = after if after is not None else before
+        position: list[Any] | None = None
+        if token is not None:
+            python_types = model_meta(model).python_types
+            expected = types or python_types.__getitem__
+            position = decode_cursor(
+                token,
+                fingerprint=fingerprint,
+                types=[expected(key) for key, _ in keys],
+                secret=secret,
+                model=model,
+                scope=scope,
+            )
+        return cls(
+            model=model,
+            keys=keys,
+            limit=limit,
+            after=after,
+            before=before,
+            scope=scope,
+            secret=secret,
+            fingerprint=fingerprint,
+            position=position,
+        )
+
+    def cursor(self, values: Sequence[Any]) -> str:
+        """The cursor of the row with sort *values*."""
+        return encode_cursor(
+            values, fingerprint=self.fingerprint, secret=self.secret, scope=self.scope
+        )
+
+    def page(
+        self,
+        fetched: Sequence[_RowT],
+        *,
+        item: Callable[[_RowT], ModelT],
+        values: Callable[[_RowT], Sequence[Any]],
+    ) -> CursorPage[ModelT]:
+        """The page made of *fetched*: up to ``limit + 1`` rows in walking order.
+
+        Rows are in the ordering's direction, or the reverse for ``before=``; a row
+        beyond ``limit`` only shows that more rows follow.
+        """
+        more = len(fetched) > self.limit
+        rows = list(fetched[: self.limit])
+        if self.position is not None and rows and list(values(rows[0])) == self.position:
+            # The row the cursor names came back: the database compares the values
+            # differently from how it returned them, and paging on would loop.
+            raise InvalidCursorError(
+                f"the database returned the cursor's own {self.model.__name__} row again; "
+                "its sort values do not compare as they were read back",
+                model=self.model,
+                field="cursor",
+            )
+        if self.backwards:
+            rows.reverse()
+        items = [item(row) for row in rows]
+        if self.backwards:
+            next_cursor = self.cursor(values(rows[-1])) if rows else None
+            previous_cursor = self.cursor(values(rows[0])) if rows and more else None
+        else:
+            next_cursor = self.cursor(values(rows[-1])) if rows and more else None
+            previous_cursor = (
+                self.cursor(values(rows[0])) if rows and self.after is not None else None
+            )
+        return CursorPage(
+            items=items, limit=self.limit, next_cursor=next_cursor, previous_cursor=previous_cursor
+        )

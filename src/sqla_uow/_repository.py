@@ -8,8 +8,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, TypeVar, get_args, g
 
 from sqlalchemy import (
     ColumnElement,
+    Date,
+    DateTime,
+    Enum,
     Select,
+    String,
+    Time,
     and_,
+    cast,
     false,
     func,
     inspect,
@@ -17,36 +23,35 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    type_coerce,
 )
+from sqlalchemy.engine import ScalarResult
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, QueryableAttribute
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.schema import Column
 
 from ._bulk import BulkOperationsMixin
 from ._errors import conflict_error, is_conflict_error
 from ._filters import (
-    _order_items,
+    ModelMeta,
     as_values,
     check_assignable,
+    check_page_size,
     check_window,
     compile_order_by,
     compile_where,
-    filterable_columns,
-    mapper_of,
-    model_columns,
+    drop_unchanged_key,
+    identity_of,
+    is_own_instance,
+    lookup_key,
+    model_meta,
+    order_clauses,
+    order_items,
     parse_order_item,
-    primary_key_names,
 )
-from ._pagination import (
-    CursorPage,
-    Page,
-    check_scope,
-    decode_cursor,
-    encode_cursor,
-    ordering_fingerprint,
-)
+from ._pagination import CursorPage, KeysetRequest, Page, keyset_order
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError, MultipleResultsError, NotFoundError
 
@@ -133,8 +138,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 f"{name} has no model: subclass AsyncRepository[YourModel], set "
                 f"`model = YourModel` on {name}, or pass model=YourModel"
             )
-        self._mapper: Mapper[Any] = mapper_of(found)
-        self._pk_names = primary_key_names(found)
+        self._meta = model_meta(found)
+        self._mapper: Mapper[Any] = self._meta.mapper
+        self._pk_names = self._meta.pk
         self.session = session
 
     def __repr__(self) -> str:
@@ -144,52 +150,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
         """Normalise a primary key (scalar, tuple or mapping) to an identity tuple."""
-        names = self._pk_names
-        model = self.model
-        values: tuple[Any, ...]
-        # isinstance() on an object alias: the Any value keeps no unknown type arguments.
-        checked: object = pk
-        if isinstance(checked, Mapping):
-            keys = set(pk)
-            if keys != set(names):
-                raise InvalidFieldError(
-                    f"primary key of {model.__name__} needs the keys {', '.join(names)}; "
-                    f"got {', '.join(sorted(map(str, keys))) or 'none'}",
-                    model=model,
-                    field="pk",
-                    choices=names,
-                )
-            values = tuple(pk[name] for name in names)
-        elif isinstance(checked, (tuple, builtins.list)):
-            values = tuple(pk)
-        elif len(names) == 1:
-            values = (pk,)
-        else:
-            raise InvalidFieldError(
-                f"{model.__name__} has a composite primary key ({', '.join(names)}); "
-                f"pass a tuple or a mapping, got {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if len(values) != len(names):
-            raise InvalidFieldError(
-                f"primary key of {model.__name__} has {len(names)} column(s) "
-                f"({', '.join(names)}), got {len(values)} value(s): {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if any(value is None for value in values):
-            raise InvalidFieldError(
-                f"primary key of {model.__name__} cannot contain None: {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if any(isinstance(inspect(v, raiseerr=False), InstanceState) for v in values):
-            raise TypeError(f"expected a {model.__name__} or its primary key, got {values[0]!r}")
-        return values
+        if type(pk) is int and len(self._pk_names) == 1:
+            return (pk,)  # the common case, checked by identity_of otherwise
+        return identity_of(self.model, pk)
 
     def _pk_attrs(self) -> builtins.list[ColumnElement[Any]]:
         return [getattr(self.model, name).expression for name in self._pk_names]
@@ -225,9 +188,19 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     def _stable_order(self, order_by: OrderBy) -> builtins.list[Any]:
         """*order_by* followed by the primary-key columns it does not already name."""
-        items = _order_items(order_by)
+        items = order_items(self.model, order_by)
         named = {parse_order_item(self.model, item)[2] for item in items}
         return [*items, *(name for name in self._pk_names if name not in named)]
+
+    def _unique(self, result: ScalarResult[Any], options: Sequence[ORMOption]) -> ScalarResult[Any]:
+        """*result*, made unique when joined eager loading of a collection may repeat rows.
+
+        That is when loader options are given or the mapper eagerly joins a collection;
+        uniquing costs a hash per row, so plain queries skip it.
+        """
+        if options or self._meta.joins_collections:
+            return result.unique()
+        return result
 
     async def _flush(self) -> None:
         try:
@@ -243,10 +216,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         Without this, reading such an attribute later would lazy-load, which fails in
         async code. Costs a SELECT only when the flush did not return the values.
         """
-        state: InstanceState[Any] = inspect(obj)
-        if state.key is None:
+        state: InstanceState[Any] = instance_state(obj)
+        if state.key is None or not state.expired_attributes:
             return
-        expired = state.expired_attributes & set(model_columns(self.model))
+        expired = state.expired_attributes & self._meta.writable_keys
         if expired:
             await self.session.refresh(obj, attribute_names=sorted(expired))
 
@@ -324,8 +297,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
     ) -> builtins.list[ModelT]:
         """The objects with the given primary keys, in the order of *pks*.
 
-        Missing keys are skipped and a repeated key yields its object once. Always
-        queries, with one ``SELECT ... WHERE pk IN (...)`` per 500 keys.
+        Missing keys are skipped and a repeated key yields its object once (also when
+        given in two forms the database takes as equal, such as ``1`` and ``"1"``).
+        Always queries, with one ``SELECT ... WHERE pk IN (...)`` per 500 keys.
 
         Example:
             ```python
@@ -340,6 +314,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             return []
         cols = self._pk_attrs()
         found: dict[tuple[Any, ...], ModelT] = {}
+        model = self.model
         for start in range(0, len(wanted), _GET_MANY_CHUNK):
             chunk = wanted[start : start + _GET_MANY_CHUNK]
             if len(cols) == 1:
@@ -353,15 +328,32 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 identity = inspect(obj).identity
                 if identity is not None:
                     found[tuple(identity)] = obj
-        return [found[ident] for ident in wanted if ident in found]
+        # A key the database accepted in another type ("1" for 1, a UUID as text) is
+        # matched by its value converted to the column's Python type.
+        result: dict[int, ModelT] = {}
+        for ident in wanted:
+            hit = found.get(ident)
+            if hit is None:
+                hit = found.get(lookup_key(model, ident))
+            if hit is not None:
+                result.setdefault(id(hit), hit)
+        return builtins.list(result.values())
 
     async def find_one(
         self,
         *where: ColumnElement[bool],
         options: Sequence[ORMOption] = (),
+        for_update: bool = False,
         **filters: Any,
     ) -> ModelT | None:
         """The one object matching the criteria, or ``None`` when none does.
+
+        Args:
+            *where: SQLAlchemy boolean expressions.
+            options: Loader options.
+            for_update: Lock the matching row until the transaction ends (``SELECT ...
+                FOR UPDATE``; ignored by SQLite), as for a row found by a unique key.
+            **filters: ``field=value`` and lookups.
 
         Raises:
             MultipleResultsError: More than one row matches.
@@ -370,10 +362,11 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         Example:
             ```python
             user = await users.find_one(email="ann@example.com")
+            locked = await users.find_one(email="ann@example.com", for_update=True)
             ```
         """
-        stmt = self._select(where, filters, limit=2, options=options)
-        found = (await self.session.scalars(stmt)).unique().all()
+        stmt = self._select(where, filters, limit=2, options=options, for_update=for_update)
+        found = self._unique(await self.session.scalars(stmt), options).all()
         if len(found) > 1:
             raise MultipleResultsError(
                 f"find_one on {self.model.__name__} matched more than one row",
@@ -396,7 +389,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         Args:
             *where: SQLAlchemy boolean expressions, such as ``User.id > 10``.
             order_by: ``"name"``, ``"-created_at"``, column expressions, or a sequence.
-                Without it the database's order applies (unspecified).
+                Without it the database's order applies (unspecified). NULL sorts
+                as the greatest value on every database: last ascending, first
+                descending.
             limit: At most this many rows.
             offset: Skip this many rows first.
             options: Loader options.
@@ -422,7 +417,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             options=options,
             for_update=for_update,
         )
-        return builtins.list((await self.session.scalars(stmt)).unique().all())
+        return builtins.list(self._unique(await self.session.scalars(stmt), options).all())
 
     async def count(self, *where: ColumnElement[bool], **filters: Any) -> int:
         """How many rows match the criteria.
@@ -460,7 +455,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         """One page of the matching objects and the total count (offset pagination).
 
         The primary key is appended to *order_by* (and is the whole ordering without
-        it), so pages are stable when sort values tie. The count query is skipped when
+        it), so pages are stable when sort values tie. NULL sorts as in `list`: last
+        ascending, first descending. The count query is skipped when
         the page itself shows the total (a short, non-empty page, or a short first page).
 
         Raises:
@@ -474,10 +470,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         check_window(self.model, limit=limit, offset=offset)
-        if limit < 1:
-            raise InvalidFieldError(
-                f"limit must be at least 1, got {limit}", model=self.model, field="limit"
-            )
+        check_page_size(self.model, limit)
         ordering = self._stable_order(order_by)
         items = await self.list(
             *where, order_by=ordering, limit=limit, offset=offset, options=options, **filters
@@ -571,7 +564,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         their ``asc()`` / ``desc()``); the primary key is always appended as the final
         tie-breaker, so rows with equal sort values are never skipped or repeated. NULL
         sort values are supported: they sort after every value ascending and before
-        every value descending, on every database.
+        every value descending, on every database. Where a database orders a column
+        by its stored text (date and time columns on SQLite, native enums on MySQL /
+        MariaDB) the page follows that order and the cursor carries the text, so
+        values the database wrote itself (``CURRENT_TIMESTAMP``) page correctly too.
 
         Args:
             *where: SQLAlchemy boolean expressions.
@@ -607,109 +603,55 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         model = self.model
-        check_window(model, limit=limit, offset=None)
-        check_scope(model, cursor_scope)
-        if limit < 1:
-            raise InvalidFieldError(
-                f"limit must be at least 1, got {limit}", model=model, field="limit"
-            )
-        if after is not None and before is not None:
-            raise InvalidFieldError(
-                "pass either after= or before=, not both", model=model, field="before"
-            )
-        keys = self._keyset(order_by)
-        fingerprint = ordering_fingerprint(model, [(k.name, k.descending) for k in keys])
-        token = after if after is not None else before
-        position: builtins.list[Any] | None = None
-        if token is not None:
-            position = decode_cursor(
-                token,
-                fingerprint=fingerprint,
-                types=[k.python_type for k in keys],
-                secret=self.cursor_secret,
-                model=model,
-                scope=cursor_scope,
-            )
+        dialect = self._dialect_name()
+        columns = {
+            key: _KeysetColumn.of(self._meta, model, key, descending=descending, dialect=dialect)
+            for key, descending in keyset_order(model, order_by)
+        }
+        request = KeysetRequest.parse(
+            model,
+            order_by,
+            limit=limit,
+            after=after,
+            before=before,
+            scope=cursor_scope,
+            secret=self.cursor_secret,
+            types=lambda key: columns[key].python_type,
+        )
+        keys = builtins.list(columns.values())
+        walk = [k.reversed() for k in keys] if request.backwards else keys
         criteria = compile_where(model, where, filters)
-        backwards = before is not None
-        walk = [k.reversed() for k in keys] if backwards else keys
-        if position is not None:
-            criteria.append(_keyset_after(walk, position))
+        if request.position is not None:
+            criteria.append(_keyset_after(walk, request.position))
         stmt = (
-            select(model, *(k.expression for k in keys))
+            select(model, *(k.selected for k in keys))
             .where(*criteria)
             .order_by(*(clause for k in walk for clause in k.order_clauses()))
             .limit(limit + 1)
         )
         if options:
             stmt = stmt.options(*options)
-        rows = builtins.list((await self.session.execute(stmt)).unique().all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if backwards:
-            rows.reverse()
-        items: builtins.list[ModelT] = [row[0] for row in rows]
+        rows = (await self.session.execute(stmt)).unique().all()
+        return request.page(rows, item=_first, values=_rest)
 
-        def cursor_of(row: Any) -> str:
-            return encode_cursor(
-                builtins.list(row[1:]),
-                fingerprint=fingerprint,
-                secret=self.cursor_secret,
-                scope=cursor_scope,
-            )
-
-        if backwards:
-            next_cursor = cursor_of(rows[-1]) if rows else None
-            previous_cursor = cursor_of(rows[0]) if rows and more else None
-        else:
-            next_cursor = cursor_of(rows[-1]) if rows and more else None
-            previous_cursor = cursor_of(rows[0]) if rows and after is not None else None
-        return CursorPage(
-            items=items, limit=limit, next_cursor=next_cursor, previous_cursor=previous_cursor
-        )
-
-    def _keyset(self, order_by: OrderBy) -> builtins.list[_KeysetColumn]:
-        model = self.model
-        columns = filterable_columns(model)
-        keys: builtins.list[_KeysetColumn] = []
-        seen: set[str] = set()
-        for item in _order_items(order_by):
-            _, descending, key = parse_order_item(model, item)
-            if key is None:
-                raise InvalidFieldError(
-                    f"paginate_cursor orders by mapped columns of {model.__name__} only "
-                    f"(names, attributes, or their asc()/desc()); got {item!r}",
-                    model=model,
-                    field=repr(item),
-                    choices=sorted(columns),
-                )
-            if key not in seen:
-                seen.add(key)
-                keys.append(_KeysetColumn.of(model, key, descending=descending))
-        for name in self._pk_names:
-            if name not in seen:
-                keys.append(_KeysetColumn.of(model, name, descending=False, nullable=False))
-        return keys
+    def _dialect_name(self) -> str:
+        bind = self.session.get_bind(mapper=self._mapper)
+        return bind.dialect.name
 
     # ---------------------------------------------------------------------------- writes
 
     def _check_own_instance(self, obj: Any) -> bool:
         """Whether *obj* is an instance of the model; TypeError for another mapped class."""
-        if isinstance(obj, self.model):
-            return True
-        if isinstance(inspect(obj, raiseerr=False), InstanceState):
-            raise TypeError(
-                f"{type(self).__name__} handles {self.model.__name__} objects, "
-                f"got a {type(obj).__name__}"
-            )
-        return False
+        return is_own_instance(self.model, obj, owner=type(self).__name__)
 
     async def create(self, data: Any = None, /, **values: Any) -> ModelT:
         """Add a new object and flush it; returns it with its primary key set.
 
         Args:
-            data: A model instance, a mapping, a pydantic model (``model_dump()``) or a
-                dataclass instance. Omit it to pass fields as keywords only.
+            data: A model instance, a mapping, a pydantic model (only the fields
+                explicitly set, as ``model_dump(exclude_unset=True)``, so that column
+                defaults apply to the others) or a dataclass instance. Omit it to pass
+                fields as keywords only.
             **values: Field values; they override those of *data*.
 
         Server-side defaults are loaded after the flush (from ``RETURNING`` where the
@@ -733,7 +675,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             for key, value in values.items():
                 setattr(obj, key, value)
         else:
-            fields = as_values(data, values)
+            # A pydantic model contributes the fields that were set, so a field left
+            # at its default does not override the column's default.
+            fields = as_values(data, values, exclude_unset=True)
             check_assignable(self.model, fields)
             obj = self.model(**fields)
         self._check_identity_free(obj)
@@ -748,6 +692,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         SQLAlchemy would warn and then fail at flush; this raises the same
         `ConflictError` the database would, without sending SQL.
         """
+        loaded = instance_state(obj).dict
+        if any(loaded.get(name) is None for name in self._pk_names):
+            return  # the database assigns the key (or the INSERT fails on NULL)
         key = self._mapper.identity_key_from_instance(obj)
         if any(value is None for value in key[1]):
             return
@@ -767,8 +714,10 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         """Assign fields of an object (by primary key or instance) and flush.
 
         Args:
-            pk_or_instance: The primary key, or an instance (a detached instance is
-                merged into the session first).
+            pk_or_instance: The primary key, or an instance. For a detached instance
+                the row is loaded (from the identity map when present) and only the
+                given fields and the attributes changed on the instance since it was
+                loaded are written; its other, possibly stale, values are not.
             data: A mapping, a pydantic model (only fields explicitly set are used, as
                 ``model_dump(exclude_unset=True)``), a dataclass or a model instance.
             **values: Field values; they override those of *data*.
@@ -811,38 +760,40 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             )
         else:
             current = self._identity(pk_or_instance)
-        for name, value in zip(self._pk_names, current, strict=True):
-            if name in fields:
-                if fields[name] != value:
-                    raise InvalidFieldError(
-                        f"primary key {name!r} of {self.model.__name__} cannot be changed "
-                        f"by update() ({value!r} -> {fields[name]!r})",
-                        model=self.model,
-                        field=name,
-                        choices=sorted(set(model_columns(self.model)) - set(self._pk_names)),
-                    )
-                del fields[name]
-        obj = await self._resolve(pk_or_instance, is_instance=is_instance)
+        drop_unchanged_key(self.model, fields, current)
+        obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
         for key, value in fields.items():
             setattr(obj, key, value)
         await self._flush()
         await self._load_expired(obj)
         return obj
 
-    async def _resolve(self, pk_or_instance: Any, *, is_instance: bool) -> ModelT:
+    async def _resolve(
+        self, pk_or_instance: Any, fields: dict[str, Any], *, is_instance: bool
+    ) -> ModelT:
+        """The persistent object to update; adds a detached instance's changes to *fields*."""
         if not is_instance:
             return await self.get_one(pk_or_instance)
         obj: ModelT = pk_or_instance
         if obj in self.session:
             return obj
         state: InstanceState[Any] = inspect(obj)
-        if state.key is None:
+        if state.key is None or state.identity is None:
             raise InvalidFieldError(
                 f"update() needs a stored {self.model.__name__}; this one was never "
                 "saved (use create())",
                 model=self.model,
             )
-        return await self.session.merge(obj)
+        # Not session.merge(): it would copy every loaded attribute of the detached
+        # instance, writing back values another transaction may have changed since.
+        writable = self._meta.writable_keys
+        loaded = state.dict
+        for key in state.committed_state:
+            if key in writable and key in loaded and key not in fields:
+                fields[key] = loaded[key]
+        for name in self._pk_names:
+            fields.pop(name, None)
+        return await self.get_one(tuple(state.identity))
 
     async def delete(self, pk_or_instance: Any) -> bool:
         """Delete an object (by primary key or instance) and flush.
@@ -886,22 +837,48 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         return True
 
 
-class _KeysetColumn:
-    """One column of a keyset ordering, with its direction and NULL handling."""
+def _first(row: Any) -> Any:
+    return row[0]
 
-    __slots__ = ("descending", "expression", "name", "nullable", "python_type")
+
+def _rest(row: Any) -> Any:
+    return row[1:]
+
+
+_TEMPORAL = (Date, DateTime, Time)
+
+
+class _KeysetColumn:
+    """One column of a keyset ordering, with its direction and NULL handling.
+
+    ``compared`` is what the page is ordered by, the cursor records and the keyset
+    condition compares. It is the column itself, except where the database would order
+    and compare the column differently from the value SQLAlchemy binds for it:
+
+    - date and time columns on SQLite, which stores them as text: a value written by
+      the database (such as ``CURRENT_TIMESTAMP``) need not have the text SQLAlchemy
+      would bind for the same value. The cursor carries the stored text instead.
+    - native ``ENUM`` columns on MySQL / MariaDB, which sort by declaration order but
+      compare with a string as text. The page is ordered by the text instead.
+
+    So a page never skips or repeats rows.
+    """
+
+    __slots__ = ("compared", "descending", "expression", "name", "nullable", "python_type")
 
     def __init__(
         self,
         name: str,
         expression: ColumnElement[Any],
         *,
+        compared: ColumnElement[Any],
         descending: bool,
         nullable: bool,
         python_type: type[Any] | None,
     ) -> None:
         self.name = name
         self.expression = expression
+        self.compared = compared
         self.descending = descending
         self.nullable = nullable
         self.python_type = python_type
@@ -909,59 +886,68 @@ class _KeysetColumn:
     @classmethod
     def of(
         cls,
+        meta: ModelMeta,
         model: type[Any],
         name: str,
         *,
         descending: bool,
-        nullable: bool | None = None,
+        dialect: str,
     ) -> _KeysetColumn:
-        prop = filterable_columns(model)[name]
-        column = prop.columns[0]
-        if nullable is None:
-            nullable = not isinstance(column, Column) or bool(column.nullable)
-        try:
-            python_type: type[Any] | None = column.type.python_type
-        except NotImplementedError:
-            python_type = None
+        prop = meta.filterable[name]
         expression: ColumnElement[Any] = getattr(model, name).expression
+        compared = expression
+        python_type = meta.python_types[name]
+        column_type = prop.columns[0].type
+        if dialect == "sqlite" and isinstance(column_type, _TEMPORAL):
+            compared = type_coerce(expression, String())
+            python_type = str
+        elif dialect in ("mysql", "mariadb") and isinstance(column_type, Enum):
+            compared = cast(expression, String())
+            python_type = str
         return cls(
-            name, expression, descending=descending, nullable=nullable, python_type=python_type
+            name,
+            expression,
+            compared=compared,
+            descending=descending,
+            nullable=name in meta.nullable,
+            python_type=python_type,
         )
+
+    @property
+    def selected(self) -> ColumnElement[Any]:
+        # Labelled: the ORM would otherwise match a coerced column to the entity's own.
+        return self.compared if self.compared is self.expression else self.compared.label(None)
 
     def reversed(self) -> _KeysetColumn:
         return _KeysetColumn(
             self.name,
             self.expression,
+            compared=self.compared,
             descending=not self.descending,
             nullable=self.nullable,
             python_type=self.python_type,
         )
 
     def order_clauses(self) -> builtins.list[ColumnElement[Any]]:
-        # NULL sorts as the greatest value: last ascending, first descending. The
-        # ``IS NULL`` flag makes that portable (MySQL has no NULLS LAST).
-        clauses: builtins.list[ColumnElement[Any]] = []
-        if self.nullable:
-            flag = self.expression.is_(None)
-            clauses.append(flag.desc() if self.descending else flag.asc())
-        clauses.append(self.expression.desc() if self.descending else self.expression.asc())
-        return clauses
+        # NULL sorts as the greatest value: last ascending, first descending, as in
+        # every ordering of the package (see `order_clauses`).
+        return order_clauses(self.compared, descending=self.descending, nullable=self.nullable)
 
     def equals(self, value: Any) -> ColumnElement[bool]:
-        return self.expression.is_(None) if value is None else self.expression == value
+        return self.expression.is_(None) if value is None else self.compared == value
 
     def beyond(self, value: Any) -> ColumnElement[bool] | None:
         """Rows strictly after *value* in this column's direction (None: no such rows)."""
         if not self.descending:
             if value is None:
                 return None
-            greater: ColumnElement[bool] = self.expression > value
+            greater: ColumnElement[bool] = self.compared > value
             if self.nullable:
                 return or_(greater, self.expression.is_(None))
             return greater
         if value is None:
             return self.expression.is_not(None)
-        smaller: ColumnElement[bool] = self.expression < value
+        smaller: ColumnElement[bool] = self.compared < value
         return smaller
 
 
@@ -980,9 +966,7 @@ def _keyset_after(keys: Sequence[_KeysetColumn], values: Sequence[Any]) -> Colum
     first, first_value = keys[0], values[0]
     if not first.nullable and first_value is not None:
         # A redundant range bound on the leading column lets an index narrow the scan.
-        bound = (
-            first.expression <= first_value if first.descending else first.expression >= first_value
-        )
+        bound = first.compared <= first_value if first.descending else first.compared >= first_value
         condition = and_(bound, condition)
     return condition
 

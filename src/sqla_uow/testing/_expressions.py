@@ -19,10 +19,10 @@ from sqlalchemy.sql.schema import Column
 
 from sqla_uow._filters import (
     _mapped_key,  # pyright: ignore[reportPrivateUsage]
-    _order_items,  # pyright: ignore[reportPrivateUsage]
     compile_where,
     mapper_of,
     model_columns,
+    order_items,
     parse_order_item,
     primary_key_names,
 )
@@ -297,7 +297,7 @@ def compile_order(info: ModelInfo, order_by: Any) -> list[tuple[str, bool]]:
         UnsupportedExpressionError: an expression that is not one of the model's columns.
     """
     order: list[tuple[str, bool]] = []
-    for item in _order_items(order_by):
+    for item in order_items(info.model, order_by):
         _, descending, key = parse_order_item(info.model, item)
         if key is None or key not in info.columns:
             raise _unsupported(info, item, what="order")
@@ -306,7 +306,11 @@ def compile_order(info: ModelInfo, order_by: Any) -> list[tuple[str, bool]]:
 
 
 def sort_instances(objs: Iterable[Any], order: Sequence[tuple[str, bool]]) -> list[Any]:
-    """Sort *objs* stably by *order*; NULL sorts as the greatest value (as in PostgreSQL)."""
+    """Sort *objs* stably by *order*; NULL sorts as the greatest value.
+
+    NULLs come last ascending and first descending, as `compile_order_by` makes every
+    database sort them.
+    """
     result = list(objs)
     for field, descending in reversed(order):
         result.sort(key=_null_last_key(field), reverse=descending)

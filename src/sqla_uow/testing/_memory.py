@@ -6,9 +6,8 @@ import builtins
 import copy
 import functools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, cast, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast, get_args, get_origin
 
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm.state import InstanceState
 
 from sqla_uow._bulk import (
@@ -17,20 +16,16 @@ from sqla_uow._bulk import (
     _row_error,  # pyright: ignore[reportPrivateUsage]
 )
 from sqla_uow._filters import (
-    _order_items,  # pyright: ignore[reportPrivateUsage]
     as_values,
     check_assignable,
+    check_page_size,
     check_window,
-    parse_order_item,
+    drop_unchanged_key,
+    identity_of,
+    is_own_instance,
+    lookup_key,
 )
-from sqla_uow._pagination import (
-    CursorPage,
-    Page,
-    check_scope,
-    decode_cursor,
-    encode_cursor,
-    ordering_fingerprint,
-)
+from sqla_uow._pagination import CursorPage, KeysetRequest, Page
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
     ConflictError,
@@ -57,8 +52,12 @@ def _model_from_bases(cls: type[Any]) -> type[Any] | None:
     return None
 
 
+def _same(obj: Any) -> Any:
+    return obj
+
+
 def _compare(a: Any, b: Any, *, descending: bool) -> int:
-    """Compare two sort values; NULL is the greatest value (as in `paginate_cursor`)."""
+    """Compare two sort values; NULL is the greatest value (as in every ordering)."""
     if a is None or b is None:
         result = (a is None) - (b is None)
     else:
@@ -66,7 +65,19 @@ def _compare(a: Any, b: Any, *, descending: bool) -> int:
     return -result if descending else result
 
 
-class InMemoryRepository(Generic[ModelT]):
+if TYPE_CHECKING:
+    from sqla_uow._repository import AsyncRepository
+
+    class _RepositoryType(AsyncRepository[ModelT]):
+        """To type checkers the fake is an `AsyncRepository`, so it can stand in for one."""
+
+else:
+
+    class _RepositoryType(Generic[ModelT]):
+        pass
+
+
+class InMemoryRepository(_RepositoryType[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
 
     It has the repository's async API, with the same validation (the same helpers
@@ -83,9 +94,9 @@ class InMemoryRepository(Generic[ModelT]):
     evaluated when they compare one of the model's columns with a value
     (``User.age >= 18``, ``User.id.in_([1, 2])``, ``or_(...)``, ``~...``); anything else
     raises `UnsupportedExpressionError`. ``like`` is case-sensitive (as on PostgreSQL;
-    SQLite's LIKE ignores ASCII case). Orderings sort NULL as the greatest value (as
-    PostgreSQL and `AsyncRepository.paginate_cursor` do); without ``order_by``, rows come
-    in primary-key order.
+    SQLite's LIKE ignores ASCII case). Orderings sort NULL as the greatest value (last
+    ascending, first descending), as every read of `AsyncRepository` does on every
+    database; without ``order_by``, rows come in primary-key order.
 
     Not imitated: server-side defaults (``server_default=``), foreign keys, check
     constraints, loader options (``options=`` is accepted and ignored, relationship
@@ -94,7 +105,11 @@ class InMemoryRepository(Generic[ModelT]):
     setting an attribute of a returned instance changes the stored row, as the next
     flush of a real session would.
 
-    Use it directly, or as the base of a fake for your own repository class.
+    Use it directly, or as the base of a fake for your own repository class. Code
+    typed with the `sqla_uow.Repository` protocol takes it as it takes the real
+    repository. For code annotated with ``AsyncRepository[Model]`` type checkers see
+    this class as a subclass of `AsyncRepository` too, so the fake can be passed there;
+    at run time it is not one, and has no ``session``.
 
     Attributes:
         model: The mapped class.
@@ -173,61 +188,15 @@ class InMemoryRepository(Generic[ModelT]):
         return tuple(obj.__dict__.get(key) for key in self._info.pk)
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise a primary key (scalar, tuple or mapping) as `AsyncRepository` does."""
-        names = self._info.pk
-        model = self.model
-        if isinstance(pk, Mapping):
-            given = cast("Mapping[str, Any]", pk)
-            keys = set(given)
-            if keys != set(names):
-                raise InvalidFieldError(
-                    f"primary key of {model.__name__} needs the keys {', '.join(names)}; "
-                    f"got {', '.join(sorted(map(str, keys))) or 'none'}",
-                    model=model,
-                    field="pk",
-                    choices=names,
-                )
-            values = tuple(given[name] for name in names)
-        elif isinstance(pk, (tuple, builtins.list)):
-            values = tuple(cast("Sequence[Any]", pk))
-        elif len(names) == 1:
-            values = (pk,)
-        else:
-            raise InvalidFieldError(
-                f"{model.__name__} has a composite primary key ({', '.join(names)}); "
-                f"pass a tuple or a mapping, got {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if len(values) != len(names):
-            raise InvalidFieldError(
-                f"primary key of {model.__name__} has {len(names)} column(s) "
-                f"({', '.join(names)}), got {len(values)} value(s): {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if any(value is None for value in values):
-            raise InvalidFieldError(
-                f"primary key of {model.__name__} cannot contain None: {pk!r}",
-                model=model,
-                field="pk",
-                choices=names,
-            )
-        if any(isinstance(sa_inspect(v, raiseerr=False), InstanceState) for v in values):
-            raise TypeError(f"expected a {model.__name__} or its primary key, got {values[0]!r}")
-        return values
+        """Normalise a primary key as `AsyncRepository` does, converted for lookups.
+
+        A key given in another type the database would take (``"1"`` for ``1``) finds
+        the row, as it does in the database.
+        """
+        return lookup_key(self.model, identity_of(self.model, pk))
 
     def _is_own_instance(self, obj: Any) -> bool:
-        if isinstance(obj, self.model):
-            return True
-        if isinstance(sa_inspect(obj, raiseerr=False), InstanceState):
-            raise TypeError(
-                f"{type(self).__name__} handles {self.model.__name__} objects, "
-                f"got a {type(obj).__name__}"
-            )
-        return False
+        return is_own_instance(self.model, obj, owner=type(self).__name__)
 
     def _instance(self, data: Any, values: Mapping[str, Any]) -> ModelT:
         """A new instance from *data* and *values*, or *data* itself if it is an instance."""
@@ -237,12 +206,12 @@ class InMemoryRepository(Generic[ModelT]):
             for key, value in values.items():
                 setattr(obj, key, value)
             return obj
-        fields = as_values(data, values)
+        fields = as_values(data, values, exclude_unset=True)  # as AsyncRepository.create
         check_assignable(self.model, fields)
         new: ModelT = self.model(**fields)
         return new
 
-    def _row_values(self, rows: Iterable[Any]) -> builtins.list[dict[str, Any]]:
+    def _fake_row_values(self, rows: Iterable[Any]) -> builtins.list[dict[str, Any]]:
         """Every bulk row as a dict of values, all validated first (as the bulk methods do)."""
         result: builtins.list[dict[str, Any]] = []
         for index, row in enumerate(rows):
@@ -294,7 +263,7 @@ class InMemoryRepository(Generic[ModelT]):
                 continue
             raise self._conflict("not_null", None, (key,))
 
-    def _check_unique(self, changed: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    def _fake_check_unique(self, changed: Sequence[tuple[Any, dict[str, Any]]]) -> None:
         """Raise ConflictError if the new states *changed* break a unique rule.
 
         Stored objects not in *changed* keep their current values.
@@ -330,7 +299,7 @@ class InMemoryRepository(Generic[ModelT]):
                     next_id = values[auto] + 1
             self._check_not_null(values)
             staged.append((obj, values))
-        self._check_unique(staged)
+        self._fake_check_unique(staged)
         self._next_id = next_id
         for obj, values in staged:
             self._assign(obj, values)
@@ -359,14 +328,14 @@ class InMemoryRepository(Generic[ModelT]):
                         new[key] = self._default(column.onupdate, new)
             self._check_not_null(new)
             staged.append((obj, new))
-        self._check_unique(staged)
+        self._fake_check_unique(staged)
         for obj, new in staged:
             self._assign(obj, new)
 
     def _ordered(self) -> builtins.list[ModelT]:
         return sort_instances(self._rows.values(), [(key, False) for key in self._info.pk])
 
-    def _select(
+    def _fake_select(
         self, where: Sequence[Any], filters: Mapping[str, Any], order_by: Any = None
     ) -> builtins.list[ModelT]:
         predicate = compile_predicate(self._info, where, filters)
@@ -450,7 +419,11 @@ class InMemoryRepository(Generic[ModelT]):
         return [self._rows[ident] for ident in wanted if ident in self._rows]
 
     async def find_one(
-        self, *where: Any, options: Sequence[Any] = (), **filters: Any
+        self,
+        *where: Any,
+        options: Sequence[Any] = (),
+        for_update: bool = False,
+        **filters: Any,
     ) -> ModelT | None:
         """The one instance matching the criteria, or ``None`` when none does.
 
@@ -463,7 +436,7 @@ class InMemoryRepository(Generic[ModelT]):
             ann = await users.find_one(email="ann@example.com")
             ```
         """
-        found = self._select(where, filters)
+        found = self._fake_select(where, filters)
         if len(found) > 1:
             raise MultipleResultsError(
                 f"find_one on {self.model.__name__} matched more than one row",
@@ -494,7 +467,7 @@ class InMemoryRepository(Generic[ModelT]):
             ```
         """
         check_window(self.model, limit=limit, offset=offset)
-        found = self._select(where, filters, order_by)
+        found = self._fake_select(where, filters, order_by)
         start = offset or 0
         return found[start : start + limit] if limit is not None else found[start:]
 
@@ -506,7 +479,7 @@ class InMemoryRepository(Generic[ModelT]):
             assert await users.count(name="Ann") == 1
             ```
         """
-        return len(self._select(where, filters))
+        return len(self._fake_select(where, filters))
 
     async def exists(self, *where: Any, **filters: Any) -> bool:
         """Whether at least one instance matches the criteria.
@@ -516,7 +489,7 @@ class InMemoryRepository(Generic[ModelT]):
             taken = await users.exists(email="ann@example.com")
             ```
         """
-        return bool(self._select(where, filters))
+        return bool(self._fake_select(where, filters))
 
     async def paginate(
         self,
@@ -541,11 +514,8 @@ class InMemoryRepository(Generic[ModelT]):
             ```
         """
         check_window(self.model, limit=limit, offset=offset)
-        if limit < 1:
-            raise InvalidFieldError(
-                f"limit must be at least 1, got {limit}", model=self.model, field="limit"
-            )
-        found = self._select(where, filters, order_by)
+        check_page_size(self.model, limit)
+        found = self._fake_select(where, filters, order_by)
         return Page(
             items=found[offset : offset + limit], total=len(found), limit=limit, offset=offset
         )
@@ -599,7 +569,7 @@ class InMemoryRepository(Generic[ModelT]):
                 model=self.model,
                 field="chunk_size",
             )
-        found = self._select(where, filters, order_by)
+        found = self._fake_select(where, filters, order_by)
         for start in range(0, len(found), chunk_size):
             yield found[start : start + chunk_size]
 
@@ -617,8 +587,10 @@ class InMemoryRepository(Generic[ModelT]):
         """One page of a keyset-paginated query, with the cursors `AsyncRepository` makes.
 
         The primary key is appended as the final tie-breaker; NULL sorts as the
-        greatest value. Cursors are interchangeable with those of `AsyncRepository`
-        for the same model and ordering.
+        greatest value. Cursors are made and checked by the same code as those of
+        `AsyncRepository`: the same model and ordering give interchangeable cursors,
+        except for the columns a database orders by their stored text (dates and times
+        on SQLite, native enums on MySQL / MariaDB).
 
         ``cursor_scope`` binds the cursors to a scope, as on `AsyncRepository.paginate_cursor`.
 
@@ -637,30 +609,16 @@ class InMemoryRepository(Generic[ModelT]):
             )
             ```
         """
-        model = self.model
-        check_window(model, limit=limit, offset=None)
-        check_scope(model, cursor_scope)
-        if limit < 1:
-            raise InvalidFieldError(
-                f"limit must be at least 1, got {limit}", model=model, field="limit"
-            )
-        if after is not None and before is not None:
-            raise InvalidFieldError(
-                "pass either after= or before=, not both", model=model, field="before"
-            )
-        keys = self._keyset(order_by)
-        fingerprint = ordering_fingerprint(model, keys)
-        token = after if after is not None else before
-        position: builtins.list[Any] | None = None
-        if token is not None:
-            position = decode_cursor(
-                token,
-                fingerprint=fingerprint,
-                types=[self._python_type(name) for name, _ in keys],
-                secret=self.cursor_secret,
-                model=model,
-                scope=cursor_scope,
-            )
+        request = KeysetRequest.parse(
+            self.model,
+            order_by,
+            limit=limit,
+            after=after,
+            before=before,
+            scope=cursor_scope,
+            secret=self.cursor_secret,
+        )
+        keys = request.keys
 
         def values_of(obj: Any) -> builtins.list[Any]:
             return [getattr(obj, name) for name, _ in keys]
@@ -673,63 +631,16 @@ class InMemoryRepository(Generic[ModelT]):
             return 0
 
         found = sorted(
-            self._select(where, filters),
+            self._fake_select(where, filters),
             key=functools.cmp_to_key(lambda x, y: compare(values_of(x), values_of(y))),
         )
-        backwards = before is not None
-        if position is not None:
-            sign = -1 if backwards else 1
-            found = [obj for obj in found if compare(values_of(obj), position) * sign > 0]
-        if backwards:
+        position = request.position
+        if request.backwards:
             found.reverse()
-        more = len(found) > limit
-        page = found[:limit]
-        if backwards:
-            page.reverse()
-
-        def cursor_of(obj: Any) -> str:
-            return encode_cursor(
-                values_of(obj),
-                fingerprint=fingerprint,
-                secret=self.cursor_secret,
-                scope=cursor_scope,
-            )
-
-        if backwards:
-            next_cursor = cursor_of(page[-1]) if page else None
-            previous_cursor = cursor_of(page[0]) if page and more else None
-        else:
-            next_cursor = cursor_of(page[-1]) if page and more else None
-            previous_cursor = cursor_of(page[0]) if page and after is not None else None
-        return CursorPage(
-            items=page, limit=limit, next_cursor=next_cursor, previous_cursor=previous_cursor
-        )
-
-    def _keyset(self, order_by: Any) -> builtins.list[tuple[str, bool]]:
-        keys: builtins.list[tuple[str, bool]] = []
-        seen: set[str] = set()
-        for item in _order_items(order_by):
-            _, descending, key = parse_order_item(self.model, item)
-            if key is None:
-                raise InvalidFieldError(
-                    f"paginate_cursor orders by mapped columns of {self.model.__name__} only "
-                    f"(names, attributes, or their asc()/desc()); got {item!r}",
-                    model=self.model,
-                    field=repr(item),
-                    choices=sorted(self._info.columns),
-                )
-            if key not in seen:
-                seen.add(key)
-                keys.append((key, descending))
-        keys.extend((name, False) for name in self._info.pk if name not in seen)
-        return keys
-
-    def _python_type(self, name: str) -> type[Any] | None:
-        try:
-            python_type: type[Any] = self._info.columns[name].type.python_type
-        except (NotImplementedError, KeyError):
-            return None
-        return python_type
+        if position is not None:
+            sign = -1 if request.backwards else 1
+            found = [obj for obj in found if compare(values_of(obj), position) * sign > 0]
+        return request.page(found[: limit + 1], item=_same, values=values_of)
 
     # ------------------------------------------------------------------------- writes
 
@@ -769,7 +680,7 @@ class InMemoryRepository(Generic[ModelT]):
             ```
         """
         _check_chunk_size(self.model, chunk_size)
-        objs = [self.model(**values) for values in self._row_values(rows)]
+        objs = [self.model(**values) for values in self._fake_row_values(rows)]
         self._insert(objs)
         return objs
 
@@ -816,17 +727,7 @@ class InMemoryRepository(Generic[ModelT]):
                 )
         else:
             current = self._identity(pk_or_instance)
-        for name, value in zip(self._info.pk, current, strict=True):
-            if name in fields:
-                if fields[name] != value:
-                    raise InvalidFieldError(
-                        f"primary key {name!r} of {self.model.__name__} cannot be changed "
-                        f"by update() ({value!r} -> {fields[name]!r})",
-                        model=self.model,
-                        field=name,
-                        choices=sorted(set(self._info.columns) - set(self._info.pk)),
-                    )
-                del fields[name]
+        drop_unchanged_key(self.model, fields, current)
         obj = self._rows.get(current)
         if obj is None:
             ident = pk_or_instance if not is_instance else current
@@ -855,7 +756,7 @@ class InMemoryRepository(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         pk = self._info.pk
-        rows_values = self._row_values(rows)
+        rows_values = self._fake_row_values(rows)
         for index, row in enumerate(rows_values):
             missing = [name for name in pk if name not in row]
             if missing:
@@ -954,7 +855,7 @@ class InMemoryRepository(Generic[ModelT]):
                 model=self.model,
                 field="all_rows",
             )
-        doomed = self._select(where, filters)
+        doomed = self._fake_select(where, filters)
         if not where and not filters and not all_rows:
             raise InvalidFieldError(
                 f"delete_where() without criteria would delete every {self.model.__name__} "
@@ -994,7 +895,7 @@ class InMemoryRepository(Generic[ModelT]):
             ```
         """
         _check_chunk_size(self.model, chunk_size)
-        conflict = self._column_names("on_conflict", on_conflict)
+        conflict = self._fake_column_names("on_conflict", on_conflict)
         if not conflict:
             raise InvalidFieldError(
                 "on_conflict needs at least one column",
@@ -1002,8 +903,8 @@ class InMemoryRepository(Generic[ModelT]):
                 field="on_conflict",
                 choices=sorted(self._info.columns),
             )
-        explicit = None if update is None else self._column_names("update", update)
-        rows_values = self._row_values(rows)
+        explicit = None if update is None else self._fake_column_names("update", update)
+        rows_values = self._fake_row_values(rows)
         seen: dict[tuple[Any, ...], int] = {}
         for index, row in enumerate(rows_values):
             needed = conflict if explicit is None else (*conflict, *explicit)
@@ -1063,7 +964,7 @@ class InMemoryRepository(Generic[ModelT]):
             raise
         return len(inserts) + len(updates)
 
-    def _column_names(self, option: str, names: Sequence[str]) -> tuple[str, ...]:
+    def _fake_column_names(self, option: str, names: Sequence[str]) -> tuple[str, ...]:
         if isinstance(names, str):
             names = (names,)
         for name in names:
