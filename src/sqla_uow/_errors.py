@@ -332,7 +332,8 @@ def conflict_error(exc: sa_exc.DBAPIError, *, model: type[Any] | None = None) ->
         for err in error_chain(exc):
             sqlite_code = _sqlite_code(err)
             if sqlite_code is not None:
-                code = sqlite_code
+                # Only a code the driver reported; Python 3.10's is derived from the message.
+                code = sqlite_code if hasattr(err, "sqlite_errorcode") else None
                 kind = _SQLITE_CONFLICTS.get(sqlite_code, "unknown")
                 names = _sqlite_columns(err)
                 if kind == "check":
