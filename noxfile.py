@@ -1,7 +1,9 @@
 """Development sessions: ``nox -l`` lists them, ``nox -s tests`` runs one.
 
-Server backends run when their URL variables are set (see tests/conftest.py), e.g.
-``SQLA_UOW_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test nox -s tests_postgres``.
+Server backends run when their URL variables are set (see tests/conftest.py), e.g.::
+
+    export SQLA_UOW_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test
+    nox -s tests_postgres
 """
 
 from __future__ import annotations

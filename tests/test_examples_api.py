@@ -7,43 +7,26 @@ bodies, and what the database holds afterwards.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
-
-from shop.app import create_app  # noqa: E402
-from shop.models import Base, Order, User  # noqa: E402
-from shop.settings import Settings  # noqa: E402
-
-
-async def drop_shop_schema(engine: AsyncEngine) -> None:
-    """Remove the shop's tables and Alembic's version table."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+from _shop import clean_shop_engine
+from shop.app import create_app
+from shop.models import Order, User
+from shop.settings import Settings
 
 
 @pytest.fixture
 async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine for checking the database behind the app's back; cleans up after."""
-    engine = create_async_engine(database_url)
-    await drop_shop_schema(engine)
-    try:
+    async with clean_shop_engine(database_url) as engine:
         yield engine
-    finally:
-        await drop_shop_schema(engine)
-        await engine.dispose()
 
 
 @pytest.fixture
@@ -88,6 +71,19 @@ async def new_order(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def post_user_with_order(
+    client: httpx.AsyncClient, *, name: str, title: str, price: str
+) -> httpx.Response:
+    """POST /users-with-order for ann@example.com named *name*, with one order."""
+    return await client.post(
+        "/users-with-order",
+        json={
+            "user": {"email": "ann@example.com", "name": name},
+            "order": {"title": title, "price": price},
+        },
+    )
 
 
 USER_ROUTES = [
@@ -484,13 +480,7 @@ class TestProfile:
 
 class TestCreateUserWithOrder:
     async def test_creates_both(self, client: httpx.AsyncClient, shop_engine: AsyncEngine) -> None:
-        response = await client.post(
-            "/users-with-order",
-            json={
-                "user": {"email": "ann@example.com", "name": "Ann"},
-                "order": {"title": "Book", "price": "12.5"},
-            },
-        )
+        response = await post_user_with_order(client, name="Ann", title="Book", price="12.5")
 
         assert response.status_code == 201
         body = response.json()
@@ -502,12 +492,8 @@ class TestCreateUserWithOrder:
     async def test_a_refused_order_leaves_no_user_behind(
         self, client: httpx.AsyncClient, shop_engine: AsyncEngine
     ) -> None:
-        response = await client.post(
-            "/users-with-order",
-            json={
-                "user": {"email": "ann@example.com", "name": "Ann"},
-                "order": {"title": "Grand piano", "price": "25000.00"},
-            },
+        response = await post_user_with_order(
+            client, name="Ann", title="Grand piano", price="25000.00"
         )
 
         assert response.status_code == 422
@@ -520,13 +506,7 @@ class TestCreateUserWithOrder:
     ) -> None:
         await new_user(client, "ann@example.com", "Ann")
 
-        response = await client.post(
-            "/users-with-order",
-            json={
-                "user": {"email": "ann@example.com", "name": "Ann again"},
-                "order": {"title": "Book", "price": "12.50"},
-            },
-        )
+        response = await post_user_with_order(client, name="Ann again", title="Book", price="12.50")
 
         assert response.status_code == 409
         assert await count_users(shop_engine) == 1

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,34 +13,20 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
-
-from shop.migrations import alembic_config, upgrade_to_head  # noqa: E402
-from shop.models import Base  # noqa: E402
+from _shop import EXAMPLES, clean_shop_engine
+from shop.migrations import alembic_config, upgrade_to_head
+from shop.models import Base
 
 SHOP_TABLES = {"users", "orders"}
-
-
-async def drop_shop_schema(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
 
 
 @pytest.fixture
 async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on the test database without the shop's tables; they are dropped after."""
-    engine = create_async_engine(database_url)
-    await drop_shop_schema(engine)
-    try:
+    async with clean_shop_engine(database_url) as engine:
         yield engine
-    finally:
-        await drop_shop_schema(engine)
-        await engine.dispose()
 
 
 def differences(connection: Connection) -> list[Any]:

@@ -8,25 +8,19 @@ cover them on real databases.)
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+import _shop  # noqa: F401  (puts examples/ on sys.path)
+from shop import services
+from shop.models import Order, User
+from shop.repositories import OrderSummary
+from shop.schemas import UserCreate
+from shop.uow import ShopUnitOfWork
 from sqla_uow import ConflictError, CursorPage, InvalidFieldError, NotFoundError
 from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-if str(EXAMPLES) not in sys.path:
-    sys.path.insert(0, str(EXAMPLES))
-
-from shop import services  # noqa: E402
-from shop.models import Order, User  # noqa: E402
-from shop.repositories import OrderSummary  # noqa: E402
-from shop.schemas import UserCreate  # noqa: E402
-from shop.uow import ShopUnitOfWork  # noqa: E402
 
 
 class FakeOrderRepository(InMemoryRepository[Order]):

@@ -327,6 +327,66 @@ def _row_error(model: type[Any], index: int, message: str, **kwargs: Any) -> Inv
     return InvalidFieldError(f"row {index} of {model.__name__}: {message}", model=model, **kwargs)
 
 
+def _check_all_rows(model: type[Any], all_rows: object) -> None:
+    """Refuse an ``all_rows`` that is not a bool."""
+    if not isinstance(all_rows, bool):
+        raise InvalidFieldError(
+            f"all_rows must be True or False, got {all_rows!r}", model=model, field="all_rows"
+        )
+
+
+def _refuse_unbounded_delete(
+    model: type[Any], *, has_criteria: bool, all_rows: bool, fields: Iterable[str]
+) -> None:
+    """Refuse a ``delete_where`` with no criteria unless ``all_rows=True`` asks for it."""
+    if not has_criteria and not all_rows:
+        raise InvalidFieldError(
+            f"delete_where() without criteria would delete every {model.__name__} "
+            "row; pass filters, or all_rows=True to delete them all",
+            model=model,
+            field="all_rows",
+            choices=sorted(fields),
+        )
+
+
+def _duplicate_row_error(
+    model: type[Any], index: int, first: int, conflict: Sequence[str], identity: Any
+) -> InvalidFieldError:
+    """Row *index* repeats the *conflict* values *identity* of row *first*."""
+    return _row_error(
+        model,
+        index,
+        f"same {', '.join(conflict)} as row {first} ({identity!r}); "
+        "one statement cannot write a row twice",
+        field=conflict[0],
+    )
+
+
+def _check_update_rows(
+    model: type[Any], rows_values: Sequence[Mapping[str, Any]], pk: Sequence[str], fields: list[str]
+) -> None:
+    """Refuse an ``update_many`` row without its whole primary key or with nothing to set."""
+    for index, row in enumerate(rows_values):
+        missing = [name for name in pk if name not in row]
+        if missing:
+            raise _row_error(
+                model,
+                index,
+                f"update_many needs the primary key {', '.join(map(repr, missing))} in "
+                f"every row; this row has: {', '.join(sorted(row)) or 'nothing'}",
+                field=missing[0],
+                choices=pk,
+            )
+        if len(row) == len(pk):
+            raise _row_error(
+                model,
+                index,
+                "update_many row sets no column besides the primary key; "
+                f"fields: {', '.join(fields)}",
+                choices=fields,
+            )
+
+
 class BulkOperationsMixin(Generic[ModelT]):
     """Bulk inserts, updates, deletes and upserts for a repository of ``ModelT``.
 
@@ -431,13 +491,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         for index, identity in enumerate(identities):
             first = seen.setdefault(identity, index)
             if first != index:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"same {', '.join(conflict)} as row {first} ({identity!r}); "
-                    "one statement cannot write a row twice",
-                    field=conflict[0],
-                )
+                raise _duplicate_row_error(self.model, index, first, conflict, identity)
 
     async def _execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
         try:
@@ -446,6 +500,17 @@ class BulkOperationsMixin(Generic[ModelT]):
             if is_conflict_error(exc):
                 raise conflict_error(exc, model=self.model) from exc
             raise
+
+    async def _execute_in_chunks(
+        self, statement: Any, params: list[dict[str, Any]], chunk_size: int | None
+    ) -> int:
+        """Executemany of *statement*, *chunk_size* rows at a time; the rows changed."""
+        per_statement = chunk_size or len(params)
+        changed = 0
+        for start in range(0, len(params), per_statement):
+            result = await self._execute(statement, params[start : start + per_statement])
+            changed += max(0, result.rowcount)
+        return changed
 
     # -- inserts ---------------------------------------------------------------------
 
@@ -731,25 +796,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
         rows_values = self._row_values(plan, rows, copy=False)
-        for index, row in enumerate(rows_values):
-            missing = [name for name in plan.pk_keys if name not in row]
-            if missing:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"update_many needs the primary key {', '.join(map(repr, missing))} in "
-                    f"every row; this row has: {', '.join(sorted(row)) or 'nothing'}",
-                    field=missing[0],
-                    choices=plan.pk_keys,
-                )
-            if len(row) == len(plan.pk_keys):
-                raise _row_error(
-                    self.model,
-                    index,
-                    "update_many row sets no column besides the primary key; "
-                    f"fields: {', '.join(sorted(plan.writable))}",
-                    choices=sorted(plan.writable),
-                )
+        _check_update_rows(self.model, rows_values, plan.pk_keys, sorted(plan.writable))
         if not rows_values:
             return 0
         _require_single_table(plan, "update_many")
@@ -793,16 +840,8 @@ class BulkOperationsMixin(Generic[ModelT]):
             )
         )
         binds = {**pk_binds, **set_binds}
-        per_statement = chunk_size or len(group)
-        matched = 0
-        for start in range(0, len(group), per_statement):
-            params = [
-                {binds[name]: value for name, value in row.items()}
-                for row in group[start : start + per_statement]
-            ]
-            result = await self._execute(statement, params)
-            matched += max(0, result.rowcount)
-        return matched
+        params = [{binds[name]: value for name, value in row.items()} for row in group]
+        return await self._execute_in_chunks(statement, params, chunk_size)
 
     async def _update_from_values(
         self,
@@ -966,21 +1005,14 @@ class BulkOperationsMixin(Generic[ModelT]):
             await repo.delete_where(all_rows=True)  # empties the table
             ```
         """
-        if not isinstance(all_rows, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise InvalidFieldError(
-                f"all_rows must be True or False, got {all_rows!r}",
-                model=self.model,
-                field="all_rows",
-            )
+        _check_all_rows(self.model, all_rows)
         criteria = compile_where(self.model, where, filters)
-        if not criteria and not all_rows:
-            raise InvalidFieldError(
-                f"delete_where() without criteria would delete every {self.model.__name__} "
-                "row; pass filters, or all_rows=True to delete them all",
-                model=self.model,
-                field="all_rows",
-                choices=sorted(model_columns(self.model)),
-            )
+        _refuse_unbounded_delete(
+            self.model,
+            has_criteria=bool(criteria),
+            all_rows=all_rows,
+            fields=model_columns(self.model),
+        )
         result = await self._execute(delete(self.model).where(*criteria))
         return max(0, int(result.rowcount))
 
@@ -1120,14 +1152,10 @@ class BulkOperationsMixin(Generic[ModelT]):
                 {plan.columns[name].key: value for name, value in row.items()} for row in group_rows
             ]
         )
-        written = 0
         if dialect.name == "sqlite":
             # sqlite3 sums the changes of every execution: inserted plus updated rows.
-            per_statement = chunk_size or len(group)
-            for start in range(0, len(group), per_statement):
-                result = await self._execute(statement, group[start : start + per_statement])
-                written += max(0, result.rowcount)
-            return written
+            return await self._execute_in_chunks(statement, group, chunk_size)
+        written = 0
         per_statement = _rows_per_statement(dialect, len(keys), chunk_size, None)
         for start in range(0, len(group), per_statement):
             part = group[start : start + per_statement]

@@ -15,7 +15,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeGuard, cast
+from typing import Any, TypeGuard, TypeVar, cast
 
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.ext.compiler import compiles
@@ -27,7 +27,9 @@ from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from .exceptions import InvalidFieldError
+from .exceptions import InvalidFieldError, MultipleResultsError, NotFoundError
+
+_T = TypeVar("_T")
 
 INT64_MAX = 2**63 - 1
 """The largest integer a limit, offset or cursor value may be (a signed 64-bit integer)."""
@@ -715,6 +717,26 @@ def check_page_size(model: type[Any], limit: int) -> None:
         raise InvalidFieldError(
             f"limit must be at least 1, got {limit}", model=model, field="limit"
         )
+
+
+def not_found_error(model: type[Any], ident: Any) -> NotFoundError:
+    """The error for a primary key *ident* that matches nothing."""
+    return NotFoundError(
+        f"{model.__name__} with primary key {ident!r} not found", model=model, ident=ident
+    )
+
+
+def one_or_none(model: type[Any], found: Sequence[_T]) -> _T | None:
+    """The only item of *found* (at most two matches), or ``None`` when it is empty.
+
+    Raises:
+        MultipleResultsError: *found* holds more than one item.
+    """
+    if len(found) > 1:
+        raise MultipleResultsError(
+            f"find_one on {model.__name__} matched more than one row", model=model
+        )
+    return found[0] if found else None
 
 
 def identity_of(model: type[Any], pk: Any) -> tuple[Any, ...]:

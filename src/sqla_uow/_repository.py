@@ -47,13 +47,15 @@ from ._filters import (
     is_own_instance,
     lookup_key,
     model_meta,
+    not_found_error,
+    one_or_none,
     order_clauses,
     order_items,
     parse_order_item,
 )
 from ._pagination import CursorPage, KeysetRequest, Page, keyset_order
 from ._typing import ModelT
-from .exceptions import ConflictError, InvalidFieldError, MultipleResultsError, NotFoundError
+from .exceptions import ConflictError, InvalidFieldError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm.interfaces import ORMOption
@@ -282,11 +284,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         """
         obj = await self.get(pk, options=options, for_update=for_update)
         if obj is None:
-            raise NotFoundError(
-                f"{self.model.__name__} with primary key {pk!r} not found",
-                model=self.model,
-                ident=pk,
-            )
+            raise not_found_error(self.model, pk)
         return obj
 
     async def get_many(
@@ -366,13 +364,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         stmt = self._select(where, filters, limit=2, options=options, for_update=for_update)
-        found = self._unique(await self.session.scalars(stmt), options).all()
-        if len(found) > 1:
-            raise MultipleResultsError(
-                f"find_one on {self.model.__name__} matched more than one row",
-                model=self.model,
-            )
-        return found[0] if found else None
+        return one_or_none(
+            self.model, self._unique(await self.session.scalars(stmt), options).all()
+        )
 
     async def list(
         self,

@@ -149,7 +149,7 @@ class _Level:
     """One level of commit: the root transaction or one savepoint inside it."""
 
     parent: _Level | None
-    callbacks: list[OnCommitCallback] = field(default_factory=lambda: _no_callbacks())
+    callbacks: list[OnCommitCallback] = field(default_factory=_no_callbacks)
     rollback_only: bool = False
     rollback_cause: BaseException | None = None
 

@@ -11,8 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast, get_args, get_or
 from sqlalchemy.orm.state import InstanceState
 
 from sqla_uow._bulk import (
+    _check_all_rows,  # pyright: ignore[reportPrivateUsage]
     _check_chunk_size,  # pyright: ignore[reportPrivateUsage]
+    _check_update_rows,  # pyright: ignore[reportPrivateUsage]
     _DefaultContext,  # pyright: ignore[reportPrivateUsage]
+    _duplicate_row_error,  # pyright: ignore[reportPrivateUsage]
+    _refuse_unbounded_delete,  # pyright: ignore[reportPrivateUsage]
     _row_error,  # pyright: ignore[reportPrivateUsage]
 )
 from sqla_uow._filters import (
@@ -24,14 +28,14 @@ from sqla_uow._filters import (
     identity_of,
     is_own_instance,
     lookup_key,
+    not_found_error,
+    one_or_none,
 )
 from sqla_uow._pagination import CursorPage, KeysetRequest, Page
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
     ConflictError,
     InvalidFieldError,
-    MultipleResultsError,
-    NotFoundError,
 )
 
 from ._expressions import ModelInfo, compile_order, compile_predicate, sort_instances
@@ -396,11 +400,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         """
         obj = self._rows.get(self._identity(pk))
         if obj is None:
-            raise NotFoundError(
-                f"{self.model.__name__} with primary key {pk!r} not found",
-                model=self.model,
-                ident=pk,
-            )
+            raise not_found_error(self.model, pk)
         return obj
 
     async def get_many(
@@ -436,13 +436,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             ann = await users.find_one(email="ann@example.com")
             ```
         """
-        found = self._fake_select(where, filters)
-        if len(found) > 1:
-            raise MultipleResultsError(
-                f"find_one on {self.model.__name__} matched more than one row",
-                model=self.model,
-            )
-        return found[0] if found else None
+        return one_or_none(self.model, self._fake_select(where, filters))
 
     async def list(
         self,
@@ -730,12 +724,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         drop_unchanged_key(self.model, fields, current)
         obj = self._rows.get(current)
         if obj is None:
-            ident = pk_or_instance if not is_instance else current
-            raise NotFoundError(
-                f"{self.model.__name__} with primary key {ident!r} not found",
-                model=self.model,
-                ident=ident,
-            )
+            raise not_found_error(self.model, pk_or_instance if not is_instance else current)
         self._update([(obj, fields)])
         return obj
 
@@ -757,25 +746,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         _check_chunk_size(self.model, chunk_size)
         pk = self._info.pk
         rows_values = self._fake_row_values(rows)
-        for index, row in enumerate(rows_values):
-            missing = [name for name in pk if name not in row]
-            if missing:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"update_many needs the primary key {', '.join(map(repr, missing))} in "
-                    f"every row; this row has: {', '.join(sorted(row)) or 'nothing'}",
-                    field=missing[0],
-                    choices=pk,
-                )
-            if len(row) == len(pk):
-                raise _row_error(
-                    self.model,
-                    index,
-                    "update_many row sets no column besides the primary key; "
-                    f"fields: {', '.join(sorted(self._info.columns))}",
-                    choices=sorted(self._info.columns),
-                )
+        _check_update_rows(self.model, rows_values, pk, sorted(self._info.columns))
         updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
         for row in rows_values:
             obj = self._rows.get(tuple(row[name] for name in pk))
@@ -848,22 +819,14 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             await users.delete_where(name__like="test%")
             ```
         """
-        flag = cast(object, all_rows)
-        if not isinstance(flag, bool):
-            raise InvalidFieldError(
-                f"all_rows must be True or False, got {all_rows!r}",
-                model=self.model,
-                field="all_rows",
-            )
+        _check_all_rows(self.model, all_rows)
         doomed = self._fake_select(where, filters)
-        if not where and not filters and not all_rows:
-            raise InvalidFieldError(
-                f"delete_where() without criteria would delete every {self.model.__name__} "
-                "row; pass filters, or all_rows=True to delete them all",
-                model=self.model,
-                field="all_rows",
-                choices=sorted(self._info.columns),
-            )
+        _refuse_unbounded_delete(
+            self.model,
+            has_criteria=bool(where or filters),
+            all_rows=all_rows,
+            fields=self._info.columns,
+        )
         for obj in doomed:
             del self._rows[self._identity_of(obj)]
         return len(doomed)
@@ -922,13 +885,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             identity = tuple(row[name] for name in conflict)
             first = seen.setdefault(identity, index)
             if first != index:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"same {', '.join(conflict)} as row {first} ({identity!r}); "
-                    "one statement cannot write a row twice",
-                    field=conflict[0],
-                )
+                raise _duplicate_row_error(self.model, index, first, conflict, identity)
         if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
             choices = [", ".join(keys) for _, keys in self._info.unique]
             raise InvalidFieldError(

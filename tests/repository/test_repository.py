@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any, Generic, TypeVar
 
@@ -104,12 +103,6 @@ class MembershipRepository(AsyncRepository[Membership]):
 @pytest.fixture
 def metadata() -> MetaData:
     return Base.metadata
-
-
-@pytest.fixture
-async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        yield session
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from sqlalchemy import ForeignKey, MetaData, String, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from sqla_uow import AsyncRepository, InvalidFieldError
@@ -71,11 +70,10 @@ def metadata() -> MetaData:
 
 
 @pytest.fixture
-async def gadgets(engine: AsyncEngine) -> AsyncIterator[GadgetRepository]:
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        session.add_all([Gadget(**row) for row in ROWS])
-        await session.commit()
-        yield GadgetRepository(session)
+async def gadgets(session: AsyncSession) -> GadgetRepository:
+    session.add_all([Gadget(**row) for row in ROWS])
+    await session.commit()
+    return GadgetRepository(session)
 
 
 async def ids(repo: GadgetRepository, *where: Any, **filters: Any) -> list[int]:

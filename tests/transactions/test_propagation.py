@@ -8,9 +8,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from sqlalchemy import MetaData, String, select
+from _accounts import Account, Base, add, committed_names
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from sqla_uow import Propagation, TransactionManager, transactional
@@ -19,38 +19,6 @@ from sqla_uow.exceptions import (
     RollbackOnlyError,
     TransactionRequiredError,
 )
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "prop_accounts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-
-
-@pytest.fixture
-def metadata() -> MetaData:
-    return Base.metadata
-
-
-@pytest.fixture
-def tm(engine: AsyncEngine) -> TransactionManager:
-    return TransactionManager(engine)
-
-
-async def committed_names(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(Account.name).order_by(Account.id))
-        return list(rows.scalars())
-
-
-async def add(tm: TransactionManager, name: str) -> None:
-    tm.session.add(Account(name=name))
-    await tm.session.flush()
 
 
 class TestRequired:

@@ -6,35 +6,13 @@ import asyncio
 import inspect
 
 import pytest
-from sqlalchemy import MetaData, String, func, select, text, update
+from _accounts import Account
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_uow import Propagation, TransactionManager, transactional
 from sqla_uow._errors import is_retryable_error
 from sqla_uow.exceptions import IllegalTransactionStateError, TransactionRequiredError
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "txd_accounts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-    balance: Mapped[int] = mapped_column(default=0)
-
-
-@pytest.fixture
-def metadata() -> MetaData:
-    return Base.metadata
-
-
-@pytest.fixture
-def tm(engine: AsyncEngine) -> TransactionManager:
-    return TransactionManager(engine)
 
 
 async def balances(engine: AsyncEngine) -> dict[str, int]:
@@ -152,6 +130,16 @@ async def write_concurrently(engine: AsyncEngine, name: str) -> None:
         )
 
 
+async def spend_after_a_concurrent_write(tm: TransactionManager, attempts: list[int]) -> None:
+    """Take 1 from the first account after another connection has changed its row."""
+    attempts.append(1)
+    account = await tm.session.scalar(select(Account))
+    assert account is not None
+    await write_concurrently(tm.engine, "ann")
+    account.balance -= 1
+    await tm.session.flush()
+
+
 @pytest.mark.backends("postgresql")
 class TestRetries:
     async def test_retries_a_serialization_failure_of_a_statement(
@@ -218,12 +206,7 @@ class TestRetries:
 
         @transactional(tm, isolation_level="REPEATABLE READ", retries=1, retry_base_delay=0)
         async def always_conflicting() -> None:
-            attempts.append(1)
-            account = await tm.session.scalar(select(Account))
-            assert account is not None
-            await write_concurrently(tm.engine, "ann")
-            account.balance -= 1
-            await tm.session.flush()
+            await spend_after_a_concurrent_write(tm, attempts)
 
         with pytest.raises(Exception, match="could not serialize") as caught:
             await always_conflicting()
@@ -236,12 +219,7 @@ class TestRetries:
 
         @transactional(tm, retries=3, retry_base_delay=0)
         async def conflicting() -> None:
-            attempts.append(1)
-            account = await tm.session.scalar(select(Account))
-            assert account is not None
-            await write_concurrently(tm.engine, "ann")
-            account.balance -= 1
-            await tm.session.flush()
+            await spend_after_a_concurrent_write(tm, attempts)
 
         with pytest.raises(Exception, match="could not serialize"):
             async with tm.transaction(isolation_level="REPEATABLE READ"):

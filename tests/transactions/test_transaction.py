@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import MetaData, String, event, select, text
+from _accounts import Account, committed_names
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_uow import Propagation, TransactionManager
 from sqla_uow.exceptions import (
@@ -17,34 +17,6 @@ from sqla_uow.exceptions import (
     IllegalTransactionStateError,
     TransactionRequiredError,
 )
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "tx_accounts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-    balance: Mapped[int] = mapped_column(default=0)
-
-
-@pytest.fixture
-def metadata() -> MetaData:
-    return Base.metadata
-
-
-@pytest.fixture
-def tm(engine: AsyncEngine) -> TransactionManager:
-    return TransactionManager(engine)
-
-
-async def committed_names(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(Account.name).order_by(Account.id))
-        return list(rows.scalars())
 
 
 class TestConstruction:
@@ -327,7 +299,7 @@ class TestReadOnly:
         async with tm.transaction(read_only=True) as session:
             assert await session.scalar(text("SHOW transaction_read_only")) == "on"
             with pytest.raises(Exception, match="read-only transaction"):
-                await session.execute(text("DELETE FROM tx_accounts"))
+                await session.execute(text("DELETE FROM accounts"))
         async with tm.transaction() as session:
             assert await session.scalar(text("SHOW transaction_read_only")) == "off"
 
@@ -338,7 +310,7 @@ class TestReadOnly:
         async with tm.transaction(read_only=True) as session:
             assert await session.scalar(text("PRAGMA query_only")) == 1
             with pytest.raises(Exception, match="readonly database"):
-                await session.execute(text("DELETE FROM tx_accounts"))
+                await session.execute(text("DELETE FROM accounts"))
         async with tm.transaction() as session:
             assert await session.scalar(text("PRAGMA query_only")) == 0
             session.add(Account(name="Ann"))
@@ -362,7 +334,7 @@ class TestReadOnly:
     async def test_begins_a_read_only_transaction_on_mariadb(self, tm: TransactionManager) -> None:
         async with tm.transaction(read_only=True) as session:
             with pytest.raises(Exception, match="READ ONLY"):
-                await session.execute(text("DELETE FROM tx_accounts"))
+                await session.execute(text("DELETE FROM accounts"))
 
 
 class TestOptions:

@@ -80,11 +80,6 @@ def metadata() -> MetaData:
     return Base.metadata
 
 
-@pytest.fixture
-def tm(engine: AsyncEngine) -> TransactionManager:
-    return TransactionManager(engine)
-
-
 async def user_names(engine: AsyncEngine) -> list[str]:
     async with engine.connect() as conn:
         rows = await conn.execute(select(User.name).order_by(User.id))

@@ -8,13 +8,13 @@ import enum
 import functools
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from sqlalchemy import Enum, MetaData, Numeric, String, Uuid, func
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_uow import AsyncRepository, CursorPage, InvalidCursorError, InvalidFieldError, Page
@@ -101,12 +101,6 @@ def make_events() -> list[Event]:
 @pytest.fixture
 def metadata() -> MetaData:
     return Base.metadata
-
-
-@pytest.fixture
-async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        yield session
 
 
 @pytest.fixture

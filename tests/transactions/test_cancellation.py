@@ -16,39 +16,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, String, event, select
+from _accounts import Account, committed_names
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_uow import Propagation, TransactionManager, transactional
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "cancel_accounts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-
-
 @pytest.fixture
-def metadata() -> MetaData:
-    return Base.metadata
-
-
-@pytest.fixture
-def tm(engine: AsyncEngine) -> Iterator[TransactionManager]:
-    yield TransactionManager(engine)
+def tm(tm: TransactionManager) -> Iterator[TransactionManager]:
+    yield tm
     gc.collect()
-
-
-async def committed_names(engine: AsyncEngine) -> list[str]:
-    async with engine.connect() as conn:
-        rows = await conn.execute(select(Account.name).order_by(Account.id))
-        return list(rows.scalars())
 
 
 @contextmanager

@@ -1,0 +1,20 @@
+"""Fixtures of the transaction tests: the ``accounts`` table and a TransactionManager on it."""
+
+from __future__ import annotations
+
+import pytest
+from _accounts import Base
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sqla_uow import TransactionManager
+
+
+@pytest.fixture
+def metadata() -> MetaData:
+    return Base.metadata
+
+
+@pytest.fixture
+def tm(engine: AsyncEngine) -> TransactionManager:
+    return TransactionManager(engine)
