@@ -714,3 +714,52 @@ class TestTypesWithBindProcessing:
             ("b", expected_changed[0], values["at"], False, values["price"], None),
             ("c", "2024-02-29", values["at"], True, values["price"], ref),
         ]
+
+
+class TestAuditRegressions:
+    @ALL_BACKENDS
+    async def test_a_none_generated_key_asks_for_a_generated_key(
+        self, session: AsyncSession
+    ) -> None:
+        items = ItemRepository(session)
+        created = await items.create_many(
+            [
+                {"id": None, "code": "a", "name": "A"},
+                Item(id=None, code="b", name="B"),
+                {"code": "c", "name": "C"},
+            ]
+        )
+        assert [item.code for item in created] == ["a", "b", "c"]
+        assert all(isinstance(item.id, int) for item in created)
+        assert len({item.id for item in created}) == 3
+        assert await items.insert_many([{"id": None, "code": "d", "name": "D"}]) == 1
+        assert (
+            await items.upsert_many([{"id": None, "code": "e", "name": "E"}], on_conflict=("code",))
+            == 1
+        )
+        result = await session.execute(select(Item.code).where(Item.id.is_not(None)))
+        assert sorted(result.scalars()) == ["a", "b", "c", "d", "e"]
+
+    @ALL_BACKENDS
+    async def test_delete_many_of_ten_thousand_composite_keys(
+        self, session: AsyncSession, counter: StatementCounter
+    ) -> None:
+        pairs = AsyncRepository(session, model=Pair)
+        keys = [(a, b) for a in range(100) for b in range(100)]
+        await pairs.insert_many([{"left": a, "right": b, "label": "x"} for a, b in keys])
+        with counter:
+            assert await pairs.delete_many(keys) == 10_000
+        assert counter.count == 10
+        assert (await session.execute(select(func.count()).select_from(Pair))).scalar() == 0
+
+    @ALL_BACKENDS
+    async def test_update_many_refuses_a_primary_key_given_twice(
+        self, session: AsyncSession, counter: StatementCounter
+    ) -> None:
+        items = ItemRepository(session)
+        (item,) = await items.create_many([{"code": "a", "name": "A"}])
+        with counter, pytest.raises(InvalidFieldError, match="same id as row 0"):
+            await items.update_many([{"id": item.id, "name": "B"}, {"id": item.id, "name": "C"}])
+        assert counter.count == 0
+        await session.refresh(item)
+        assert item.name == "A"

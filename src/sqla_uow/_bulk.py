@@ -145,6 +145,12 @@ class _Plan:
             if col.onupdate is not None or col.server_onupdate is not None
         )
         self.sqlite_key = self._sqlite_generated_key()
+        autoincrement = self.table.autoincrement_column if self.table is not None else None
+        self.generated_pk_keys: tuple[str, ...] = tuple(
+            key
+            for key, col in zip(self.pk_keys, self.pk_columns, strict=True)
+            if col is autoincrement or col.default is not None or col.server_default is not None
+        )
         self.python_defaults = self._python_defaults()
 
     def _sqlite_generated_key(self) -> Column[Any] | None:
@@ -308,6 +314,36 @@ def _driver_rows(
         )
         for row in value_rows
     ]
+
+
+def _without_null_generated_keys(
+    plan: _Plan, rows_values: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """*rows_values* with ``None`` dropped from primary-key columns the database generates.
+
+    A row such as ``{"id": None, ...}`` (typical of pydantic input models) asks for a
+    generated key, as it does with ``session.add``; rows without such an entry are
+    returned as they are, the others as new dicts.
+    """
+    generated = plan.generated_pk_keys
+    if not generated:
+        return rows_values
+    result = rows_values
+    for index, row in enumerate(rows_values):
+        if any(name in row and row[name] is None for name in generated):
+            if result is rows_values:
+                result = list(rows_values)
+            result[index] = {
+                name: value
+                for name, value in row.items()
+                if value is not None or name not in generated
+            }
+    return result
+
+
+_COMPOSITE_IN_ROWS = 1000
+"""Keys per ``(a, b) IN ((...), ...)`` statement of `delete_many` for composite keys:
+PostgreSQL's parser recurses per tuple and exceeds its stack depth for around 10,000."""
 
 
 def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
@@ -523,7 +559,9 @@ class BulkOperationsMixin(Generic[ModelT]):
         mapped column attributes may be set. The returned objects are new instances in
         the session's identity map with their primary keys, Python-side defaults and
         server defaults loaded (the whole row is read back with RETURNING); model
-        instances passed in are read as data and stay transient.
+        instances passed in are read as data and stay transient. A ``None`` given for
+        a primary-key column the database generates (``{"id": None, ...}``) asks for a
+        generated key, as with ``session.add``.
 
         One ``INSERT ... RETURNING`` per chunk of rows: at most ``chunk_size`` rows
         (default 1000, or as many as the dialect's bind-parameter limit allows on
@@ -555,7 +593,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
-        rows_values = self._row_values(plan, rows, copy=False)
+        rows_values = _without_null_generated_keys(plan, self._row_values(plan, rows, copy=False))
         if not rows_values:
             return []
         dialect = self._dialect()
@@ -742,7 +780,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         """
         _check_chunk_size(self.model, chunk_size)
         plan = _plan(self.model)
-        rows_values = self._row_values(plan, rows, copy=False)
+        rows_values = _without_null_generated_keys(plan, self._row_values(plan, rows, copy=False))
         if not rows_values:
             return 0
         dialect = self._dialect()
@@ -782,8 +820,9 @@ class BulkOperationsMixin(Generic[ModelT]):
             The number of rows matched (rows whose key does not exist are not counted).
 
         Raises:
-            InvalidFieldError: A row lacks the primary key, sets nothing, or names an
-                unknown field or a relationship; nothing was sent.
+            InvalidFieldError: A row lacks the primary key, sets nothing, repeats the
+                primary key of another row, or names an unknown field or a
+                relationship; nothing was sent.
             ConflictError: An integrity rule failed.
 
         Example:
@@ -797,6 +836,9 @@ class BulkOperationsMixin(Generic[ModelT]):
         plan = _plan(self.model)
         rows_values = self._row_values(plan, rows, copy=False)
         _check_update_rows(self.model, rows_values, plan.pk_keys, sorted(plan.writable))
+        # PostgreSQL's UPDATE ... FROM applies an arbitrary one of two source rows for the
+        # same key, executemany the last one: refuse the ambiguity everywhere.
+        self._check_unique(plan, rows_values, plan.pk_keys)
         if not rows_values:
             return 0
         _require_single_table(plan, "update_many")
@@ -963,7 +1005,9 @@ class BulkOperationsMixin(Generic[ModelT]):
         if not keys:
             return 0
         dialect = self._dialect()
-        per_statement = _rows_per_statement(dialect, width, chunk_size, None)
+        per_statement = _rows_per_statement(
+            dialect, width, chunk_size, _COMPOSITE_IN_ROWS if width > 1 else None
+        )
         target: Any = (
             getattr(self.model, plan.pk_keys[0])
             if width == 1
@@ -1078,7 +1122,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                 choices=sorted(plan.writable),
             )
         explicit = None if update is None else self._column_names("update", update, plan)
-        rows_values = self._row_values(plan, rows, copy=False)
+        rows_values = _without_null_generated_keys(plan, self._row_values(plan, rows, copy=False))
         groups = self._group_by_keys(rows_values)
         needed = conflict if explicit is None else (*conflict, *explicit)
         for keys, indexes in groups.items():
@@ -1329,11 +1373,13 @@ class BulkOperationsMixin(Generic[ModelT]):
 
             my_stmt = mysql_insert(table)
             if targets:
+                # Column keys, not Column objects: older SQLAlchemy 2.0 releases match only
+                # strings here.
                 return my_stmt.on_duplicate_key_update(
-                    {columns[name]: my_stmt.inserted[columns[name].key] for name in targets}
+                    {columns[name].key: my_stmt.inserted[columns[name].key] for name in targets}
                 )
             first = columns[conflict[0]]
-            return my_stmt.on_duplicate_key_update({first: first})
+            return my_stmt.on_duplicate_key_update({first.key: first})
         index_elements = [columns[name] for name in conflict]
         if dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
