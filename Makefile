@@ -17,8 +17,9 @@ lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typing: $(STAMP)  ## mypy --strict over src/ and typing_tests/
+typing: $(STAMP)  ## mypy --strict (src/, typing_tests/, examples/) and pyright strict (src/, typing_tests/)
 	$(BIN)/mypy
+	$(BIN)/pyright
 
 docs: $(STAMP)  ## build the documentation site into site/
 	$(BIN)/pip install -q --group docs

@@ -19,10 +19,14 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
-def install(session: nox.Session, *groups: str) -> None:
-    """Install the package (editable) with the given dependency groups."""
+def install(session: nox.Session, *groups: str, package: bool = True) -> None:
+    """Install the given dependency groups, and the package itself (editable).
+
+    Dependency groups need pip 25.1 or newer, so pip is upgraded first.
+    """
+    session.install("--upgrade", "pip")
     args = [arg for group in groups for arg in ("--group", group)]
-    session.install("-e", ".", *args)
+    session.install(*(["-e", "."] if package else []), *args)
 
 
 @nox.session(python=PYTHONS)
@@ -54,7 +58,7 @@ def tests_min_deps(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("--group", "lint")
+    install(session, "lint", package=False)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
@@ -62,7 +66,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict and pyright over src/ and typing_tests/."""
-    install(session, "typing", "test")
+    install(session, "typing", "test", "examples")
     session.run("mypy")
     session.run("pyright", "src", "typing_tests")
 
