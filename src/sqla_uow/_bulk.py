@@ -33,7 +33,8 @@ statement forms built here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Generic, TypeGuard, cast
 
@@ -529,13 +530,19 @@ class BulkOperationsMixin(Generic[ModelT]):
             if first != index:
                 raise _duplicate_row_error(self.model, index, first, conflict, identity)
 
-    async def _execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+    @contextlib.contextmanager
+    def _conflicts_translated(self) -> Generator[None, None, None]:
+        """Raise an integrity violation inside the block as `ConflictError`."""
         try:
-            return await self.session.execute(statement, params, **kwargs)
+            yield
         except sa_exc.DBAPIError as exc:
             if is_conflict_error(exc):
                 raise conflict_error(exc, model=self.model) from exc
             raise
+
+    async def _execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+        with self._conflicts_translated():
+            return await self.session.execute(statement, params, **kwargs)
 
     async def _execute_in_chunks(
         self, statement: Any, params: list[dict[str, Any]], chunk_size: int | None
@@ -610,12 +617,8 @@ class BulkOperationsMixin(Generic[ModelT]):
             # The unit of work reads each generated key from cursor.lastrowid.
             objects = [self.model(**row) for row in rows_values]
             self.session.add_all(objects)
-            try:
+            with self._conflicts_translated():
                 await self.session.flush(objects)
-            except sa_exc.DBAPIError as exc:
-                if is_conflict_error(exc):
-                    raise conflict_error(exc, model=self.model) from exc
-                raise
             return objects
         results: list[Any] = [None] * len(rows_values)
         statement = insert(self.model).returning(self.model, sort_by_parameter_order=True)
@@ -1279,14 +1282,10 @@ class BulkOperationsMixin(Generic[ModelT]):
         per_statement = chunk_size or len(params)
         written = 0
         for start in range(0, len(params), per_statement):
-            try:
+            with self._conflicts_translated():
                 result = await connection.exec_driver_sql(
                     compiled.string, params[start : start + per_statement]
                 )
-            except sa_exc.DBAPIError as exc:
-                if is_conflict_error(exc):
-                    raise conflict_error(exc, model=self.model) from exc
-                raise
             written += max(0, result.rowcount)
         return written
 

@@ -41,11 +41,11 @@ __all__ = [
     "as_values",
     "check_assignable",
     "check_page_size",
+    "check_stream_chunk_size",
     "check_window",
     "compile_order_by",
     "compile_where",
     "drop_unchanged_key",
-    "filterable_columns",
     "identity_of",
     "is_own_instance",
     "lookup_key",
@@ -54,7 +54,6 @@ __all__ = [
     "model_meta",
     "order_clauses",
     "order_items",
-    "primary_key_names",
 ]
 
 
@@ -114,9 +113,9 @@ class ModelMeta:
     """Keys of the filterable attributes that can hold NULL (SQL expressions included)."""
     python_types: dict[str, type[Any] | None]
     joins_collections: bool
+    """Whether the mapper eagerly joins a collection (its rows repeat per related row)."""
     integer_keys: frozenset[str]
     """Keys of the integer columns (whose values must fit in 64 bits)."""
-    """Whether the mapper eagerly joins a collection (its rows repeat per related row)."""
 
 
 _META: weakref.WeakKeyDictionary[type[Any], ModelMeta] = weakref.WeakKeyDictionary()
@@ -187,16 +186,6 @@ def model_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
         ```
     """
     return dict(model_meta(model).writable)
-
-
-def filterable_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
-    """Every mapped column attribute of *model* (including SQL-expression properties)."""
-    return dict(model_meta(model).filterable)
-
-
-def primary_key_names(model: type[Any]) -> tuple[str, ...]:
-    """The attribute keys of *model*'s primary-key columns, in primary-key order."""
-    return model_meta(model).pk
 
 
 def _choices(names: Iterable[str]) -> str:
@@ -716,6 +705,22 @@ def check_page_size(model: type[Any], limit: int) -> None:
     if limit < 1:
         raise InvalidFieldError(
             f"limit must be at least 1, got {limit}", model=model, field="limit"
+        )
+
+
+def check_stream_chunk_size(model: type[Any], chunk_size: int) -> None:
+    """Check the ``chunk_size`` of ``stream`` / ``stream_chunks``: an ``int`` of at least 1.
+
+    Raises:
+        InvalidFieldError: Another type, or a value below 1.
+    """
+    # Checked at run time: callers without a type checker may pass anything.
+    size: Any = chunk_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidFieldError(
+            f"chunk_size must be an int of at least 1, got {chunk_size!r}",
+            model=model,
+            field="chunk_size",
         )
 
 

@@ -39,6 +39,7 @@ from ._filters import (
     as_values,
     check_assignable,
     check_page_size,
+    check_stream_chunk_size,
     check_window,
     compile_order_by,
     compile_where,
@@ -523,13 +524,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 await index(batch)
             ```
         """
-        size: Any = chunk_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidFieldError(
-                f"chunk_size must be an int of at least 1, got {chunk_size!r}",
-                model=self.model,
-                field="chunk_size",
-            )
+        check_stream_chunk_size(self.model, chunk_size)
         stmt = self._select(where, filters, order_by=order_by, options=options)
         stmt = stmt.execution_options(yield_per=chunk_size)
         result = await self.session.stream_scalars(stmt)

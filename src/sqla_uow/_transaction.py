@@ -52,7 +52,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
-from ._errors import conflict_error
+from ._errors import conflict_error, is_conflict_error
 from .exceptions import (
     IllegalTransactionStateError,
     RollbackOnlyError,
@@ -234,8 +234,10 @@ async def flush_session(session: AsyncSession) -> None:
     """Flush *session*; an integrity violation surfaces as `ConflictError`."""
     try:
         await session.flush()
-    except sa_exc.IntegrityError as exc:
-        raise conflict_error(exc) from exc
+    except sa_exc.DBAPIError as exc:
+        if is_conflict_error(exc):
+            raise conflict_error(exc) from exc
+        raise
 
 
 _Snapshot = list[tuple["InstanceState[Any]", dict[str, Any]]]
@@ -581,10 +583,10 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             if exc is not None:
                 _mark_rollback_only(self._frame.level, exc)
             return
-        if kind == "nested" and exc is not None and self._joined_savepoint:
-            level = self._frame.level
-            _mark_rollback_only(level.parent if level is not None else None, exc)
         if kind == "nested":
+            if exc is not None and self._joined_savepoint:
+                level = self._frame.level
+                _mark_rollback_only(level.parent if level is not None else None, exc)
             await self._exit_nested(exc)
             return
         await self._exit_root(exc)
@@ -796,7 +798,8 @@ async def _commit(tx: _Tx) -> None:
         await session.commit()
     except BaseException as error:
         await _shielded(_discard(session, invalidate=_is_outcome_unknown(error)))
-        if isinstance(error, sa_exc.IntegrityError):  # a deferred constraint
+        # A deferred constraint.
+        if isinstance(error, sa_exc.DBAPIError) and is_conflict_error(error):
             raise conflict_error(error) from error
         raise
 

@@ -21,6 +21,15 @@ from sqla_uow.exceptions import (
 )
 
 
+async def fail_after_adding(
+    tm: TransactionManager, name: str, *, propagation: Propagation = Propagation.REQUIRED
+) -> None:
+    """Add *name* in a scope of *tm*, then raise ``ValueError("adding <name> fails")``."""
+    async with tm.transaction(propagation=propagation):
+        await add(tm, name)
+        raise ValueError(f"adding {name} fails")
+
+
 class TestRequired:
     async def test_begins_a_transaction_when_none_is_active(self, tm: TransactionManager) -> None:
         async with tm.transaction(propagation=Propagation.REQUIRED) as session:
@@ -54,16 +63,11 @@ class TestRollbackOnly:
     async def test_a_swallowed_failure_of_a_joined_scope_rolls_back_the_transaction(
         self, tm: TransactionManager
     ) -> None:
-        async def failing_service() -> None:
-            async with tm.transaction():
-                await add(tm, "inner")
-                raise ValueError("service failed")
-
         async def swallow() -> None:
             async with tm.transaction():
                 await add(tm, "outer")
                 with contextlib.suppress(ValueError):
-                    await failing_service()
+                    await fail_after_adding(tm, "inner")
 
         with pytest.raises(RollbackOnlyError, match="rollback-only") as caught:
             await swallow()
@@ -73,15 +77,10 @@ class TestRollbackOnly:
     async def test_a_nested_scope_recovers_from_a_failed_joined_scope(
         self, tm: TransactionManager
     ) -> None:
-        async def failing_service() -> None:
-            async with tm.transaction():
-                await add(tm, "inner")
-                raise ValueError("service failed")
-
         async def savepoint_around_the_service() -> None:
             async with tm.transaction(propagation=Propagation.NESTED):
                 with contextlib.suppress(ValueError):
-                    await failing_service()
+                    await fail_after_adding(tm, "inner")
 
         async with tm.transaction():
             await add(tm, "before")
@@ -122,14 +121,9 @@ class TestRequiresNew:
     async def test_its_rollback_leaves_the_outer_transaction_alone(
         self, tm: TransactionManager
     ) -> None:
-        async def fail() -> None:
-            async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
-                await add(tm, "inner")
-                raise ValueError("inner fails")
-
         async with tm.transaction():
-            with pytest.raises(ValueError, match="inner fails"):
-                await fail()
+            with pytest.raises(ValueError, match="adding inner fails"):
+                await fail_after_adding(tm, "inner", propagation=Propagation.REQUIRES_NEW)
             await add(tm, "outer")
         assert await committed_names(tm.engine) == ["outer"]
 
@@ -188,15 +182,10 @@ class TestNested:
     async def test_a_joined_scope_inside_marks_only_the_savepoint(
         self, tm: TransactionManager
     ) -> None:
-        async def joined_failure() -> None:
-            async with tm.transaction():
-                await add(tm, "lost")
-                raise ValueError("joined scope fails")
-
         async def savepoint() -> None:
             async with tm.transaction(propagation=Propagation.NESTED):
-                with pytest.raises(ValueError, match="joined"):
-                    await joined_failure()
+                with pytest.raises(ValueError, match="adding lost fails"):
+                    await fail_after_adding(tm, "lost")
 
         async with tm.transaction():
             await add(tm, "kept")

@@ -94,6 +94,19 @@ async def insert_user(engine: AsyncEngine, email: str, name: str) -> None:
         )
 
 
+async def create_then_fail(
+    tm: TransactionManager,
+    name: str,
+    *,
+    autocommit: bool = True,
+    propagation: Propagation = Propagation.REQUIRED,
+) -> None:
+    """Create the user *name* in a unit of work, then raise ``ValueError("<name> fails")``."""
+    async with ShopUnitOfWork(tm, autocommit=autocommit, propagation=propagation) as uow:
+        await uow.users.create(email=f"{name}@example.com", name=name)
+        raise ValueError(f"{name} fails")
+
+
 class TestCosmicPythonScenarios:
     async def test_uow_can_retrieve_a_user_and_change_it(self, tm: TransactionManager) -> None:
         await insert_user(tm.engine, "ann@example.com", "Ann")
@@ -331,16 +344,11 @@ class TestJoiningAnOuterTransaction:
     async def test_a_failure_marks_the_transaction_rollback_only(
         self, tm: TransactionManager
     ) -> None:
-        async def joined_uow_fails() -> None:
-            async with ShopUnitOfWork(tm) as uow:
-                await uow.users.create(email="a@example.com", name="A")
-                raise ValueError("joined unit of work fails")
-
         async def owner_swallows() -> None:
             async with tm.transaction():
                 tm.session.add(User(email="o@example.com", name="outer"))
                 with contextlib.suppress(ValueError):
-                    await joined_uow_fails()
+                    await create_then_fail(tm, "joined")
 
         with pytest.raises(RollbackOnlyError):
             await owner_swallows()
@@ -366,15 +374,10 @@ class TestJoiningAnOuterTransaction:
         assert isinstance(caught.value.__cause__, ConflictError)
 
     async def test_a_nested_unit_of_work_recovers_on_its_own(self, tm: TransactionManager) -> None:
-        async def nested_uow_fails() -> None:
-            async with ShopUnitOfWork(tm, propagation=Propagation.NESTED) as uow:
-                await uow.users.create(email="b@example.com", name="lost")
-                raise ValueError("nested unit of work fails")
-
         async with ShopUnitOfWork(tm) as uow:
             await uow.users.create(email="a@example.com", name="kept")
-            with pytest.raises(ValueError, match="nested unit of work fails"):
-                await nested_uow_fails()
+            with pytest.raises(ValueError, match="lost fails"):
+                await create_then_fail(tm, "lost", propagation=Propagation.NESTED)
         assert await user_names(tm.engine) == ["kept"]
 
     async def test_a_transactional_service_joins_the_unit_of_work(
@@ -525,16 +528,11 @@ class TestExplicitStyleInsideAnOuterTransaction:
     async def test_a_failure_still_marks_the_transaction_rollback_only(
         self, tm: TransactionManager
     ) -> None:
-        async def inner_fails() -> None:
-            async with ShopUnitOfWork(tm, autocommit=False) as uow:
-                await uow.users.create(email="i@example.com", name="inner")
-                raise ValueError("inner fails")
-
         async def owner_swallows() -> None:
             async with tm.transaction() as session:
                 session.add(User(email="o@example.com", name="outer"))
                 with contextlib.suppress(ValueError):
-                    await inner_fails()
+                    await create_then_fail(tm, "inner", autocommit=False)
 
         with pytest.raises(RollbackOnlyError):
             await owner_swallows()

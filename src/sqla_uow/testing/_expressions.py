@@ -20,11 +20,9 @@ from sqlalchemy.sql.schema import Column
 from sqla_uow._filters import (
     _mapped_key,  # pyright: ignore[reportPrivateUsage]
     compile_where,
-    mapper_of,
-    model_columns,
+    model_meta,
     order_items,
     parse_order_item,
-    primary_key_names,
 )
 from sqla_uow.exceptions import SqlaUowError
 
@@ -85,15 +83,16 @@ class ModelInfo:
     @classmethod
     def of(cls, model: type[Any]) -> ModelInfo:
         """Read the mapping of *model*."""
-        mapper = mapper_of(model)
+        meta = model_meta(model)
+        mapper = meta.mapper
         columns: dict[str, Column[Any]] = {}
         by_column: dict[Any, str] = {}
-        for key, prop in model_columns(model).items():
+        for key, prop in meta.writable.items():
             column = prop.columns[0]
             if isinstance(column, Column):
                 columns[key] = column
                 by_column[column] = key
-        pk = primary_key_names(model)
+        pk = meta.pk
         table = mapper.local_table
         auto_col = getattr(table, "autoincrement_column", None)
         autoincrement = by_column.get(auto_col) if auto_col is not None else None

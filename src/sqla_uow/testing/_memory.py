@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import copy
-import functools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast, get_args, get_origin
 
@@ -23,6 +22,7 @@ from sqla_uow._filters import (
     as_values,
     check_assignable,
     check_page_size,
+    check_stream_chunk_size,
     check_window,
     drop_unchanged_key,
     identity_of,
@@ -556,13 +556,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
                 ...
             ```
         """
-        size: Any = chunk_size
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise InvalidFieldError(
-                f"chunk_size must be an int of at least 1, got {chunk_size!r}",
-                model=self.model,
-                field="chunk_size",
-            )
+        check_stream_chunk_size(self.model, chunk_size)
         found = self._fake_select(where, filters, order_by)
         for start in range(0, len(found), chunk_size):
             yield found[start : start + chunk_size]
@@ -624,10 +618,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
                     return result
             return 0
 
-        found = sorted(
-            self._fake_select(where, filters),
-            key=functools.cmp_to_key(lambda x, y: compare(values_of(x), values_of(y))),
-        )
+        found = sort_instances(self._fake_select(where, filters), keys)
         position = request.position
         if request.backwards:
             found.reverse()
