@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._decorators import transactional
 from ._pagination import CursorPage, Page
+from ._pgbouncer import pgbouncer_options
 from ._protocol import Repository
 from ._repository import AsyncRepository
 from ._transaction import Propagation, TransactionManager
@@ -66,5 +67,6 @@ __all__ = [
     "TransactionRequiredError",
     "UnsupportedDialectError",
     "__version__",
+    "pgbouncer_options",
     "transactional",
 ]
