@@ -89,7 +89,7 @@ def examples(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Repository throughput against hand-written SQLAlchemy, measured in the same run."""
-    install(session, "test")
+    install(session, "test", "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
