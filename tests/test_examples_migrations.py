@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from _shop import EXAMPLES, clean_shop_engine
 from shop.migrations import alembic_config, upgrade_to_head
 from shop.models import Base
+from sqla_uow import TransactionManager
 
 SHOP_TABLES = {"users", "orders"}
 
@@ -43,7 +44,7 @@ def table_names(connection: Connection) -> set[str]:
 
 class TestMigrations:
     async def test_the_migrated_schema_matches_the_models(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         async with shop_engine.connect() as conn:
             assert await conn.run_sync(differences) == []
@@ -59,15 +60,15 @@ class TestMigrations:
         assert added >= SHOP_TABLES
 
     async def test_upgrading_twice_is_a_no_op(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         async with shop_engine.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
         assert [tuple(row) for row in version] == [("0001",)]
 
     async def test_downgrade_to_base_removes_the_tables(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         def downgrade(connection: Connection) -> None:
             config = alembic_config()
