@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,6 +102,27 @@ class TestDemo:
             await engine.dispose()
 
 
+def walk_through() -> str:
+    """The curl walk-through of examples/README.md (its bash block that uses curl)."""
+    readme = (EXAMPLES / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    (block,) = [block for block in blocks if "curl" in block]
+    return block
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents printed one after another (curl adds no newline)."""
+    decoder = json.JSONDecoder()
+    documents: list[Any] = []
+    position = 0
+    while position < len(text.rstrip()):
+        document, position = decoder.raw_decode(text, position)
+        documents.append(document)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return documents
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -170,6 +194,32 @@ class TestServe:
         assert listed.status_code == 200
         assert [user["email"] for user in listed.json()["items"]] == ["ann@example.com"]
         assert missing.status_code == 404
+
+    def test_the_curl_walk_through_runs_again_and_again(self, server: str) -> None:
+        # The users the demo (or anyone) made first: the walk-through must not assume id 1.
+        for name in ("Zed", "Yan"):
+            httpx.post(f"{server}/users", json={"email": f"{name}@example.com", "name": name})
+        script = walk_through().replace("localhost:8000", server.removeprefix("http://"))
+
+        runs = [
+            subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+
+        for run in runs:
+            assert run.returncode == 0, run.stderr
+            order, profile = json_documents(run.stdout)
+            assert (order["title"], order["price"]) == ("Book", "12.50")
+            assert profile["id"] == order["user_id"]
+            assert order["user_id"] not in (1, 2)  # Zed's and Yan's
+            assert profile["summary"] == {"count": 1, "total": "12.50", "average": "12.50"}
+        assert len({json_documents(run.stdout)[1]["id"] for run in runs}) == 2
 
     def test_production_without_a_cursor_secret_stops_at_startup(self, tmp_path: Path) -> None:
         environ = shop_environ(
