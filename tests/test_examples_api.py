@@ -691,6 +691,7 @@ NUL_REQUESTS = [
 """A U+0000 in every string field the API reads (PostgreSQL cannot store it)."""
 
 
+@pytest.mark.backends("sqlite", "postgresql", "mariadb")
 class TestHostileInput:
     """Input no database should see is a 422 before any SQL, on every backend."""
 
@@ -754,12 +755,13 @@ class TestHostileInput:
         self, client: httpx.AsyncClient, shop_engine: AsyncEngine, body: dict[str, Any]
     ) -> None:
         ann = await new_user(client, "ann@example.com", "Ann")
+        before = (await client.get(f"/users/{ann['id']}")).json()
 
         response = await client.patch(f"/users/{ann['id']}", json=body)
 
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["type"] == "extra_forbidden"
-        assert (await client.get(f"/users/{ann['id']}")).json() == ann
+        assert (await client.get(f"/users/{ann['id']}")).json() == before
         assert await count_users(shop_engine, id=500) == 0
 
     async def test_a_post_with_an_unknown_field_answers_422(

@@ -27,9 +27,9 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
     """Yield the shop's `TransactionManager`, with the schema migrated to the newest revision.
 
     The migrations run under a lock, so several processes starting at once on an empty
-    database migrate it once. ``settings.cursor_secret`` becomes the
-    key of `OrderRepository`'s cursors until the block exits. The engine (and its
-    connection pool) is disposed when the block exits.
+    database migrate it once. ``settings.cursor_secret`` is the key of
+    `OrderRepository`'s cursors until the block exits, when the engine (and its
+    connection pool) is disposed.
 
     Example:
         ```python
