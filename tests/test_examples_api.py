@@ -7,18 +7,24 @@ bodies, and what the database holds afterwards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from fastapi import FastAPI
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from _shop import clean_shop_engine
 from shop.app import create_app
 from shop.models import Order, User
+from shop.repositories import OrderRepository
 from shop.settings import Settings
 
 
@@ -30,16 +36,42 @@ async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def client(database_url: str, shop_engine: AsyncEngine) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the shop app on the test database, its lifespan running."""
-    app = create_app(Settings(database_url=database_url))
+def settings(database_url: str) -> Settings:
+    """The app's settings: the test database, development mode (no cursor secret)."""
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings, shop_engine: AsyncEngine) -> AsyncIterator[FastAPI]:
+    """The shop app on the test database, its lifespan running."""
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
-            yield client
+        yield app
         pool = app.state.tm.engine.pool
         if hasattr(pool, "checkedout"):  # SQLAlchemy 2.0 gives file SQLite a NullPool
             assert pool.checkedout() == 0, "a request left a connection checked out"
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the shop app."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        yield client
+
+
+@pytest.fixture
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    """The SQL statements the app sends from now on, recorded as they go."""
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    engine = app.state.tm.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(engine, "before_cursor_execute", record)
 
 
 async def scalar(engine: AsyncEngine, statement: Any) -> Any:
@@ -462,6 +494,31 @@ class TestProfile:
         assert Decimal(summary["total"]) == Decimal("54.75")
         assert Decimal(summary["average"]) == Decimal("18.25")
 
+    @pytest.mark.parametrize(
+        ("prices", "total", "average"),
+        [
+            (["1.00", "1.01"], "2.01", "1.01"),  # 1.005: half up, on every database
+            (["1.00", "1.00", "1.01"], "3.01", "1.00"),  # 1.00333...
+            (["0.01", "0.02", "0.02"], "0.05", "0.02"),  # 0.01666...
+            (["9999.99", "0.01"], "10000.00", "5000.00"),
+        ],
+    )
+    async def test_the_average_is_an_exact_decimal_rounded_half_up(
+        self, client: httpx.AsyncClient, prices: list[str], total: str, average: str
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        for price in prices:
+            await new_order(client, ann["id"], "Item", price)
+
+        summary = (await client.get(f"/users/{ann['id']}/profile")).json()["summary"]
+
+        # Strings, as every Decimal is answered: never a float on the way.
+        assert (summary["count"], summary["total"], summary["average"]) == (
+            len(prices),
+            total,
+            average,
+        )
+
     async def test_summarises_no_orders_as_zero_without_an_average(
         self, client: httpx.AsyncClient
     ) -> None:
@@ -580,3 +637,296 @@ class TestOpenAPI:
         }
         assert set(paths["/users/{user_id}"]) == {"get", "patch", "delete"}
         assert "409" in paths["/users"]["post"]["responses"]
+
+    async def test_lists_every_error_status_a_route_can_answer(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        paths = (await client.get("/openapi.json")).json()["paths"]
+
+        assert {"409", "422"} <= set(paths["/users/import"]["post"]["responses"])
+        assert {"400", "404", "422"} <= set(paths["/users/{user_id}/orders"]["get"]["responses"])
+        assert {"404", "409", "422"} <= set(paths["/users/{user_id}"]["patch"]["responses"])
+
+    async def test_states_how_the_average_is_rounded(self, client: httpx.AsyncClient) -> None:
+        schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+
+        description = schemas["OrderSummaryRead"]["properties"]["average"]["description"]
+        assert "half up" in description
+        assert "ROUND_HALF_UP" in description
+
+
+NUL = "\x00"
+
+NUL_REQUESTS = [
+    ("POST", "/users", {"email": f"n{NUL}l@example.com", "name": "Nul"}),
+    ("POST", "/users", {"email": "nul@example.com", "name": f"Nu{NUL}l"}),
+    ("PATCH", "/users/{id}", {"name": f"Ann{NUL}"}),
+    ("PATCH", "/users/{id}", {"email": f"ann{NUL}@example.com"}),
+    ("POST", "/users/{id}/orders", {"title": f"Bo{NUL}ok", "price": "1"}),
+    ("POST", "/users/{id}/orders", {"title": "Book", "description": NUL, "price": "1"}),
+    (
+        "POST",
+        "/users/import",
+        {
+            "users": [
+                {"email": "ok@example.com", "name": "Ok"},
+                {"email": "n@example.com", "name": NUL},
+            ]
+        },
+    ),
+    (
+        "POST",
+        "/users/import",
+        {"users": [{"email": f"{NUL}@example.com", "name": "Nul"}], "update_existing": True},
+    ),
+    (
+        "POST",
+        "/users-with-order",
+        {
+            "user": {"email": "nul@example.com", "name": "Nul"},
+            "order": {"title": NUL, "price": "1"},
+        },
+    ),
+]
+"""A U+0000 in every string field the API reads (PostgreSQL cannot store it)."""
+
+
+@pytest.mark.backends("sqlite", "postgresql", "mariadb")
+class TestHostileInput:
+    """Input no database should see is a 422 before any SQL, on every backend."""
+
+    @pytest.mark.parametrize(("method", "route", "body"), NUL_REQUESTS)
+    async def test_a_nul_character_answers_422_before_any_sql(
+        self,
+        client: httpx.AsyncClient,
+        shop_engine: AsyncEngine,
+        statements: list[str],
+        method: str,
+        route: str,
+        body: dict[str, Any],
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        statements.clear()
+
+        response = await client.request(method, route.format(id=ann["id"]), json=body)
+
+        assert response.status_code == 422, response.text
+        assert "U+0000" in response.json()["detail"][0]["msg"]
+        assert statements == []
+        assert await count_users(shop_engine) == 1
+        assert await count_users(shop_engine, email="ann@example.com", name="Ann") == 1
+        assert await count_orders(shop_engine) == 0
+
+    @pytest.mark.parametrize(
+        ("route", "raw"),
+        [
+            ("/users/{id}/orders", '{"title": "Book", "price": 1e400}'),
+            ("/users/{id}/orders", '{"title": "Book", "price": -1e400}'),
+            ("/users/{id}/orders", '{"title": "\\ud800", "price": "1"}'),
+            ("/users", '{"email": "eve@example.com", "name": "Eve \\udfff"}'),
+            ("/users/{id}", '{"\\ud800": 1}'),
+        ],
+    )
+    async def test_input_that_json_cannot_echo_answers_422(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine, route: str, raw: str
+    ) -> None:
+        # 1e400 parses as infinity and "\ud800" as a lone surrogate: neither can be
+        # written back as JSON, which FastAPI's own handler tries (and fails: a 500).
+        ann = await new_user(client, "ann@example.com", "Ann")
+        method = "PATCH" if route == "/users/{id}" else "POST"
+
+        response = await client.request(
+            method,
+            route.format(id=ann["id"]),
+            content=raw.encode(),
+            headers={"content-type": "application/json"},
+        )
+
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]
+        assert await count_users(shop_engine) == 1
+        assert await count_orders(shop_engine) == 0
+
+    @pytest.mark.parametrize(
+        "body",
+        [{"bogus": 1}, {"id": 500}, {"created_at": "2020-01-01T00:00:00Z"}, {"name": "Bo", "x": 1}],
+    )
+    async def test_patch_with_an_unknown_or_read_only_field_answers_422(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine, body: dict[str, Any]
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        before = (await client.get(f"/users/{ann['id']}")).json()
+
+        response = await client.patch(f"/users/{ann['id']}", json=body)
+
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["type"] == "extra_forbidden"
+        assert (await client.get(f"/users/{ann['id']}")).json() == before
+        assert await count_users(shop_engine, id=500) == 0
+
+    async def test_a_post_with_an_unknown_field_answers_422(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        response = await client.post(
+            "/users", json={"email": "ann@example.com", "name": "Ann", "is_admin": True}
+        )
+
+        assert response.status_code == 422
+        assert await count_users(shop_engine) == 0
+
+    @pytest.mark.parametrize("update_existing", [False, True])
+    async def test_an_import_with_one_email_twice_answers_422_and_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        shop_engine: AsyncEngine,
+        statements: list[str],
+        update_existing: bool,
+    ) -> None:
+        users = [
+            {"email": "Ann@Example.com", "name": "Ann"},
+            {"email": "bob@example.com", "name": "Bob"},
+            {"email": "ann@example.com", "name": "Ann again"},
+        ]
+
+        response = await client.post(
+            "/users/import", json={"users": users, "update_existing": update_existing}
+        )
+
+        assert response.status_code == 422, response.text
+        message = response.json()["detail"][0]["msg"]
+        assert "users[2] has the same email as users[0] (ann@example.com)" in message
+        assert statements == []
+        assert await count_users(shop_engine) == 0
+
+    async def test_every_404_for_a_user_says_the_same(self, client: httpx.AsyncClient) -> None:
+        order = {"title": "Book", "price": "1"}
+        answers = [
+            await client.request(
+                method, route.format(id=4242), json=order if method == "POST" else {}
+            )
+            for method, route in USER_ROUTES
+        ]
+
+        assert [answer.status_code for answer in answers] == [404] * len(USER_ROUTES)
+        assert {answer.json()["detail"] for answer in answers} == {"no user with id 4242"}
+
+
+PUBLIC_CURSOR_KEY = b"sqla_uow cursor v1"
+"""The key sqla_uow signs cursors with when no ``cursor_secret`` is set (it is public)."""
+
+
+def cursor_document(cursor: str) -> dict[str, Any]:
+    """The JSON document inside a cursor: fingerprint, scope digest and sort values."""
+    encoded = cursor.partition(".")[0]
+    document: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    )
+    return document
+
+
+def forge(cursor: str, values: list[Any], key: bytes = PUBLIC_CURSOR_KEY) -> str:
+    """*cursor* with its sort values replaced by *values*, signed again with *key*."""
+    document = {**cursor_document(cursor), "v": values}
+    body = json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    checksum = hmac.new(key, body, hashlib.sha256).hexdigest()[:16]
+    return f"{base64.urlsafe_b64encode(body).decode().rstrip('=')}.{checksum}"
+
+
+async def first_page(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+    """Ann, with three orders; the first page of her orders (one order, and a cursor)."""
+    ann = await new_user(client, "ann@example.com", "Ann")
+    for title in ("A", "B", "C"):
+        await new_order(client, ann["id"], title)
+    page = (await client.get(f"/users/{ann['id']}/orders", params={"limit": 1})).json()
+    assert page["next_cursor"] is not None
+    return ann["id"], page
+
+
+FORGED_VALUES = [
+    pytest.param(lambda real: [real[0], 2**40], id="id-2**40"),
+    pytest.param(lambda real: [real[0], -(2**40)], id="id-minus-2**40"),
+    pytest.param(lambda real: [real[0], "3"], id="id-a-string"),
+    pytest.param(lambda real: [12345, real[1]], id="created_at-12345"),
+    pytest.param(lambda real: [True, real[1]], id="created_at-true"),
+    pytest.param(lambda real: ["2026-01-01T00:00:00+00:00", real[1]], id="created_at-a-string"),
+    pytest.param(lambda real: [{"dt": "0001-01-01T00:00:00+14:00"}, 1], id="before-year-1-in-utc"),
+    pytest.param(lambda real: [{"dt": "9999-12-31T23:59:59-14:00"}, 1], id="after-9999-in-utc"),
+    pytest.param(lambda real: [{"dt": "2026-01-01T00:00:00"}, real[1]], id="no-timezone"),
+]
+
+
+class TestForgedCursors:
+    """A cursor signed with sqla_uow's public key, carrying values the app never made."""
+
+    async def test_a_cursor_forged_with_the_real_values_pages_on(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        # The forgery works: the 400s below come from the values, not from a bad checksum.
+        user_id, page = await first_page(client)
+        real = page["next_cursor"]
+        forged = forge(real, cursor_document(real)["v"])
+
+        answer = await client.get(f"/users/{user_id}/orders", params={"cursor": forged})
+        expected = await client.get(f"/users/{user_id}/orders", params={"cursor": real})
+
+        assert answer.status_code == 200
+        assert answer.json()["items"] == expected.json()["items"]
+        assert [order["title"] for order in answer.json()["items"]] == ["B", "A"]
+
+    @pytest.mark.parametrize("values", FORGED_VALUES)
+    async def test_a_value_the_columns_cannot_hold_answers_400(
+        self, client: httpx.AsyncClient, values: Any
+    ) -> None:
+        user_id, page = await first_page(client)
+        real = page["next_cursor"]
+        forged = forge(real, values(cursor_document(real)["v"]))
+
+        response = await client.get(f"/users/{user_id}/orders", params={"cursor": forged})
+
+        assert response.status_code == 400, response.text
+        assert response.json()["field"] == "cursor"
+
+
+class TestCursorSecret:
+    """With ``cursor_secret`` set, a cursor signed with any other key is refused."""
+
+    SECRET = b"k" * 32
+
+    @pytest.fixture
+    def settings(self, database_url: str) -> Settings:
+        return Settings(database_url=database_url, cursor_secret=self.SECRET)
+
+    async def test_the_app_signs_with_the_secret_and_pages_on(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        user_id, page = await first_page(client)
+        real = page["next_cursor"]
+        same = forge(real, cursor_document(real)["v"], key=self.SECRET)
+
+        answer = await client.get(f"/users/{user_id}/orders", params={"cursor": real})
+
+        assert same == real  # signed with SECRET: not with the public key
+        assert answer.status_code == 200
+        assert [order["title"] for order in answer.json()["items"]] == ["B", "A"]
+        assert OrderRepository.cursor_secret == self.SECRET
+
+    async def test_a_cursor_signed_with_the_public_key_answers_400(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        user_id, page = await first_page(client)
+        real = page["next_cursor"]
+        forged = forge(real, cursor_document(real)["v"])
+
+        response = await client.get(f"/users/{user_id}/orders", params={"cursor": forged})
+
+        assert response.status_code == 400
+        assert "integrity" in response.json()["detail"]
+
+    async def test_the_secret_is_the_apps_only_while_it_runs(
+        self, settings: Settings, shop_engine: AsyncEngine
+    ) -> None:
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            assert OrderRepository.cursor_secret == self.SECRET
+
+        assert OrderRepository.cursor_secret is None

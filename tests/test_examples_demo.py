@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +25,7 @@ DEMO = EXAMPLES / "demo.py"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
 
+from _shop import clean_shop_engine  # noqa: E402
 from shop.models import Base  # noqa: E402
 
 STORY = [
@@ -97,6 +102,27 @@ class TestDemo:
             await engine.dispose()
 
 
+def walk_through() -> str:
+    """The curl walk-through of examples/README.md (its bash block that uses curl)."""
+    readme = (EXAMPLES / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    (block,) = [block for block in blocks if "curl" in block]
+    return block
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON documents printed one after another (curl adds no newline)."""
+    decoder = json.JSONDecoder()
+    documents: list[Any] = []
+    position = 0
+    while position < len(text.rstrip()):
+        document, position = decoder.raw_decode(text, position)
+        documents.append(document)
+        while position < len(text) and text[position].isspace():
+            position += 1
+    return documents
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,20 +130,44 @@ def free_port() -> int:
         return port
 
 
+def uvicorn(port: int, environ: dict[str, str], log: Path, *options: str) -> subprocess.Popen[str]:
+    """``uvicorn shop.app:app --app-dir examples`` from the repository root, output to *log*."""
+    command = [sys.executable, "-m", "uvicorn", "shop.app:app", "--app-dir", "examples"]
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), *options],
+            cwd=ROOT,
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def shop_environ(**variables: str) -> dict[str, str]:
+    """The environment of a served shop: this one, without the shop's own variables."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    environ.update(variables)
+    return environ
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    """``uvicorn shop.app:app --app-dir examples`` from the repository root, on a free port."""
+    """The documented serve command on a free port, with a SQLite file of its own."""
     port = free_port()
-    environ = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}"}
-    command = [sys.executable, "-m", "uvicorn", "shop.app:app", "--app-dir", "examples"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    environ = shop_environ(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}")
+    log = tmp_path / "uvicorn.log"
+    process = uvicorn(port, environ, log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -127,15 +177,11 @@ def server(tmp_path: Path) -> Iterator[str]:
                 break
             except httpx.TransportError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    output = process.stdout.read() if process.stdout else ""
-                    pytest.fail(f"uvicorn did not start:\n{output}")
+                    pytest.fail(f"uvicorn did not start:\n{log.read_text()}")
                 time.sleep(0.2)
         yield base_url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop(process)
 
 
 class TestServe:
@@ -148,3 +194,82 @@ class TestServe:
         assert listed.status_code == 200
         assert [user["email"] for user in listed.json()["items"]] == ["ann@example.com"]
         assert missing.status_code == 404
+
+    def test_the_curl_walk_through_runs_again_and_again(self, server: str) -> None:
+        # The users the demo (or anyone) made first: the walk-through must not assume id 1.
+        for name in ("Zed", "Yan"):
+            httpx.post(f"{server}/users", json={"email": f"{name}@example.com", "name": name})
+        script = walk_through().replace("localhost:8000", server.removeprefix("http://"))
+
+        runs = [
+            subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+
+        for run in runs:
+            assert run.returncode == 0, run.stderr
+            order, profile = json_documents(run.stdout)
+            assert (order["title"], order["price"]) == ("Book", "12.50")
+            assert profile["id"] == order["user_id"]
+            assert order["user_id"] not in (1, 2)  # Zed's and Yan's
+            assert profile["summary"] == {"count": 1, "total": "12.50", "average": "12.50"}
+        assert len({json_documents(run.stdout)[1]["id"] for run in runs}) == 2
+
+    def test_production_without_a_cursor_secret_stops_at_startup(self, tmp_path: Path) -> None:
+        environ = shop_environ(
+            DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}", SHOP_ENV="production"
+        )
+        log = tmp_path / "uvicorn.log"
+        process = uvicorn(free_port(), environ, log)
+        try:
+            process.wait(timeout=60)
+        finally:
+            stop(process)
+
+        assert process.returncode != 0
+        assert "SettingsError: SHOP_CURSOR_SECRET is not set" in log.read_text()
+        assert not (tmp_path / "serve.db").exists()
+
+    @pytest.mark.backends("sqlite", "postgresql")
+    async def test_two_workers_start_on_an_empty_database(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        # Both workers run the migrations at startup: one migrates, the other waits for
+        # the lock and finds the schema up to date. Production mode, with its secret.
+        async with clean_shop_engine(database_url) as engine:
+            port = free_port()
+            environ = shop_environ(
+                DATABASE_URL=database_url, SHOP_ENV="production", SHOP_CURSOR_SECRET="s" * 32
+            )
+            log = tmp_path / "uvicorn.log"
+            process = uvicorn(port, environ, log, "--workers", "2")
+            try:
+                deadline = time.monotonic() + 90
+                while log.read_text().count("Application startup complete.") < 2:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        pytest.fail(f"two workers did not start:\n{log.read_text()}")
+                    await asyncio.sleep(0.2)
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    created = await client.post(
+                        "/users", json={"email": "ann@example.com", "name": "Ann"}
+                    )
+            finally:
+                stop(process)
+            output = log.read_text()
+
+            assert created.status_code == 201, created.text
+            assert "Traceback" not in output
+            assert "startup failed" not in output
+            async with engine.connect() as conn:
+                versions = (
+                    await conn.execute(text("SELECT version_num FROM alembic_version"))
+                ).all()
+                tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
+            assert [tuple(row) for row in versions] == [("0001",)]
+            assert {"users", "orders"} <= tables

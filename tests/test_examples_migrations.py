@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,12 +13,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from _shop import EXAMPLES, clean_shop_engine
-from shop.migrations import alembic_config, upgrade_to_head
+from shop.migrations import MIGRATION_LOCK_ID, alembic_config, upgrade_to_head
 from shop.models import Base
+from sqla_uow import TransactionManager
 
 SHOP_TABLES = {"users", "orders"}
 
@@ -43,7 +45,7 @@ def table_names(connection: Connection) -> set[str]:
 
 class TestMigrations:
     async def test_the_migrated_schema_matches_the_models(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         async with shop_engine.connect() as conn:
             assert await conn.run_sync(differences) == []
@@ -59,15 +61,15 @@ class TestMigrations:
         assert added >= SHOP_TABLES
 
     async def test_upgrading_twice_is_a_no_op(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         async with shop_engine.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
         assert [tuple(row) for row in version] == [("0001",)]
 
     async def test_downgrade_to_base_removes_the_tables(self, shop_engine: AsyncEngine) -> None:
-        await upgrade_to_head(shop_engine)
+        await upgrade_to_head(TransactionManager(shop_engine))
 
         def downgrade(connection: Connection) -> None:
             config = alembic_config()
@@ -78,6 +80,33 @@ class TestMigrations:
             await conn.run_sync(downgrade)
         async with shop_engine.connect() as conn:
             assert not SHOP_TABLES & await conn.run_sync(table_names)
+
+
+class TestConcurrentStarts:
+    """Processes that start at once on an empty database migrate it once.
+
+    (tests/test_examples_demo.py starts two server workers on an empty database.)
+    """
+
+    @pytest.mark.backends("postgresql")
+    async def test_an_upgrade_waits_for_the_migration_lock(
+        self, database_url: str, shop_engine: AsyncEngine
+    ) -> None:
+        async with shop_engine.connect() as holder:
+            await holder.execute(select(func.pg_advisory_lock(MIGRATION_LOCK_ID)))
+            async with TransactionManager(database_url) as tm:
+                upgrade = asyncio.ensure_future(upgrade_to_head(tm))
+                try:
+                    await asyncio.sleep(1)
+                    assert not upgrade.done()
+                    async with shop_engine.connect() as conn:
+                        assert not SHOP_TABLES & await conn.run_sync(table_names)
+                finally:
+                    await holder.execute(select(func.pg_advisory_unlock(MIGRATION_LOCK_ID)))
+                await asyncio.wait_for(upgrade, timeout=30)
+
+        async with shop_engine.connect() as conn:
+            assert await conn.run_sync(table_names) >= SHOP_TABLES
 
 
 class TestAlembicCommandLine:

@@ -10,16 +10,24 @@ Three things to notice:
   service opens it, so the transaction ends (and commits) before the response is
   built, never after it was sent;
 - exceptions become HTTP answers in one place, `ERROR_STATUS`: no route catches
-  `NotFoundError` or `ConflictError` itself.
+  `NotFoundError` or `ConflictError` itself;
+- a request that fails validation is a 422 whatever it holds: `validation_error`
+  answers even for input that cannot be echoed as JSON (``1e400``, a lone surrogate).
+
+Settings come from the environment (`shop.settings`): ``SHOP_ENV=production`` requires
+``SHOP_CURSOR_SECRET``, the key that makes pagination cursors unforgeable.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -27,6 +35,7 @@ from sqla_uow import ConflictError, InvalidFieldError, NotFoundError, Transactio
 
 from . import services
 from .database import open_database
+from .models import INT32_MAX
 from .schemas import (
     CursorPageRead,
     ErrorBody,
@@ -75,11 +84,9 @@ Orders = Annotated[OrderService, Depends(order_service)]
 # The ids are INTEGER columns, 32-bit on PostgreSQL: a larger number in a URL must be a
 # 422 from validation, not a database error (a 500) when it is bound to the query. The
 # same bound keeps ?offset= within what every database accepts.
-MAX_INT32 = 2**31 - 1
-
-UserId = Annotated[int, Path(ge=1, le=MAX_INT32)]
+UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0, le=MAX_INT32)]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 
 # -- errors: the one place where exceptions become HTTP answers -------------------------
 
@@ -106,6 +113,46 @@ class InvalidFieldBody(ErrorBody):
     choices: list[str]
 
 
+def json_safe(value: Any) -> Any:
+    """*value* with whatever JSON cannot carry made printable.
+
+    A lone surrogate (``"\\ud800"`` in a request) has no UTF-8 form: it is escaped
+    (``\\ud800``). Infinity and NaN (``1e400`` parses as infinity) are not JSON
+    numbers: they become strings. Without this, answering with the input would fail,
+    and the client would get a 500 instead of the 422 its input deserves.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {json_safe(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a `RequestValidationError` with 422 and the errors, as FastAPI does.
+
+    FastAPI's own handler echoes each error's input as is, and fails (a 500) on input
+    that JSON cannot carry; this one passes the errors through `json_safe` first.
+    """
+    errors = json_safe(jsonable_encoder(cast(RequestValidationError, exc).errors()))
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+def not_found_detail(exc: NotFoundError) -> str:
+    """One wording for every 404 (the library's message differs from the services')."""
+    if exc.model is None or exc.ident is None:
+        return str(exc)
+    return f"no {exc.model.__name__.lower()} with id {exc.ident!r}"
+
+
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
     """Answer one of the `ERROR_STATUS` exceptions with its status and a JSON body."""
     body: ErrorBody
@@ -113,10 +160,12 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
         body = ConflictBody(detail=str(exc), kind=exc.kind, columns=list(exc.columns))
     elif isinstance(exc, InvalidFieldError):
         body = InvalidFieldBody(detail=str(exc), field=exc.field, choices=list(exc.choices))
+    elif isinstance(exc, NotFoundError):
+        body = ErrorBody(detail=not_found_detail(exc))
     else:
         body = ErrorBody(detail=str(exc))
     code = next(code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls))
-    return JSONResponse(status_code=code, content=body.model_dump())
+    return JSONResponse(status_code=code, content=json_safe(body.model_dump()))
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -155,7 +204,11 @@ async def list_users(
 
 @router.post("/users/import", responses=_errors(409))
 async def import_users(body: UserImport, uow: UnitOfWork) -> ImportResult:
-    """Create (or with ``update_existing``, upsert) many users in one transaction."""
+    """Create (or with ``update_existing``, upsert) many users in one transaction.
+
+    409 when an email exists already (without ``update_existing``); 422 when two rows
+    have the same email.
+    """
     count = await services.import_users(uow, body.users, update_existing=body.update_existing)
     return ImportResult(count=count)
 
@@ -236,7 +289,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the shop's FastAPI application.
 
     Args:
-        settings: Where the database is; read from the environment when omitted.
+        settings: Where the database is and the cursors' key; read from the
+            environment when omitted.
+
+    Raises:
+        SettingsError: the environment asks for production without a cursor secret.
 
     Example:
         ```python
@@ -257,6 +314,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="sqla_uow shop", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, validation_error)
     for exc_class in ERROR_STATUS:
         app.add_exception_handler(exc_class, error_response)
     app.include_router(router)

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqla_uow import TransactionManager
 
 from .migrations import upgrade_to_head
+from .repositories import OrderRepository
 from .settings import Settings
 
 
@@ -25,7 +26,10 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -
 async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]:
     """Yield the shop's `TransactionManager`, with the schema migrated to the newest revision.
 
-    The engine (and its connection pool) is disposed when the block exits.
+    The migrations run under a lock, so several processes starting at once on an empty
+    database migrate it once. ``settings.cursor_secret`` is the key of
+    `OrderRepository`'s cursors until the block exits, when the engine (and its
+    connection pool) is disposed.
 
     Example:
         ```python
@@ -37,5 +41,12 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
     async with TransactionManager(settings.database_url, echo=settings.echo_sql) as tm:
         if tm.engine.dialect.name == "sqlite":
             event.listen(tm.engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
-        await upgrade_to_head(tm.engine)
-        yield tm
+        await upgrade_to_head(tm)
+        # cursor_secret is a class attribute: one key per process, as there is one
+        # shop per process (restored on exit, for tests that open several in turn).
+        previous_secret = OrderRepository.cursor_secret
+        OrderRepository.cursor_secret = settings.cursor_secret
+        try:
+            yield tm
+        finally:
+            OrderRepository.cursor_secret = previous_secret

@@ -7,14 +7,15 @@ it (a unit of work, a ``@transactional`` service, a request), which decides the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from sqlalchemy import Numeric, func, select
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import selectinload
 
-from sqla_uow import AsyncRepository, CursorPage
+from sqla_uow import AsyncRepository, CursorPage, InvalidCursorError
 
-from .models import CENT, Order, User
+from .models import AVERAGE_ROUNDING, CENT, Order, UnstorableValueError, User
 
 
 class UserRepository(AsyncRepository[User]):
@@ -62,37 +63,53 @@ class OrderRepository(AsyncRepository[Order]):
             after: ``next_cursor`` of the previous page; ``None`` for the first page.
 
         Raises:
-            InvalidCursorError: ``after`` is not a cursor of this user's listing.
+            InvalidCursorError: ``after`` is not a cursor of this user's listing, or
+                holds a value the columns cannot hold.
         """
-        return await self.paginate_cursor(
-            # The id breaks ties (newest first too): orders created in the same instant
-            # (a timestamp without fractions, as on MySQL) are neither skipped nor repeated.
-            order_by=("-created_at", "-id"),
-            limit=limit,
-            after=after,
-            user_id=user_id,
-            # A cursor names the model and ordering, not the filters: binding it to the
-            # user makes one user's cursor an error in another user's listing, instead
-            # of a silent jump to the wrong place in it.
-            cursor_scope=f"user:{user_id}",
-        )
+        try:
+            return await self.paginate_cursor(
+                # The id breaks ties (newest first too): orders created in the same instant
+                # (a timestamp without fractions, as on MySQL) are neither skipped nor
+                # repeated.
+                order_by=("-created_at", "-id"),
+                limit=limit,
+                after=after,
+                user_id=user_id,
+                # A cursor names the model and ordering, not the filters: binding it to
+                # the user makes one user's cursor an error in another user's listing,
+                # instead of a silent jump to the wrong place in it.
+                cursor_scope=f"user:{user_id}",
+            )
+        except StatementError as exc:
+            # A cursor made by hand (or signed with a leaked key) can carry a value the
+            # columns cannot hold: the column types refuse it before the driver does.
+            if not isinstance(exc.orig, UnstorableValueError):
+                raise
+            raise InvalidCursorError(
+                f"cursor holds a value the orders table cannot hold: {exc.orig}",
+                model=Order,
+                field="cursor",
+            ) from exc
 
     async def summary_for_user(self, user_id: int) -> OrderSummary:
         """Count, total and average price of a user's orders, by one aggregate query.
 
-        The rows are never loaded: the database adds them up.
+        The rows are never loaded: the database adds them up. The average is computed
+        here, as a `Decimal`, from the exact total and the count, and rounded to the
+        cent half up (``AVERAGE_ROUNDING``): SQLite's ``AVG`` is a float, so 1.00 and
+        1.01 would average to 1.00 there and 1.01 on PostgreSQL.
         """
-        price = Numeric(12, 2)
-        statement = select(
-            func.count(Order.id),
-            func.sum(Order.price, type_=price),
-            func.avg(Order.price, type_=price),
-        ).where(Order.user_id == user_id)
-        count, total, average = (await self.session.execute(statement)).one()
-        if count == 0:  # AVG over no rows is NULL
+        statement = select(func.count(Order.id), func.sum(Order.price, type_=Numeric(12, 2))).where(
+            Order.user_id == user_id
+        )
+        count, total = (await self.session.execute(statement)).one()
+        if count == 0:  # SUM over no rows is NULL
             return OrderSummary(count=0, total=Decimal("0.00"), average=None)
+        # On SQLite (NUMERIC is stored as a float there) the sum arrives rounded to
+        # the cent by the Numeric type; on PostgreSQL and MySQL it is exact.
+        total = Decimal(total).quantize(CENT, AVERAGE_ROUNDING)
         return OrderSummary(
             count=count,
-            total=Decimal(total).quantize(CENT, ROUND_HALF_UP),
-            average=Decimal(average).quantize(CENT, ROUND_HALF_UP),
+            total=total,
+            average=(total / count).quantize(CENT, AVERAGE_ROUNDING),
         )

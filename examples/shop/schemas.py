@@ -1,7 +1,8 @@
 """What the HTTP API reads and writes: pydantic models, separate from the tables.
 
-Input models validate before anything reaches the database; output models read the
-SQLAlchemy objects directly (``from_attributes=True``).
+Input models validate before anything reaches the database: a field they do not know
+is an error, not silently dropped, and no text may hold a character a database cannot
+store. Output models read the SQLAlchemy objects directly (``from_attributes=True``).
 """
 
 from __future__ import annotations
@@ -10,19 +11,63 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from .models import CENT, OrderStatus
+from .models import AVERAGE_ROUNDING, CENT, OrderStatus
 
 _ItemT = TypeVar("_ItemT")
+
+
+def storable(text: str) -> str:
+    """Refuse text that a database cannot store.
+
+    U+0000 (NUL) ends a string in C: PostgreSQL refuses it in text columns, while
+    SQLite stores it, so it is refused everywhere. A lone surrogate (U+D800 to U+DFFF,
+    which JSON's ``\\ud800`` escape can produce) is not Unicode and has no UTF-8 form.
+
+    Raises:
+        ValueError: *text* holds such a character (pydantic makes it a 422).
+    """
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must not contain a lone surrogate (U+D800 to U+DFFF)") from None
+    return text
+
 
 Email = Annotated[
     str,
     StringConstraints(
         strip_whitespace=True, to_lower=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"
     ),
+    AfterValidator(storable),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(storable),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(storable),
+]
+Description = Annotated[str, AfterValidator(storable)]
+
+
+class Input(BaseModel):
+    """The base of every request body: a field it does not declare is a 422."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def in_cents(price: Decimal) -> Decimal:
@@ -37,15 +82,19 @@ def in_cents(price: Decimal) -> Decimal:
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2), AfterValidator(in_cents)]
 
 
-class UserCreate(BaseModel):
+class UserCreate(Input):
     """A new user."""
 
     email: Email
     name: Name
 
 
-class UserUpdate(BaseModel):
-    """A partial update: only the fields present in the request body change."""
+class UserUpdate(Input):
+    """A partial update: only the fields present in the request body change.
+
+    ``id`` and ``created_at`` are not fields: sending them (or any unknown field) is a
+    422, not a silent no-op.
+    """
 
     email: Email | None = None
     name: Name | None = None
@@ -64,11 +113,11 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(Input):
     """A new order (the user comes from the URL)."""
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-    description: str | None = None
+    title: Title
+    description: Description | None = None
     price: Price
     status: OrderStatus = "pending"
 
@@ -88,13 +137,19 @@ class OrderRead(BaseModel):
 
 
 class OrderSummaryRead(BaseModel):
-    """Aggregates over a user's orders."""
+    """Aggregates over a user's orders, in exact decimals."""
 
     model_config = ConfigDict(from_attributes=True)
 
     count: int
     total: Decimal
-    average: Decimal | None
+    average: Annotated[
+        Decimal | None,
+        Field(
+            description="total / count, rounded to the cent half up "
+            f"({AVERAGE_ROUNDING}: 1.005 becomes 1.01); null without orders"
+        ),
+    ]
 
 
 class UserProfile(UserRead):
@@ -104,7 +159,7 @@ class UserProfile(UserRead):
     summary: OrderSummaryRead
 
 
-class UserWithOrderCreate(BaseModel):
+class UserWithOrderCreate(Input):
     """A user and a first order, created together or not at all."""
 
     user: UserCreate
@@ -118,15 +173,28 @@ class UserWithOrderRead(BaseModel):
     order: OrderRead
 
 
-class UserImport(BaseModel):
+class UserImport(Input):
     """Many users at once.
 
     With ``update_existing`` an email that exists already updates that user's name
-    (an upsert); without it, one existing email rejects the whole import (409).
+    (an upsert); without it, one existing email rejects the whole import (409). Two
+    rows with the same email (after lower-casing) are a 422: which one would win?
     """
 
     users: Annotated[list[UserCreate], Field(min_length=1, max_length=10_000)]
     update_existing: bool = False
+
+    @model_validator(mode="after")
+    def _emails_are_distinct(self) -> UserImport:
+        first: dict[str, int] = {}
+        for index, user in enumerate(self.users):
+            earlier = first.setdefault(user.email, index)
+            if earlier != index:
+                raise ValueError(
+                    f"users[{index}] has the same email as users[{earlier}] ({user.email}); "
+                    "each email may appear once"
+                )
+        return self
 
 
 class ImportResult(BaseModel):

@@ -1,13 +1,36 @@
-"""Configuration from the environment."""
+"""Configuration from the environment.
+
+- ``DATABASE_URL``: an async SQLAlchemy URL (default ``sqlite+aiosqlite:///shop.db``).
+- ``SHOP_ENV``: ``development`` (the default) or ``production``.
+- ``SHOP_CURSOR_SECRET``: the key that signs pagination cursors, 32 characters or more;
+  required in production.
+- ``SHOP_ECHO_SQL``: ``1`` logs every SQL statement.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, cast
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///shop.db"
 """A SQLite file in the working directory: the demo runs with nothing to set up."""
+
+Environment = Literal["development", "production"]
+"""How the shop runs: ``production`` requires every secret to be set."""
+
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "production")
+
+MIN_SECRET_LENGTH = 32
+"""The shortest ``SHOP_CURSOR_SECRET`` accepted."""
+
+MAKE_A_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+"""A command that prints a good ``SHOP_CURSOR_SECRET``."""
+
+
+class SettingsError(ValueError):
+    """The environment does not describe a shop that can start (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -18,6 +41,15 @@ class Settings:
         database_url: An async SQLAlchemy URL (``sqlite+aiosqlite:///...``,
             ``postgresql+asyncpg://...``).
         echo_sql: Log every SQL statement (``SHOP_ECHO_SQL=1``).
+        environment: ``development`` (the default) or ``production`` (``SHOP_ENV``).
+        cursor_secret: The key that signs the pagination cursors the API hands out
+            (``SHOP_CURSOR_SECRET``), so that a client cannot make one up. Required in
+            production; without it (in development) cursors are signed with sqla_uow's
+            public key: tamper-evident, not unforgeable.
+
+    Raises:
+        SettingsError: ``environment`` is unknown, or it is ``production`` and
+            ``cursor_secret`` is missing or shorter than 32 characters.
 
     Example:
         ```python
@@ -28,12 +60,40 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     echo_sql: bool = False
+    environment: Environment = "development"
+    cursor_secret: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.environment not in ENVIRONMENTS:
+            raise SettingsError(
+                f"SHOP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {self.environment!r}"
+            )
+        if self.environment != "production":
+            return
+        if not self.cursor_secret:
+            raise SettingsError(
+                "SHOP_CURSOR_SECRET is not set: in production (SHOP_ENV=production) the "
+                "pagination cursors must be signed with a secret key, or clients could "
+                f"forge them. Set it to a random string, for example the output of {MAKE_A_SECRET}"
+            )
+        if len(self.cursor_secret) < MIN_SECRET_LENGTH:
+            raise SettingsError(
+                f"SHOP_CURSOR_SECRET is {len(self.cursor_secret)} characters long; use "
+                f"{MIN_SECRET_LENGTH} or more, for example the output of {MAKE_A_SECRET}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read ``DATABASE_URL`` and ``SHOP_ECHO_SQL`` (from `os.environ` by default)."""
+        """Read the variables in the module's table (from `os.environ` by default).
+
+        Raises:
+            SettingsError: as the class does.
+        """
         env = os.environ if environ is None else environ
+        secret = env.get("SHOP_CURSOR_SECRET", "").strip()
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             echo_sql=env.get("SHOP_ECHO_SQL", "").lower() in {"1", "true", "yes"},
+            environment=cast("Environment", env.get("SHOP_ENV", "").strip() or "development"),
+            cursor_secret=secret.encode() if secret else None,
         )

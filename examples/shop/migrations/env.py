@@ -17,6 +17,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shop.migrations import lock_for_migrations
 from shop.models import Base
 from shop.settings import Settings
 
@@ -33,6 +34,9 @@ def run_migrations(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        # Before Alembic reads the current revision: a second process waits here until
+        # the first has committed, then finds nothing left to do.
+        lock_for_migrations(connection)
         context.run_migrations()
 
 
