@@ -61,7 +61,7 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Engine, ExceptionContext
     from sqlalchemy.orm import InstanceState, Session
     from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -168,6 +168,8 @@ class _Tx:
     """Holds the manager's lock of a single shared connection (StaticPool)."""
     database_isolation_level: str | None = None
     open: bool = True
+    level: _Level | None = None
+    """The innermost open level (the root or a savepoint): a database error marks it."""
 
 
 @dataclass(eq=False)
@@ -388,11 +390,37 @@ def _restore_on_checkin(dbapi_connection: Any, connection_record: ConnectionPool
         cursor.close()
 
 
+_TRANSACTIONS: weakref.WeakKeyDictionary[Connection, weakref.ref[_Tx]] = weakref.WeakKeyDictionary()
+"""The open transaction of each connection a root scope began on."""
+
+
+def _on_database_error(context: ExceptionContext) -> None:
+    """Mark the innermost level of the connection's transaction rollback-only.
+
+    SQLAlchemy calls this ``handle_error`` hook for every error raised while a statement,
+    a flush, a BEGIN, a SAVEPOINT or a COMMIT runs on a connection, whatever code sent
+    it, so no caller can swallow a database error and then commit the rest of the
+    transaction: the savepoint the error was raised in (or else the root) can only roll
+    back. The hook never replaces the exception.
+    """
+    connection = context.connection
+    if connection is None:
+        return
+    ref = _TRANSACTIONS.get(connection)
+    tx = ref() if ref is not None else None
+    if tx is None or not tx.open:
+        return
+    error = context.sqlalchemy_exception or context.original_exception
+    _mark_rollback_only(tx.level, error)
+
+
 def _install_engine_hooks(engine: AsyncEngine) -> None:
-    """Install the SQLite transaction fix and the check-in restore hook (idempotent)."""
+    """Install the rollback-only and check-in hooks and the SQLite fix (idempotent)."""
     sync_engine: Engine = engine.sync_engine
     if not event.contains(sync_engine, "checkin", _restore_on_checkin):
         event.listen(sync_engine, "checkin", _restore_on_checkin)
+    if not event.contains(sync_engine, "handle_error", _on_database_error):
+        event.listen(sync_engine, "handle_error", _on_database_error)
     if sync_engine.dialect.name != "sqlite":
         return
     if not event.contains(sync_engine, "connect", _sqlite_on_connect):
@@ -515,14 +543,16 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                 self._nested = await active.session.begin_nested()
                 self.kind = "nested"
                 self._joined_savepoint = joins
-                self._push(_Frame(active, _Level(parent=current.level), task, p, previous))
+                level = active.level = _Level(parent=current.level)
+                self._push(_Frame(active, level, task, p, previous))
                 return active.session
 
         # Begin a transaction of our own: REQUIRED / NESTED with nothing to join,
         # REQUIRES_NEW always.
         tx = await self._begin_root()
         self.kind = "root"
-        self._push(_Frame(tx, _Level(parent=None), task, p, previous))
+        level = tx.level = _Level(parent=None)
+        self._push(_Frame(tx, level, task, p, previous))
         return tx.session
 
     async def _begin_root(self, session: AsyncSession | None = None) -> _Tx:
@@ -612,9 +642,11 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                     level.parent.callbacks.extend(level.callbacks)
                 return
             await self._rollback_savepoint(nested, level, exc)
-            if exc is None and level.rollback_only:
+            if exc is None and level.rollback_only and not self.discard_on_exit:
                 raise _rollback_only_error(level, "savepoint")
         finally:
+            assert frame.tx is not None
+            frame.tx.level = level.parent
             self._pop()
 
     @staticmethod
@@ -645,7 +677,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             if exc is not None or level.rollback_only or self.discard_on_exit:
                 level.callbacks.clear()
                 await _shielded(_discard(session, invalidate=False))
-                if exc is None and level.rollback_only:
+                if exc is None and level.rollback_only and not self.discard_on_exit:
                     raise _rollback_only_error(level, "transaction")
                 _translate(tx, exc)
                 return
@@ -705,12 +737,12 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                 rolled_back = await self._rollback_savepoint(self._nested, level, error)
                 if isinstance(error, Exception) and rolled_back:
                     self._nested = await session.begin_nested()
-                    frame.level = _Level(parent=level.parent)
+                    _set_level(frame, _Level(parent=level.parent))
                 raise
             if level.parent is not None:
                 level.parent.callbacks.extend(level.callbacks)
             self._nested = await session.begin_nested()
-            frame.level = _Level(parent=level.parent)
+            _set_level(frame, _Level(parent=level.parent))
             return
         tx = frame.tx
         try:
@@ -719,12 +751,12 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             level.callbacks.clear()
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
             if isinstance(error, Exception) and not _is_outcome_unknown(error):
-                frame.level = _Level(parent=None)
                 frame.tx = await self._begin_root(session)
+                _set_level(frame, _Level(parent=None))
             _translate(tx, error)
             raise
         self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
-        frame.level = _Level(parent=None)
+        fresh = frame.level = _Level(parent=None)
         # The callbacks run outside the unit of work, as after the exit of a root scope:
         # a callback's own scope does not join the next transaction.
         self._var.set(self._previous)
@@ -733,6 +765,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         finally:
             self._var.set(frame)
         frame.tx = await self._begin_root(session)
+        _set_level(frame, fresh)
 
     async def rollback_and_continue(self) -> None:
         frame = self._require_innermost("rollback()")
@@ -748,15 +781,22 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             assert self._nested is not None
             await _shielded(self._nested.rollback())
             self._nested = await session.begin_nested()
-            frame.level = _Level(parent=level.parent)
+            _set_level(frame, _Level(parent=level.parent))
             return
         tx = frame.tx
         try:
             await _shielded(_rollback(session))
         finally:
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
-        frame.level = _Level(parent=None)
         frame.tx = await self._begin_root(session)
+        _set_level(frame, _Level(parent=None))
+
+
+def _set_level(frame: _Frame, level: _Level) -> None:
+    """Make *level* the frame's level and the innermost one of its transaction."""
+    frame.level = level
+    if frame.tx is not None:
+        frame.tx.level = level
 
 
 def _open_transactions(frame: _Frame | None) -> list[_Tx]:
@@ -779,8 +819,10 @@ def _rollback_only_error(
 ) -> RollbackOnlyError:
     instead = "released" if what == "savepoint" else "committed"
     error = RollbackOnlyError(
-        f"a joined scope failed and marked the {what} rollback-only, so it was rolled back "
-        f"instead of {instead} (cause: {level.rollback_cause!r})"
+        f"the {what} was rolled back instead of {instead}: an earlier error inside it (a "
+        "database error, or an exception that left a joined scope) made it rollback-only, "
+        "even though the error was caught; to go on after an error, run the work that may "
+        f"fail in a Propagation.NESTED scope (cause: {level.rollback_cause!r})"
     )
     error.__cause__ = level.rollback_cause
     return error
@@ -1203,7 +1245,7 @@ class TransactionManager:
                     f"Propagation.{propagation.name} on SQLite could not begin a transaction"
                 ) from error
             raise
-        return _Tx(
+        tx = _Tx(
             session=session,
             connection=connection,
             isolation_level=isolation_level,
@@ -1211,6 +1253,9 @@ class TransactionManager:
             guarded=guarded,
             holds_lock=holds_lock,
         )
+        if connection.sync_connection is not None:
+            _TRANSACTIONS[connection.sync_connection] = weakref.ref(tx)
+        return tx
 
     def _check_second_connection(self, propagation: Propagation, enclosing: int) -> None:
         """Fail fast where a transaction inside open ones would wait for a connection forever."""
