@@ -20,7 +20,13 @@ A transaction that begins while enclosing ones are still open (REQUIRES_NEW, REQ
 under NOT_SUPPORTED, or any root in a task created inside a transaction) cannot rely on
 them finishing first: where it would wait for them forever (a single shared connection,
 a pool without a connection to spare, SQLite's write lock) it fails fast with
-`IllegalTransactionStateError` instead.
+`IllegalTransactionStateError` instead, and with `PoolExhaustedError` where every
+connection of the pool is held by tasks that wait for another one.
+
+A database error raised on the connection of a transaction marks its innermost level
+(the savepoint of the innermost NESTED scope, else the root) rollback-only, through
+SQLAlchemy's ``handle_error`` event: whatever code sent the statement and whoever caught
+the error, that level can only roll back.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 from ._errors import conflict_error, is_conflict_error
 from .exceptions import (
     IllegalTransactionStateError,
+    PoolExhaustedError,
     RollbackOnlyError,
     TransactionRequiredError,
     UnsupportedDialectError,
@@ -166,6 +173,8 @@ class _Tx:
     """Began on SQLite while an enclosing transaction was open (short busy timeout)."""
     holds_lock: bool
     """Holds the manager's lock of a single shared connection (StaticPool)."""
+    task: asyncio.Task[Any] | None = None
+    """The task that began it."""
     database_isolation_level: str | None = None
     open: bool = True
     level: _Level | None = None
@@ -556,10 +565,13 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         return tx.session
 
     async def _begin_root(self, session: AsyncSession | None = None) -> _Tx:
+        enclosing = _open_transactions(self._previous)
+        task = _current_task()
         return await self._tm._begin(  # pyright: ignore[reportPrivateUsage]
             isolation_level=self._isolation_level,
             read_only=self._read_only,
-            enclosing=_open_transactions(self._previous),
+            enclosing=enclosing,
+            held=sum(1 for tx in enclosing if tx.task is task),
             propagation=self.propagation,
             session=session,
         )
@@ -930,7 +942,11 @@ class TransactionManager:
     while an enclosing transaction holds it raises `IllegalTransactionStateError`. A
     QueuePool that cannot hand out another connection while the enclosing transactions
     hold theirs (``pool_size + max_overflow`` too small) raises it too, instead of
-    waiting out ``pool_timeout``.
+    waiting out ``pool_timeout``. Under load, a task that holds connections through
+    suspended transactions and would wait for another one while every connection of the
+    pool is held by such waiting tasks raises `PoolExhaustedError` at once (none of them
+    could ever get one), and a wait for a connection that runs out ``pool_timeout``
+    raises it too, instead of SQLAlchemy's bare ``TimeoutError``.
 
     The ambient transaction belongs to the asyncio task that began it. A task created
     inside a transaction (``asyncio.create_task``, ``asyncio.gather``, a task group)
@@ -1023,6 +1039,8 @@ class TransactionManager:
             weakref.WeakKeyDictionary()
         )
         self._isolation_levels = _valid_isolation_levels(engine)
+        self._blocked_holders = 0
+        """Connections held by tasks of this manager that wait for another connection."""
         self._var: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
             f"sqla_uow_scope_{id(self):x}", default=None
         )
@@ -1189,6 +1207,7 @@ class TransactionManager:
         isolation_level: str | None,
         read_only: bool,
         enclosing: list[_Tx],
+        held: int,
         propagation: Propagation,
         session: AsyncSession | None = None,
     ) -> _Tx:
@@ -1196,10 +1215,17 @@ class TransactionManager:
 
         *enclosing* are the open transactions of the scopes around the new one (in
         this task and the tasks that created it): they cannot finish while the new
-        one runs, so what would wait for them forever fails fast instead.
+        one runs, so what would wait for them forever fails fast instead. *held* of
+        them were begun by this task: their connections stay checked out while it
+        waits for another one.
         """
         if enclosing:
             self._check_second_connection(propagation, len(enclosing))
+        capacity = self._pool_capacity()
+        if held and capacity is not None and self._blocked_holders + held >= capacity:
+            # Every connection is held by a task that waits for another one: none of
+            # them can come back.
+            raise self._pool_exhausted_error(propagation, held, capacity, waited=False)
         guarded = bool(enclosing) and self._dialect == "sqlite"
         holds_lock = False
         if self._shared_connection:
@@ -1223,7 +1249,11 @@ class TransactionManager:
                     options[_SQLITE_BUSY_OPTION] = _SQLITE_GUARD_BUSY_TIMEOUT_MS
             if not session.in_transaction():
                 await session.begin()
-            connection = await session.connection(execution_options=options or None)
+            self._blocked_holders += held
+            try:
+                connection = await session.connection(execution_options=options or None)
+            finally:
+                self._blocked_holders -= held
             if read_only and self._dialect in ("mysql", "mariadb"):
                 await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             if read_only and self._dialect == "sqlite":
@@ -1244,6 +1274,10 @@ class TransactionManager:
                 raise _sqlite_locked_error(
                     f"Propagation.{propagation.name} on SQLite could not begin a transaction"
                 ) from error
+            if isinstance(error, sa_exc.TimeoutError):
+                raise self._pool_exhausted_error(
+                    propagation, held, capacity, waited=True
+                ) from error
             raise
         tx = _Tx(
             session=session,
@@ -1252,6 +1286,7 @@ class TransactionManager:
             read_only=read_only,
             guarded=guarded,
             holds_lock=holds_lock,
+            task=_current_task(),
         )
         if connection.sync_connection is not None:
             _TRANSACTIONS[connection.sync_connection] = weakref.ref(tx)
@@ -1279,6 +1314,51 @@ class TransactionManager:
                         f"{enclosing} enclosing transaction(s) of this task hold them until "
                         "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
                     )
+
+    def _pool_capacity(self) -> int | None:
+        """The most connections the engine's pool hands out, if it has a fixed bound."""
+        pool = self._engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        max_overflow = getattr(pool, "_max_overflow", -1)
+        if not isinstance(max_overflow, int) or max_overflow < 0:
+            return None
+        return pool.size() + max_overflow
+
+    def _pool_exhausted_error(
+        self, propagation: Propagation, held: int, capacity: int | None, *, waited: bool
+    ) -> PoolExhaustedError:
+        pool = self._engine.pool
+        checked_out: int | None = None
+        if isinstance(pool, QueuePool):
+            checked_out = pool.checkedout()
+        size = "an unbounded pool" if capacity is None else f"a pool of {capacity}"
+        what = [f"{checked_out} are checked out"] if checked_out is not None else []
+        if held:
+            what.append(f"{held} of them by suspended transactions of this task")
+        others = self._blocked_holders
+        if others:
+            what.append(
+                f"{others} by other tasks that hold them through suspended transactions "
+                "and wait for another connection, like this one"
+            )
+        timeout = getattr(pool, "_timeout", None)
+        why = (
+            f"waited pool_timeout ({timeout} s) in vain"
+            if waited
+            else "every connection is held by a task that waits for another one, so none "
+            "can come back"
+        )
+        return PoolExhaustedError(
+            f"Propagation.{propagation.name} could not get a connection from {size} "
+            f"(pool_size + max_overflow): {why}; {', '.join(what) or 'no detail'}. A "
+            "transaction that begins inside another one (REQUIRES_NEW) needs a connection "
+            "of its own while the outer one keeps its: size the pool for the concurrent "
+            "tasks times the transactions each holds at once, or use Propagation.NESTED",
+            capacity=capacity,
+            checked_out=checked_out,
+            held_by_task=held,
+        )
 
     def _shared_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
