@@ -763,8 +763,9 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             level.callbacks.clear()
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
             if isinstance(error, Exception) and not _is_outcome_unknown(error):
+                fresh = frame.level = _Level(parent=None)
                 frame.tx = await self._begin_root(session)
-                _set_level(frame, _Level(parent=None))
+                _set_level(frame, fresh)
             _translate(tx, error)
             raise
         self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
@@ -800,8 +801,9 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             await _shielded(_rollback(session))
         finally:
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
+        fresh = frame.level = _Level(parent=None)
         frame.tx = await self._begin_root(session)
-        _set_level(frame, _Level(parent=None))
+        _set_level(frame, fresh)
 
 
 def _set_level(frame: _Frame, level: _Level) -> None:
@@ -1151,10 +1153,11 @@ class TransactionManager:
                 for pools that cannot hand out another connection.
 
         A root scope commits on a clean exit (then runs the on_commit callbacks) and
-        rolls back when an exception leaves it. A joined scope left by an exception
-        marks the transaction (or the savepoint it is in) rollback-only: its owner
-        then rolls back and raises `RollbackOnlyError` even if the exception was
-        swallowed in between.
+        rolls back when an exception leaves it. A joined scope left by an exception,
+        and any database error raised inside the transaction, mark the transaction
+        (or the savepoint of the innermost NESTED scope) rollback-only: its owner then
+        rolls back and raises `RollbackOnlyError` even if the exception was swallowed
+        in between.
 
         Example:
             ```python
@@ -1303,17 +1306,14 @@ class TransactionManager:
                 "in-memory SQLite database uses it by default); use a file database, "
                 "Propagation.NESTED, or begin it after the enclosing transaction ends"
             )
-        if isinstance(pool, QueuePool):
-            max_overflow = getattr(pool, "_max_overflow", -1)
-            if isinstance(max_overflow, int) and max_overflow >= 0:
-                capacity = pool.size() + max_overflow
-                if capacity <= enclosing:
-                    raise IllegalTransactionStateError(
-                        f"Propagation.{propagation.name} needs another connection, but the "
-                        f"pool holds at most {capacity} (pool_size + max_overflow) and the "
-                        f"{enclosing} enclosing transaction(s) of this task hold them until "
-                        "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
-                    )
+        capacity = self._pool_capacity()
+        if capacity is not None and capacity <= enclosing:
+            raise IllegalTransactionStateError(
+                f"Propagation.{propagation.name} needs another connection, but the "
+                f"pool holds at most {capacity} (pool_size + max_overflow) and the "
+                f"{enclosing} enclosing transaction(s) of this task hold them until "
+                "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
+            )
 
     def _pool_capacity(self) -> int | None:
         """The most connections the engine's pool hands out, if it has a fixed bound."""
@@ -1330,28 +1330,28 @@ class TransactionManager:
     ) -> PoolExhaustedError:
         pool = self._engine.pool
         checked_out: int | None = None
+        why = (
+            "waited pool_timeout in vain"
+            if waited
+            else "every connection is held by a task that waits for another one, so "
+            "none can come back"
+        )
         if isinstance(pool, QueuePool):
             checked_out = pool.checkedout()
+            if waited:
+                why = f"waited pool_timeout ({pool.timeout()} s) in vain"
         size = "an unbounded pool" if capacity is None else f"a pool of {capacity}"
-        what = [f"{checked_out} are checked out"] if checked_out is not None else []
+        held_by = [f"{checked_out} checked out"] if checked_out is not None else []
         if held:
-            what.append(f"{held} of them by suspended transactions of this task")
-        others = self._blocked_holders
-        if others:
-            what.append(
-                f"{others} by other tasks that hold them through suspended transactions "
-                "and wait for another connection, like this one"
+            held_by.append(f"{held} of them by suspended transactions of this task")
+        if self._blocked_holders:
+            held_by.append(
+                f"{self._blocked_holders} by other tasks that hold them through suspended "
+                "transactions and wait for another connection"
             )
-        timeout = getattr(pool, "_timeout", None)
-        why = (
-            f"waited pool_timeout ({timeout} s) in vain"
-            if waited
-            else "every connection is held by a task that waits for another one, so none "
-            "can come back"
-        )
         return PoolExhaustedError(
             f"Propagation.{propagation.name} could not get a connection from {size} "
-            f"(pool_size + max_overflow): {why}; {', '.join(what) or 'no detail'}. A "
+            f"(pool_size + max_overflow): {why}; {', '.join(held_by)}. A "
             "transaction that begins inside another one (REQUIRES_NEW) needs a connection "
             "of its own while the outer one keeps its: size the pool for the concurrent "
             "tasks times the transactions each holds at once, or use Propagation.NESTED",

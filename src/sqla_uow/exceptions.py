@@ -269,9 +269,13 @@ class IllegalTransactionStateError(TransactionError):
 class RollbackOnlyError(TransactionError):
     """The transaction was marked rollback-only and has been rolled back instead of committed.
 
-    A joined scope that exits with an exception marks its transaction rollback-only.
-    When outer code swallows that exception, the owner of the transaction rolls back
-    at its exit and raises this error instead of committing half the work.
+    A database error raised inside a transaction, and an exception that leaves a joined
+    scope, mark the innermost level rollback-only: the savepoint of the innermost
+    ``NESTED`` scope, else the transaction. When outer code swallows the exception,
+    that level rolls back at its exit (or at ``uow.commit()``), runs no on_commit
+    callback and raises this error, with the first error as ``__cause__``, instead of
+    committing half the work. Catch errors you want to recover from around a
+    ``NESTED`` scope.
 
     Example:
         ```python

@@ -13,7 +13,7 @@ import contextlib
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, String, select, text
+from sqlalchemy import MetaData, String, literal_column, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -160,6 +160,18 @@ class TestACaughtDatabaseError:
         with pytest.raises(RollbackOnlyError) as caught:
             await swallow_an_error()
         assert isinstance(caught.value.__cause__, DBAPIError)
+        assert await committed(tm.engine) == {}
+
+    async def test_of_a_repository_read_marks_it_too(self, tm: TransactionManager) -> None:
+        async def swallow_a_read_error() -> None:
+            async with tm.transaction():
+                repo = EntryRepository(tm.session)
+                await repo.create(id=5, ref="before")
+                with contextlib.suppress(DBAPIError):
+                    await repo.list(literal_column("no_such_column") == 1)
+
+        with pytest.raises(RollbackOnlyError):
+            await swallow_a_read_error()
         assert await committed(tm.engine) == {}
 
     async def test_makes_an_explicit_commit_raise(self, tm: TransactionManager) -> None:
