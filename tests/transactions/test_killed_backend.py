@@ -39,6 +39,19 @@ async def terminate(engine: AsyncEngine, pid: int, *, once: str | None = None) -
         assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
+async def wait_until_gone(engine: AsyncEngine, pid: int) -> None:
+    """Wait until backend *pid* has exited and the client has seen its socket close."""
+    async with engine.connect() as conn:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+        for _ in range(500):
+            if not await conn.scalar(query, {"pid": pid}):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"backend {pid} did not exit")
+    await asyncio.sleep(0.05)
+
+
 async def next_transaction_works(tm: TransactionManager) -> None:
     async with tm.transaction() as session:
         session.add(Account(name="next"))
@@ -87,6 +100,7 @@ class TestKilledBackend:
                 pid = await session.scalar(text("SELECT pg_backend_pid()"))
                 assert isinstance(pid, int)
                 await terminate(tm.engine, pid)
+                await wait_until_gone(tm.engine, pid)
             # the COMMIT goes to a terminated backend
 
         with pytest.raises(DBAPIError) as caught:
