@@ -121,8 +121,11 @@ class Propagation(enum.Enum):
     REQUIRES_NEW = "requires_new"
     """Suspend the active transaction and begin a new one on its own connection.
 
-    On SQLite a read-write one cannot begin inside a read-write transaction (which holds
-    the write lock): `IllegalTransactionStateError` after a short busy timeout.
+    The suspended transaction keeps its connection meanwhile, so the task holds two:
+    a pool whose connections are all held by tasks waiting for another one raises
+    `PoolExhaustedError`. On SQLite a read-write one cannot begin inside a read-write
+    transaction (which holds the write lock): `IllegalTransactionStateError` after a
+    short busy timeout.
     """
     NESTED = "nested"
     """Open a SAVEPOINT inside the active transaction, or begin one."""
