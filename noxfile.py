@@ -17,6 +17,7 @@ nox.options.sessions = ["lint", "typing", "tests"]
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+MARIADB_URL = "mysql+aiomysql://root@127.0.0.1:3306/test"
 
 
 def install(session: nox.Session, *groups: str, package: bool = True) -> None:
@@ -45,6 +46,18 @@ def tests_postgres(session: nox.Session) -> None:
         "SQLA_UOW_TEST_REQUIRE": "postgresql",
     }
     session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """Fault, fuzz and soak tests (``-m reliability``) with PostgreSQL and MariaDB required."""
+    install(session, "test", "examples")
+    env = {
+        "SQLA_UOW_TEST_POSTGRES_URL": os.environ.get("SQLA_UOW_TEST_POSTGRES_URL", POSTGRES_URL),
+        "SQLA_UOW_TEST_MARIADB_URL": os.environ.get("SQLA_UOW_TEST_MARIADB_URL", MARIADB_URL),
+        "SQLA_UOW_TEST_REQUIRE": "postgresql,mariadb",
+    }
+    session.run("pytest", "-m", "reliability", *session.posargs, env=env)
 
 
 @nox.session(python="3.10")

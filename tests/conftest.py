@@ -59,10 +59,18 @@ DEFAULT_BACKENDS = ("sqlite", "postgresql")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect backend-parametrised tests on backends their ``backends`` marker excludes."""
+    """Deselect backend-parametrised tests on backends their ``backends`` marker excludes.
+
+    Tests marked ``slow`` (the soak tests) are deselected too, unless a ``-m`` expression
+    selects tests by marker: ``pytest -m reliability`` runs them (``.ci/run`` does).
+    """
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
+    run_slow = bool(config.getoption("markexpr", ""))
     for item in items:
+        if not run_slow and item.get_closest_marker("slow") is not None:
+            dropped.append(item)
+            continue
         marker = item.get_closest_marker("backends")
         allowed = marker.args if marker is not None else DEFAULT_BACKENDS
         callspec = getattr(item, "callspec", None)

@@ -20,7 +20,13 @@ A transaction that begins while enclosing ones are still open (REQUIRES_NEW, REQ
 under NOT_SUPPORTED, or any root in a task created inside a transaction) cannot rely on
 them finishing first: where it would wait for them forever (a single shared connection,
 a pool without a connection to spare, SQLite's write lock) it fails fast with
-`IllegalTransactionStateError` instead.
+`IllegalTransactionStateError` instead, and with `PoolExhaustedError` where every
+connection of the pool is held by tasks that wait for another one.
+
+A database error raised on the connection of a transaction marks its innermost level
+(the savepoint of the innermost NESTED scope, else the root) rollback-only, through
+SQLAlchemy's ``handle_error`` event: whatever code sent the statement and whoever caught
+the error, that level can only roll back.
 """
 
 from __future__ import annotations
@@ -55,13 +61,14 @@ from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 from ._errors import conflict_error, is_conflict_error
 from .exceptions import (
     IllegalTransactionStateError,
+    PoolExhaustedError,
     RollbackOnlyError,
     TransactionRequiredError,
     UnsupportedDialectError,
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Engine, ExceptionContext
     from sqlalchemy.orm import InstanceState, Session
     from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -114,8 +121,11 @@ class Propagation(enum.Enum):
     REQUIRES_NEW = "requires_new"
     """Suspend the active transaction and begin a new one on its own connection.
 
-    On SQLite a read-write one cannot begin inside a read-write transaction (which holds
-    the write lock): `IllegalTransactionStateError` after a short busy timeout.
+    The suspended transaction keeps its connection meanwhile, so the task holds two:
+    a pool whose connections are all held by tasks waiting for another one raises
+    `PoolExhaustedError`. On SQLite a read-write one cannot begin inside a read-write
+    transaction (which holds the write lock): `IllegalTransactionStateError` after a
+    short busy timeout.
     """
     NESTED = "nested"
     """Open a SAVEPOINT inside the active transaction, or begin one."""
@@ -166,8 +176,12 @@ class _Tx:
     """Began on SQLite while an enclosing transaction was open (short busy timeout)."""
     holds_lock: bool
     """Holds the manager's lock of a single shared connection (StaticPool)."""
+    task: asyncio.Task[Any] | None = None
+    """The task that began it."""
     database_isolation_level: str | None = None
     open: bool = True
+    level: _Level | None = None
+    """The innermost open level (the root or a savepoint): a database error marks it."""
 
 
 @dataclass(eq=False)
@@ -388,11 +402,37 @@ def _restore_on_checkin(dbapi_connection: Any, connection_record: ConnectionPool
         cursor.close()
 
 
+_TRANSACTIONS: weakref.WeakKeyDictionary[Connection, weakref.ref[_Tx]] = weakref.WeakKeyDictionary()
+"""The open transaction of each connection a root scope began on."""
+
+
+def _on_database_error(context: ExceptionContext) -> None:
+    """Mark the innermost level of the connection's transaction rollback-only.
+
+    SQLAlchemy calls this ``handle_error`` hook for every error raised while a statement,
+    a flush, a BEGIN, a SAVEPOINT or a COMMIT runs on a connection, whatever code sent
+    it, so no caller can swallow a database error and then commit the rest of the
+    transaction: the savepoint the error was raised in (or else the root) can only roll
+    back. The hook never replaces the exception.
+    """
+    connection = context.connection
+    if connection is None:
+        return
+    ref = _TRANSACTIONS.get(connection)
+    tx = ref() if ref is not None else None
+    if tx is None or not tx.open:
+        return
+    error = context.sqlalchemy_exception or context.original_exception
+    _mark_rollback_only(tx.level, error)
+
+
 def _install_engine_hooks(engine: AsyncEngine) -> None:
-    """Install the SQLite transaction fix and the check-in restore hook (idempotent)."""
+    """Install the rollback-only and check-in hooks and the SQLite fix (idempotent)."""
     sync_engine: Engine = engine.sync_engine
     if not event.contains(sync_engine, "checkin", _restore_on_checkin):
         event.listen(sync_engine, "checkin", _restore_on_checkin)
+    if not event.contains(sync_engine, "handle_error", _on_database_error):
+        event.listen(sync_engine, "handle_error", _on_database_error)
     if sync_engine.dialect.name != "sqlite":
         return
     if not event.contains(sync_engine, "connect", _sqlite_on_connect):
@@ -515,21 +555,26 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                 self._nested = await active.session.begin_nested()
                 self.kind = "nested"
                 self._joined_savepoint = joins
-                self._push(_Frame(active, _Level(parent=current.level), task, p, previous))
+                level = active.level = _Level(parent=current.level)
+                self._push(_Frame(active, level, task, p, previous))
                 return active.session
 
         # Begin a transaction of our own: REQUIRED / NESTED with nothing to join,
         # REQUIRES_NEW always.
         tx = await self._begin_root()
         self.kind = "root"
-        self._push(_Frame(tx, _Level(parent=None), task, p, previous))
+        level = tx.level = _Level(parent=None)
+        self._push(_Frame(tx, level, task, p, previous))
         return tx.session
 
     async def _begin_root(self, session: AsyncSession | None = None) -> _Tx:
+        enclosing = _open_transactions(self._previous)
+        task = _current_task()
         return await self._tm._begin(  # pyright: ignore[reportPrivateUsage]
             isolation_level=self._isolation_level,
             read_only=self._read_only,
-            enclosing=_open_transactions(self._previous),
+            enclosing=enclosing,
+            held=sum(1 for tx in enclosing if tx.task is task),
             propagation=self.propagation,
             session=session,
         )
@@ -612,9 +657,11 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                     level.parent.callbacks.extend(level.callbacks)
                 return
             await self._rollback_savepoint(nested, level, exc)
-            if exc is None and level.rollback_only:
+            if exc is None and level.rollback_only and not self.discard_on_exit:
                 raise _rollback_only_error(level, "savepoint")
         finally:
+            assert frame.tx is not None
+            frame.tx.level = level.parent
             self._pop()
 
     @staticmethod
@@ -645,7 +692,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             if exc is not None or level.rollback_only or self.discard_on_exit:
                 level.callbacks.clear()
                 await _shielded(_discard(session, invalidate=False))
-                if exc is None and level.rollback_only:
+                if exc is None and level.rollback_only and not self.discard_on_exit:
                     raise _rollback_only_error(level, "transaction")
                 _translate(tx, exc)
                 return
@@ -705,12 +752,12 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
                 rolled_back = await self._rollback_savepoint(self._nested, level, error)
                 if isinstance(error, Exception) and rolled_back:
                     self._nested = await session.begin_nested()
-                    frame.level = _Level(parent=level.parent)
+                    _set_level(frame, _Level(parent=level.parent))
                 raise
             if level.parent is not None:
                 level.parent.callbacks.extend(level.callbacks)
             self._nested = await session.begin_nested()
-            frame.level = _Level(parent=level.parent)
+            _set_level(frame, _Level(parent=level.parent))
             return
         tx = frame.tx
         try:
@@ -719,12 +766,13 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             level.callbacks.clear()
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
             if isinstance(error, Exception) and not _is_outcome_unknown(error):
-                frame.level = _Level(parent=None)
+                fresh = frame.level = _Level(parent=None)
                 frame.tx = await self._begin_root(session)
+                _set_level(frame, fresh)
             _translate(tx, error)
             raise
         self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
-        frame.level = _Level(parent=None)
+        fresh = frame.level = _Level(parent=None)
         # The callbacks run outside the unit of work, as after the exit of a root scope:
         # a callback's own scope does not join the next transaction.
         self._var.set(self._previous)
@@ -733,6 +781,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         finally:
             self._var.set(frame)
         frame.tx = await self._begin_root(session)
+        _set_level(frame, fresh)
 
     async def rollback_and_continue(self) -> None:
         frame = self._require_innermost("rollback()")
@@ -748,15 +797,23 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
             assert self._nested is not None
             await _shielded(self._nested.rollback())
             self._nested = await session.begin_nested()
-            frame.level = _Level(parent=level.parent)
+            _set_level(frame, _Level(parent=level.parent))
             return
         tx = frame.tx
         try:
             await _shielded(_rollback(session))
         finally:
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
-        frame.level = _Level(parent=None)
+        fresh = frame.level = _Level(parent=None)
         frame.tx = await self._begin_root(session)
+        _set_level(frame, fresh)
+
+
+def _set_level(frame: _Frame, level: _Level) -> None:
+    """Make *level* the frame's level and the innermost one of its transaction."""
+    frame.level = level
+    if frame.tx is not None:
+        frame.tx.level = level
 
 
 def _open_transactions(frame: _Frame | None) -> list[_Tx]:
@@ -779,8 +836,10 @@ def _rollback_only_error(
 ) -> RollbackOnlyError:
     instead = "released" if what == "savepoint" else "committed"
     error = RollbackOnlyError(
-        f"a joined scope failed and marked the {what} rollback-only, so it was rolled back "
-        f"instead of {instead} (cause: {level.rollback_cause!r})"
+        f"the {what} was rolled back instead of {instead}: an earlier error inside it (a "
+        "database error, or an exception that left a joined scope) made it rollback-only, "
+        "even though the error was caught; to go on after an error, run the work that may "
+        f"fail in a Propagation.NESTED scope (cause: {level.rollback_cause!r})"
     )
     error.__cause__ = level.rollback_cause
     return error
@@ -888,7 +947,11 @@ class TransactionManager:
     while an enclosing transaction holds it raises `IllegalTransactionStateError`. A
     QueuePool that cannot hand out another connection while the enclosing transactions
     hold theirs (``pool_size + max_overflow`` too small) raises it too, instead of
-    waiting out ``pool_timeout``.
+    waiting out ``pool_timeout``. Under load, a task that holds connections through
+    suspended transactions and would wait for another one while every connection of the
+    pool is held by such waiting tasks raises `PoolExhaustedError` at once (none of them
+    could ever get one), and a wait for a connection that runs out ``pool_timeout``
+    raises it too, instead of SQLAlchemy's bare ``TimeoutError``.
 
     The ambient transaction belongs to the asyncio task that began it. A task created
     inside a transaction (``asyncio.create_task``, ``asyncio.gather``, a task group)
@@ -981,6 +1044,8 @@ class TransactionManager:
             weakref.WeakKeyDictionary()
         )
         self._isolation_levels = _valid_isolation_levels(engine)
+        self._blocked_holders = 0
+        """Connections held by tasks of this manager that wait for another connection."""
         self._var: contextvars.ContextVar[_Frame | None] = contextvars.ContextVar(
             f"sqla_uow_scope_{id(self):x}", default=None
         )
@@ -1091,10 +1156,11 @@ class TransactionManager:
                 for pools that cannot hand out another connection.
 
         A root scope commits on a clean exit (then runs the on_commit callbacks) and
-        rolls back when an exception leaves it. A joined scope left by an exception
-        marks the transaction (or the savepoint it is in) rollback-only: its owner
-        then rolls back and raises `RollbackOnlyError` even if the exception was
-        swallowed in between.
+        rolls back when an exception leaves it. A joined scope left by an exception,
+        and any database error raised inside the transaction, mark the transaction
+        (or the savepoint of the innermost NESTED scope) rollback-only: its owner then
+        rolls back and raises `RollbackOnlyError` even if the exception was swallowed
+        in between.
 
         Example:
             ```python
@@ -1147,6 +1213,7 @@ class TransactionManager:
         isolation_level: str | None,
         read_only: bool,
         enclosing: list[_Tx],
+        held: int,
         propagation: Propagation,
         session: AsyncSession | None = None,
     ) -> _Tx:
@@ -1154,10 +1221,17 @@ class TransactionManager:
 
         *enclosing* are the open transactions of the scopes around the new one (in
         this task and the tasks that created it): they cannot finish while the new
-        one runs, so what would wait for them forever fails fast instead.
+        one runs, so what would wait for them forever fails fast instead. *held* of
+        them were begun by this task: their connections stay checked out while it
+        waits for another one.
         """
         if enclosing:
             self._check_second_connection(propagation, len(enclosing))
+        capacity = self._pool_capacity()
+        if held and capacity is not None and self._blocked_holders + held >= capacity:
+            # Every connection is held by a task that waits for another one: none of
+            # them can come back.
+            raise self._pool_exhausted_error(propagation, held, capacity, waited=False)
         guarded = bool(enclosing) and self._dialect == "sqlite"
         holds_lock = False
         if self._shared_connection:
@@ -1181,7 +1255,11 @@ class TransactionManager:
                     options[_SQLITE_BUSY_OPTION] = _SQLITE_GUARD_BUSY_TIMEOUT_MS
             if not session.in_transaction():
                 await session.begin()
-            connection = await session.connection(execution_options=options or None)
+            self._blocked_holders += held
+            try:
+                connection = await session.connection(execution_options=options or None)
+            finally:
+                self._blocked_holders -= held
             if read_only and self._dialect in ("mysql", "mariadb"):
                 await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             if read_only and self._dialect == "sqlite":
@@ -1202,15 +1280,23 @@ class TransactionManager:
                 raise _sqlite_locked_error(
                     f"Propagation.{propagation.name} on SQLite could not begin a transaction"
                 ) from error
+            if isinstance(error, sa_exc.TimeoutError):
+                raise self._pool_exhausted_error(
+                    propagation, held, capacity, waited=True
+                ) from error
             raise
-        return _Tx(
+        tx = _Tx(
             session=session,
             connection=connection,
             isolation_level=isolation_level,
             read_only=read_only,
             guarded=guarded,
             holds_lock=holds_lock,
+            task=_current_task(),
         )
+        if connection.sync_connection is not None:
+            _TRANSACTIONS[connection.sync_connection] = weakref.ref(tx)
+        return tx
 
     def _check_second_connection(self, propagation: Propagation, enclosing: int) -> None:
         """Fail fast where a transaction inside open ones would wait for a connection forever."""
@@ -1223,17 +1309,59 @@ class TransactionManager:
                 "in-memory SQLite database uses it by default); use a file database, "
                 "Propagation.NESTED, or begin it after the enclosing transaction ends"
             )
+        capacity = self._pool_capacity()
+        if capacity is not None and capacity <= enclosing:
+            raise IllegalTransactionStateError(
+                f"Propagation.{propagation.name} needs another connection, but the "
+                f"pool holds at most {capacity} (pool_size + max_overflow) and the "
+                f"{enclosing} enclosing transaction(s) of this task hold them until "
+                "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
+            )
+
+    def _pool_capacity(self) -> int | None:
+        """The most connections the engine's pool hands out, if it has a fixed bound."""
+        pool = self._engine.pool
+        if not isinstance(pool, QueuePool):
+            return None
+        max_overflow = getattr(pool, "_max_overflow", -1)
+        if not isinstance(max_overflow, int) or max_overflow < 0:
+            return None
+        return pool.size() + max_overflow
+
+    def _pool_exhausted_error(
+        self, propagation: Propagation, held: int, capacity: int | None, *, waited: bool
+    ) -> PoolExhaustedError:
+        pool = self._engine.pool
+        checked_out: int | None = None
+        why = (
+            "waited pool_timeout in vain"
+            if waited
+            else "every connection is held by a task that waits for another one, so "
+            "none can come back"
+        )
         if isinstance(pool, QueuePool):
-            max_overflow = getattr(pool, "_max_overflow", -1)
-            if isinstance(max_overflow, int) and max_overflow >= 0:
-                capacity = pool.size() + max_overflow
-                if capacity <= enclosing:
-                    raise IllegalTransactionStateError(
-                        f"Propagation.{propagation.name} needs another connection, but the "
-                        f"pool holds at most {capacity} (pool_size + max_overflow) and the "
-                        f"{enclosing} enclosing transaction(s) of this task hold them until "
-                        "it ends; raise pool_size or max_overflow, or use Propagation.NESTED"
-                    )
+            checked_out = pool.checkedout()
+            if waited:
+                why = f"waited pool_timeout ({pool.timeout()} s) in vain"
+        size = "an unbounded pool" if capacity is None else f"a pool of {capacity}"
+        held_by = [f"{checked_out} checked out"] if checked_out is not None else []
+        if held:
+            held_by.append(f"{held} of them by suspended transactions of this task")
+        if self._blocked_holders:
+            held_by.append(
+                f"{self._blocked_holders} by other tasks that hold them through suspended "
+                "transactions and wait for another connection"
+            )
+        return PoolExhaustedError(
+            f"Propagation.{propagation.name} could not get a connection from {size} "
+            f"(pool_size + max_overflow): {why}; {', '.join(held_by)}. A "
+            "transaction that begins inside another one (REQUIRES_NEW) needs a connection "
+            "of its own while the outer one keeps its: size the pool for the concurrent "
+            "tasks times the transactions each holds at once, or use Propagation.NESTED",
+            capacity=capacity,
+            checked_out=checked_out,
+            held_by_task=held,
+        )
 
     def _shared_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

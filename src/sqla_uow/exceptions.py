@@ -13,7 +13,8 @@ two of them also derive from the built-in exception a caller would reach for fir
     └── TransactionError
         ├── TransactionRequiredError
         ├── IllegalTransactionStateError
-        └── RollbackOnlyError
+        ├── RollbackOnlyError          a caught error left the transaction rollback-only
+        └── PoolExhaustedError         no connection for a transaction to begin on
 
 Database errors that are part of the contract (integrity violations) are translated
 with ``raise ... from exc``: the driver's exception stays available as ``__cause__``.
@@ -43,6 +44,7 @@ __all__ = [
     "InvalidFieldError",
     "MultipleResultsError",
     "NotFoundError",
+    "PoolExhaustedError",
     "RollbackOnlyError",
     "SqlaUowError",
     "TransactionError",
@@ -267,9 +269,13 @@ class IllegalTransactionStateError(TransactionError):
 class RollbackOnlyError(TransactionError):
     """The transaction was marked rollback-only and has been rolled back instead of committed.
 
-    A joined scope that exits with an exception marks its transaction rollback-only.
-    When outer code swallows that exception, the owner of the transaction rolls back
-    at its exit and raises this error instead of committing half the work.
+    A database error raised inside a transaction, and an exception that leaves a joined
+    scope, mark the innermost level rollback-only: the savepoint of the innermost
+    ``NESTED`` scope, else the transaction. When outer code swallows the exception,
+    that level rolls back at its exit (or at ``uow.commit()``), runs no on_commit
+    callback and raises this error, with the first error as ``__cause__``, instead of
+    committing half the work. Catch errors you want to recover from around a
+    ``NESTED`` scope.
 
     Example:
         ```python
@@ -283,3 +289,43 @@ class RollbackOnlyError(TransactionError):
             ...  # nothing was committed
         ```
     """
+
+
+class PoolExhaustedError(TransactionError):
+    """A transaction could not begin: the connection pool had no connection to give.
+
+    Raised when waiting for a connection would never end, because every connection of
+    the pool is held by tasks that (like this one) hold one through a suspended
+    transaction and wait for another (``REQUIRES_NEW``), and when the wait runs out
+    the pool's ``pool_timeout``. Each transaction that begins inside another needs a
+    connection of its own: see the documentation on sizing the pool.
+
+    Attributes:
+        capacity: The most connections the pool hands out (``pool_size +
+            max_overflow``), or ``None`` when it has no fixed bound.
+        checked_out: The connections checked out when the error was raised.
+        held_by_task: The connections the current task holds through the enclosing
+            transactions it suspended.
+
+    Example:
+        ```python
+        try:
+            async with tm.transaction(propagation=Propagation.REQUIRES_NEW):
+                ...
+        except PoolExhaustedError as exc:
+            log.warning("pool of %s exhausted", exc.capacity)
+        ```
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        capacity: int | None = None,
+        checked_out: int | None = None,
+        held_by_task: int = 0,
+    ) -> None:
+        super().__init__(message)
+        self.capacity = capacity
+        self.checked_out = checked_out
+        self.held_by_task = held_by_task

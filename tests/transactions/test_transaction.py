@@ -8,13 +8,14 @@ import pytest
 from _accounts import Account, committed_names
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sqla_uow import Propagation, TransactionManager
 from sqla_uow.exceptions import (
     ConflictError,
     IllegalTransactionStateError,
+    RollbackOnlyError,
     TransactionRequiredError,
 )
 
@@ -296,10 +297,14 @@ class TestReadOnly:
     async def test_begins_a_read_only_transaction_on_postgresql(
         self, tm: TransactionManager
     ) -> None:
-        async with tm.transaction(read_only=True) as session:
-            assert await session.scalar(text("SHOW transaction_read_only")) == "on"
-            with pytest.raises(Exception, match="read-only transaction"):
-                await session.execute(text("DELETE FROM accounts"))
+        async def write_in_read_only() -> None:
+            async with tm.transaction(read_only=True) as session:
+                assert await session.scalar(text("SHOW transaction_read_only")) == "on"
+                with pytest.raises(DBAPIError, match="read-only transaction"):
+                    await session.execute(text("DELETE FROM accounts"))
+
+        with pytest.raises(RollbackOnlyError):
+            await write_in_read_only()
         async with tm.transaction() as session:
             assert await session.scalar(text("SHOW transaction_read_only")) == "off"
 
@@ -307,10 +312,14 @@ class TestReadOnly:
     async def test_sets_query_only_on_sqlite_and_resets_it_before_checkin(
         self, tm: TransactionManager
     ) -> None:
-        async with tm.transaction(read_only=True) as session:
-            assert await session.scalar(text("PRAGMA query_only")) == 1
-            with pytest.raises(Exception, match="readonly database"):
-                await session.execute(text("DELETE FROM accounts"))
+        async def write_in_read_only() -> None:
+            async with tm.transaction(read_only=True) as session:
+                assert await session.scalar(text("PRAGMA query_only")) == 1
+                with pytest.raises(DBAPIError, match="readonly database"):
+                    await session.execute(text("DELETE FROM accounts"))
+
+        with pytest.raises(RollbackOnlyError):
+            await write_in_read_only()
         async with tm.transaction() as session:
             assert await session.scalar(text("PRAGMA query_only")) == 0
             session.add(Account(name="Ann"))
@@ -332,9 +341,13 @@ class TestReadOnly:
 
     @pytest.mark.backends("mariadb")
     async def test_begins_a_read_only_transaction_on_mariadb(self, tm: TransactionManager) -> None:
-        async with tm.transaction(read_only=True) as session:
-            with pytest.raises(Exception, match="READ ONLY"):
-                await session.execute(text("DELETE FROM accounts"))
+        async def write_in_read_only() -> None:
+            async with tm.transaction(read_only=True) as session:
+                with pytest.raises(DBAPIError, match="READ ONLY"):
+                    await session.execute(text("DELETE FROM accounts"))
+
+        with pytest.raises(RollbackOnlyError):
+            await write_in_read_only()
 
 
 class TestOptions:
