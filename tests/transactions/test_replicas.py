@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from _accounts import Account, add
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -214,6 +214,38 @@ class TestFailures:
                     await reader()
             assert served == [False]
             assert "behind (max_lag=0.2)" in caplog.text
+
+    async def test_a_read_cancelled_by_a_conflict_with_recovery_is_retried(
+        self, engine: AsyncEngine, replica_url: str
+    ) -> None:
+        """SQLSTATE 40001 on a hot standby (``max_standby_streaming_delay`` of 1 s here)."""
+        async with engine.begin() as conn:
+            await conn.execute(insert(Account).values(name="read"))
+        await caught_up(engine, replica_url)
+        async with TransactionManager(engine, replicas=[replica_url]) as tm:
+            attempts: list[str | None] = []
+
+            async def lock_on_the_primary() -> None:
+                await asyncio.sleep(0.3)
+                async with engine.begin() as conn:  # replaying this waits for the standby's lock
+                    await conn.execute(text("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE"))
+
+            @transactional(tm, read_only=True, retries=2)
+            async def report() -> list[str]:
+                attempts.append(tm.current_replica)
+                if len(attempts) == 1:
+                    locker = asyncio.ensure_future(lock_on_the_primary())
+                    try:  # cancelled by the standby after max_standby_streaming_delay
+                        await tm.session.execute(
+                            text("SELECT pg_sleep(10) FROM accounts, (VALUES (1)) v")
+                        )
+                    finally:
+                        await locker
+                return await names(tm)
+
+            assert await report() == ["read"]
+            assert len(attempts) == 2
+            assert all(attempts), "an attempt ran on the primary"
 
     async def test_a_replica_that_refuses_connections_is_skipped(
         self, engine: AsyncEngine, replica_url: str, caplog: pytest.LogCaptureFixture
