@@ -84,6 +84,46 @@ async def replica_url(engine: AsyncEngine) -> str:
     return rendered
 
 
+async def wait_for_query_on(replica_url: str, needle: str) -> None:
+    """Wait until a query containing *needle* runs on the replica."""
+    watcher = create_async_engine(replica_url)
+    try:
+        async with watcher.connect() as conn:
+            for _ in range(200):
+                running = await conn.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                        "AND query LIKE :q AND pid <> pg_backend_pid()"
+                    ),
+                    {"q": f"%{needle}%"},
+                )
+                if running:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await watcher.dispose()
+    raise AssertionError(f"no query with {needle!r} started on the replica")
+
+
+async def received(primary: AsyncEngine, replica_url: str) -> None:
+    """Wait until the replica has received (not necessarily replayed) the primary's WAL."""
+    async with primary.connect() as conn:
+        target = await conn.scalar(text("SELECT pg_current_wal_lsn()"))
+    watcher = create_async_engine(replica_url)
+    try:
+        async with watcher.connect() as conn:
+            for _ in range(200):
+                got = await conn.scalar(
+                    text("SELECT pg_last_wal_receive_lsn() >= CAST(:t AS pg_lsn)"), {"t": target}
+                )
+                if got:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await watcher.dispose()
+    raise AssertionError("the replica did not receive the WAL in 10 s")
+
+
 @contextlib.asynccontextmanager
 async def replay_paused(replica_url: str) -> AsyncIterator[None]:
     admin = create_async_engine(replica_url, isolation_level="AUTOCOMMIT")
@@ -209,6 +249,7 @@ class TestFailures:
                 reader = await in_fresh_context(read)
                 async with tm.transaction():
                     await add(tm, "new")
+                await received(engine, replica_url)
                 await asyncio.sleep(0.5)
                 with caplog.at_level(logging.WARNING, logger="sqla_uow"):
                     await reader()
@@ -226,7 +267,7 @@ class TestFailures:
             attempts: list[str | None] = []
 
             async def lock_on_the_primary() -> None:
-                await asyncio.sleep(0.3)
+                await wait_for_query_on(replica_url, "pg_sleep")
                 async with engine.begin() as conn:  # replaying this waits for the standby's lock
                     await conn.execute(text("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE"))
 
@@ -268,7 +309,7 @@ class TestFailures:
         through_proxy = target.set(port=proxy.port).render_as_string(hide_password=False)
         try:
             async with TransactionManager(
-                engine, replicas=[through_proxy], replica_cooldown=0.3
+                engine, replicas=[through_proxy], replica_cooldown=1.0
             ) as tm:
 
                 async def served_by_replica() -> bool:
@@ -281,7 +322,7 @@ class TestFailures:
                     await proxy.stop()
                     assert [await served_by_replica() for _ in range(5)] == [False] * 5
                     await proxy.restart()
-                    await asyncio.sleep(0.4)
+                    await asyncio.sleep(1.1)
                     assert await served_by_replica()
                 messages = [r.getMessage() for r in caplog.records]
                 assert sum("is skipped" in m for m in messages) == 1
