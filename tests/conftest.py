@@ -23,6 +23,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import MetaData, text
@@ -39,6 +40,30 @@ EXAMPLE_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
     "mariadb": "mysql+aiomysql://root@127.0.0.1:3306/test",
 }
+
+
+def _through_pgbouncer() -> None:
+    """Give every asyncpg connection `pgbouncer_options`' arguments (``..._OPTIONS=pgbouncer``).
+
+    With ``SQLA_UOW_TEST_POSTGRES_URL`` pointing at PgBouncer in transaction mode, this runs
+    the whole PostgreSQL tier through the pooler, as `pgbouncer_options()` documents.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from sqla_uow import pgbouncer_options
+
+    connect_args = pgbouncer_options("postgresql+asyncpg://")["connect_args"]
+
+    @event.listens_for(Engine, "do_connect")
+    def _pgbouncer_safe(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
+            for key, value in connect_args.items():
+                cparams.setdefault(key, value)
+
+
+if os.environ.get("SQLA_UOW_TEST_POSTGRES_OPTIONS") == "pgbouncer":
+    _through_pgbouncer()
 
 
 def required_backends() -> set[str]:

@@ -38,7 +38,7 @@ import inspect
 import logging
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -59,6 +59,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
 from ._errors import conflict_error, is_conflict_error
+from ._replicas import Replica, ReplicaRouter, is_connection_failure
 from .exceptions import (
     IllegalTransactionStateError,
     PoolExhaustedError,
@@ -182,6 +183,10 @@ class _Tx:
     open: bool = True
     level: _Level | None = None
     """The innermost open level (the root or a savepoint): a database error marks it."""
+    replica: Replica | None = None
+    """The replica the transaction runs on (None: the primary)."""
+    router: ReplicaRouter | None = None
+    """Told of the commit of a read-write transaction (read-your-writes)."""
 
 
 @dataclass(eq=False)
@@ -853,6 +858,8 @@ async def _commit(tx: _Tx) -> None:
     except BaseException:
         await _shielded(_discard(session, invalidate=False))
         raise
+    router = tx.router
+    wrote = router is not None and tx.replica is None and router.wrote(tx.connection)
     try:
         await session.commit()
     except BaseException as error:
@@ -861,6 +868,12 @@ async def _commit(tx: _Tx) -> None:
         if isinstance(error, sa_exc.DBAPIError) and is_conflict_error(error):
             raise conflict_error(error) from error
         raise
+    if wrote and router is not None:
+        await router.note_commit()
+
+
+class _ReplicaBehind(Exception):
+    """The chosen replica has not replayed this context's last commit (or lags)."""
 
 
 def _translate(tx: _Tx, exc: BaseException | None) -> None:
@@ -976,22 +989,57 @@ class TransactionManager:
     """
 
     @overload
-    def __init__(self, bind: str | URL, /, **engine_options: Any) -> None: ...
+    def __init__(
+        self,
+        bind: str | URL,
+        /,
+        *,
+        replicas: Sequence[str | URL | AsyncEngine] = (),
+        max_lag: float | None = None,
+        replica_cooldown: float = 5.0,
+        read_your_writes_window: float = 2.0,
+        **engine_options: Any,
+    ) -> None: ...
     @overload
-    def __init__(self, bind: AsyncEngine | async_sessionmaker[AsyncSession], /) -> None: ...
+    def __init__(
+        self,
+        bind: AsyncEngine | async_sessionmaker[AsyncSession],
+        /,
+        *,
+        replicas: Sequence[str | URL | AsyncEngine] = (),
+        max_lag: float | None = None,
+        replica_cooldown: float = 5.0,
+        read_your_writes_window: float = 2.0,
+    ) -> None: ...
 
     def __init__(
         self,
         bind: str | URL | AsyncEngine | async_sessionmaker[AsyncSession],
         /,
+        *,
+        replicas: Sequence[str | URL | AsyncEngine] = (),
+        max_lag: float | None = None,
+        replica_cooldown: float = 5.0,
+        read_your_writes_window: float = 2.0,
         **engine_options: Any,
     ) -> None:
         """Make a manager for a URL, an engine or a bound session factory.
 
         Args:
             bind: A database URL, an `AsyncEngine`, or an `async_sessionmaker` bound
-                to an engine (or to a connection).
-            **engine_options: Passed to `create_async_engine` (only with a URL).
+                to an engine (or to a connection): the primary database.
+            replicas: Read replicas (URLs or engines). A transaction that begins
+                read-only runs on one of them, in turn; everything else runs on the
+                primary. See "Scaling out" in the docs for the guarantees.
+            max_lag: Skip a replica whose replay is more than this many seconds
+                behind (PostgreSQL; checked at most once a second per replica).
+            replica_cooldown: Seconds a replica is left out after it failed to
+                connect or lagged.
+            read_your_writes_window: Seconds after a commit during which the same
+                context reads from the primary, on backends without WAL positions
+                (PostgreSQL compares WAL positions instead).
+            **engine_options: Passed to `create_async_engine` (only with a URL; also
+                for replicas given as URLs).
 
         Raises:
             TypeError: *bind* is of another type, or engine options come with an
@@ -1003,6 +1051,7 @@ class TransactionManager:
             tm = TransactionManager("postgresql+asyncpg://app@db/shop", pool_size=10)
             tm = TransactionManager(engine)
             tm = TransactionManager(async_sessionmaker(engine, class_=MySession))
+            tm = TransactionManager(primary_url, replicas=[replica_url], max_lag=5.0)
             ```
         """
         if isinstance(bind, (str, URL)):
@@ -1038,6 +1087,19 @@ class TransactionManager:
             )
         self._engine = engine
         self._sessionmaker = sessionmaker
+        self._router = (
+            ReplicaRouter(
+                engine,
+                replicas,
+                engine_options=engine_options,
+                max_lag=max_lag,
+                cooldown=replica_cooldown,
+                read_your_writes_window=read_your_writes_window,
+                check_interval=1.0,
+            )
+            if replicas
+            else None
+        )
         self._dialect: str = engine.sync_engine.dialect.name
         self._shared_connection = isinstance(engine.pool, (StaticPool, SingletonThreadPool))
         self._shared_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -1050,6 +1112,9 @@ class TransactionManager:
             f"sqla_uow_scope_{id(self):x}", default=None
         )
         _install_engine_hooks(engine)
+        if self._router is not None:
+            for replica_engine in self._router.engines:
+                _install_engine_hooks(replica_engine)
 
     def __repr__(self) -> str:
         return f"TransactionManager({self._engine.url.render_as_string()!r})"
@@ -1090,6 +1155,8 @@ class TransactionManager:
             ```
         """
         await self._engine.dispose()
+        if self._router is not None:
+            await self._router.dispose()
 
     async def __aenter__(self: _TmT) -> _TmT:
         return self
@@ -1216,6 +1283,7 @@ class TransactionManager:
         held: int,
         propagation: Propagation,
         session: AsyncSession | None = None,
+        on_primary: bool = False,
     ) -> _Tx:
         """Begin a transaction (on a new session unless one is given) with its settings.
 
@@ -1224,22 +1292,31 @@ class TransactionManager:
         one runs, so what would wait for them forever fails fast instead. *held* of
         them were begun by this task: their connections stay checked out while it
         waits for another one.
+
+        A read-only transaction on a new session begins on a replica when the manager
+        has replicas (unless *on_primary*), and on the primary when none is usable.
         """
-        if enclosing:
+        replica: Replica | None = None
+        if self._router is not None and read_only and session is None and not on_primary:
+            replica = self._router.choose()
+        if enclosing and replica is None:
             self._check_second_connection(propagation, len(enclosing))
         capacity = self._pool_capacity()
-        if held and capacity is not None and self._blocked_holders + held >= capacity:
+        # Waiting for a replica's pool does not hold up the primary's.
+        waiting = held if replica is None else 0
+        if waiting and capacity is not None and self._blocked_holders + held >= capacity:
             # Every connection is held by a task that waits for another one: none of
             # them can come back.
             raise self._pool_exhausted_error(propagation, held, capacity, waited=False)
         guarded = bool(enclosing) and self._dialect == "sqlite"
         holds_lock = False
-        if self._shared_connection:
+        if self._shared_connection and replica is None:
             await self._shared_lock().acquire()
             holds_lock = True
         own_session = session is None
         if session is None:
-            session = self._sessionmaker(expire_on_commit=False)
+            maker = replica.sessionmaker if replica is not None else self._sessionmaker
+            session = maker(expire_on_commit=False)
         try:
             options: dict[str, Any] = {}
             if isolation_level is not None:
@@ -1255,11 +1332,11 @@ class TransactionManager:
                     options[_SQLITE_BUSY_OPTION] = _SQLITE_GUARD_BUSY_TIMEOUT_MS
             if not session.in_transaction():
                 await session.begin()
-            self._blocked_holders += held
+            self._blocked_holders += waiting
             try:
                 connection = await session.connection(execution_options=options or None)
             finally:
-                self._blocked_holders -= held
+                self._blocked_holders -= waiting
             if read_only and self._dialect in ("mysql", "mariadb"):
                 await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
             if read_only and self._dialect == "sqlite":
@@ -1267,6 +1344,13 @@ class TransactionManager:
                 pending: list[str] = connection.info.setdefault(_RESTORE_KEY, [])
                 if "PRAGMA query_only = 0" not in pending:
                     pending.append("PRAGMA query_only = 0")
+            router = self._router
+            if router is not None and replica is None:
+                router.begin_watch(connection)
+            elif replica is not None and router is not None:
+                fresh = await router.fresh_enough(replica, connection)
+                if not fresh:
+                    raise _ReplicaBehind(replica.name)
         except BaseException as error:
             try:
                 if own_session:
@@ -1280,6 +1364,19 @@ class TransactionManager:
                 raise _sqlite_locked_error(
                     f"Propagation.{propagation.name} on SQLite could not begin a transaction"
                 ) from error
+            if replica is not None and self._router is not None and isinstance(error, Exception):
+                if is_connection_failure(error):
+                    self._router.skip(replica, f"{type(error).__name__}: {error}")
+                elif not isinstance(error, _ReplicaBehind):
+                    raise
+                return await self._begin(
+                    isolation_level=isolation_level,
+                    read_only=read_only,
+                    enclosing=enclosing,
+                    held=held,
+                    propagation=propagation,
+                    on_primary=True,
+                )
             if isinstance(error, sa_exc.TimeoutError):
                 raise self._pool_exhausted_error(
                     propagation, held, capacity, waited=True
@@ -1293,6 +1390,8 @@ class TransactionManager:
             guarded=guarded,
             holds_lock=holds_lock,
             task=_current_task(),
+            replica=replica,
+            router=self._router,
         )
         if connection.sync_connection is not None:
             _TRANSACTIONS[connection.sync_connection] = weakref.ref(tx)
@@ -1397,6 +1496,24 @@ class TransactionManager:
             ```
         """
         return self._active_frame() is not None
+
+    @property
+    def current_replica(self) -> str | None:
+        """The name (``host:port``) of the replica the current task's transaction runs on.
+
+        None on the primary, and outside a transaction: for logging which server served
+        a read.
+
+        Example:
+            ```python
+            async with tm.transaction(read_only=True):
+                log.info("served by %s", tm.current_replica or "the primary")
+            ```
+        """
+        frame = self._active_frame()
+        if frame is None or frame.tx is None or frame.tx.replica is None:
+            return None
+        return frame.tx.replica.name
 
     @property
     def session(self) -> AsyncSession:
