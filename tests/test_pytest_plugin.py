@@ -9,12 +9,16 @@ run the database is checked directly: the tests committed, and nothing stayed.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from test_docs import python_blocks
+
 TABLES = ("plugin_audit", "plugin_users")
+HOW_TO_PAGE = Path(__file__).resolve().parents[1] / "docs" / "how-to" / "integration-tests.md"
 
 CONFTEST = """
 import asyncio
@@ -387,6 +391,7 @@ class TestConfiguration:
             """
             import pytest
             from sqlalchemy.ext.asyncio import create_async_engine
+from test_docs import python_blocks
             from sqlalchemy.pool import NullPool
 
             @pytest.fixture(scope="session")
@@ -448,3 +453,16 @@ class TestInert:
         result = pytester.runpytest_subprocess("--strict-config", "--trace-config")
         result.assert_outcomes(passed=1)
         result.stdout.fnmatch_lines(["*sqla_uow.testing.pytest_plugin*"])
+
+
+class TestTheHowToPage:
+    @pytest.mark.backends("sqlite", "postgresql", "mariadb")
+    async def test_its_code_is_a_test_suite_that_passes(
+        self, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, database_url: str
+    ) -> None:
+        source = "\n\n".join(block.source for block in python_blocks(HOW_TO_PAGE))
+        pytester.makeini(AUTO_INI + COMMON_INI)
+        pytester.makepyfile(test_page=source)
+        monkeypatch.setenv("TEST_DATABASE_URL", database_url)
+        result = pytester.runpytest_subprocess()
+        result.assert_outcomes(passed=3)
