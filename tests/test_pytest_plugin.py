@@ -434,7 +434,6 @@ class TestConfiguration:
             """
             import pytest
             from sqlalchemy.ext.asyncio import create_async_engine
-from test_docs import python_blocks
             from sqlalchemy.pool import NullPool
 
             @pytest.fixture(scope="session")

@@ -944,7 +944,10 @@ class TransactionManager:
 
         Args:
             bind: A database URL, an `AsyncEngine`, or an `async_sessionmaker` bound
-                to an engine (or to a connection).
+                to an engine (or to a connection). Bound to a connection with
+                ``join_transaction_mode="create_savepoint"``, every transaction is a
+                SAVEPOINT of the connection's transaction, as under the ``sqla_uow_tm``
+                pytest fixture (see the integration-tests how-to).
             **engine_options: Passed to `create_async_engine` (only with a URL).
 
         Raises:
