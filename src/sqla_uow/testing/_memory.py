@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast, get_args, get_origin
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
 from sqlalchemy.orm.state import InstanceState
 
@@ -69,20 +69,11 @@ def _compare(a: Any, b: Any, *, descending: bool) -> int:
     return -result if descending else result
 
 
-if TYPE_CHECKING:
-    from sqla_uow._repository import AsyncRepository
-
-    class _RepositoryType(AsyncRepository[ModelT]):
-        """To type checkers the fake is an `AsyncRepository`, so it can stand in for one."""
-
-else:
-
-    class _RepositoryType(Generic[ModelT]):
-        pass
-
-
-class InMemoryRepository(_RepositoryType[ModelT]):
+class InMemoryRepository(Generic[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
+
+    To type checkers it implements the `sqla_uow.Repository` protocol (it is not an
+    `AsyncRepository`): type the code that takes either with ``Repository[Model]``.
 
     It has the repository's async API, with the same validation (the same helpers
     check names and values) and the same errors: `InvalidFieldError` for an unknown
