@@ -36,6 +36,8 @@ BACKEND_URL_VARIABLES: dict[str, str] = {
     "mariadb": "SQLA_UOW_TEST_MARIADB_URL",
 }
 BACKENDS = ["sqlite", *BACKEND_URL_VARIABLES]
+pytest_plugins = ["pytester"]
+
 EXAMPLE_URLS = {
     "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:5432/test",
     "mariadb": "mysql+aiomysql://root@127.0.0.1:3306/test",

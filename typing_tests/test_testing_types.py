@@ -96,5 +96,6 @@ async def protocol_calls(session: AsyncSession) -> None:
             assert_type(user, User)
     SignupService(UserRepository(session))
     SignupService(InMemoryRepository(User))
-    as_real: AsyncRepository[User] = InMemoryRepository(User)
+    # The fake implements the protocol; it is not an AsyncRepository (checked: an error).
+    as_real: AsyncRepository[User] = InMemoryRepository(User)  # type: ignore[assignment]  # pyright: ignore[reportAssignmentType]
     assert_type(await as_real.get_one(1), User)

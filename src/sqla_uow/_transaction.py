@@ -712,7 +712,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         finally:
             self._tm._end(tx)  # pyright: ignore[reportPrivateUsage]
             self._pop()
-        await _run_callbacks(callbacks)
+        await self._tm._committed(callbacks)  # pyright: ignore[reportPrivateUsage]
 
     # -- used by the unit of work
 
@@ -782,7 +782,7 @@ class TransactionScope(AbstractAsyncContextManager["AsyncSession | None"]):
         # a callback's own scope does not join the next transaction.
         self._var.set(self._previous)
         try:
-            await _run_callbacks(level.callbacks)
+            await self._tm._committed(level.callbacks)  # pyright: ignore[reportPrivateUsage]
         finally:
             self._var.set(frame)
         frame.tx = await self._begin_root(session)
@@ -927,6 +927,23 @@ async def _run_callbacks(callbacks: list[OnCommitCallback]) -> None:
             )
 
 
+def _savepoint_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncConnection | None:
+    """The connection whose transaction holds every transaction of *sessionmaker*'s sessions.
+
+    A session factory bound to a connection with ``join_transaction_mode=
+    "create_savepoint"`` (SQLAlchemy's recipe for test suites, which the ``sqla_uow_tm``
+    pytest fixture uses) makes each session's transaction a SAVEPOINT of the
+    connection's transaction: a commit releases it, and nothing is committed until the
+    owner of the connection commits its transaction.
+    """
+    bind = sessionmaker.kw.get("bind")
+    if isinstance(bind, AsyncConnection) and (
+        sessionmaker.kw.get("join_transaction_mode") == "create_savepoint"
+    ):
+        return bind
+    return None
+
+
 # ------------------------------------------------------------------------ manager
 
 
@@ -1027,7 +1044,10 @@ class TransactionManager:
 
         Args:
             bind: A database URL, an `AsyncEngine`, or an `async_sessionmaker` bound
-                to an engine (or to a connection): the primary database.
+                to an engine (or to a connection): the primary database. Bound to a
+                connection with ``join_transaction_mode="create_savepoint"``, every
+                transaction is a SAVEPOINT of the connection's transaction, as under the
+                ``sqla_uow_tm`` pytest fixture (see the integration-tests how-to).
             replicas: Read replicas (URLs or engines). A transaction that begins
                 read-only runs on one of them, in turn; everything else runs on the
                 primary. See "Scaling out" in the docs for the guarantees.
@@ -1101,7 +1121,13 @@ class TransactionManager:
             else None
         )
         self._dialect: str = engine.sync_engine.dialect.name
-        self._shared_connection = isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+        self._savepoint_connection = _savepoint_connection(sessionmaker)
+        self._shared_connection = self._savepoint_connection is not None or isinstance(
+            engine.pool, (StaticPool, SingletonThreadPool)
+        )
+        self._on_commit_capture: contextvars.ContextVar[list[OnCommitCallback] | None] = (
+            contextvars.ContextVar(f"sqla_uow_capture_{id(self):x}", default=None)
+        )
         self._shared_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
         )
@@ -1318,10 +1344,15 @@ class TransactionManager:
             maker = replica.sessionmaker if replica is not None else self._sessionmaker
             session = maker(expire_on_commit=False)
         try:
+            # Under a savepoint manager a transaction is a SAVEPOINT of the connection's
+            # transaction, which keeps the settings it began with: isolation_level and
+            # read_only are recorded (joining scopes are checked against them as usual)
+            # but not applied.
+            applies = self._savepoint_connection is None
             options: dict[str, Any] = {}
-            if isolation_level is not None:
+            if isolation_level is not None and applies:
                 options["isolation_level"] = isolation_level
-            if read_only and self._dialect == "postgresql":
+            if read_only and applies and self._dialect == "postgresql":
                 options["postgresql_readonly"] = True
             if self._dialect == "sqlite":
                 # Writers take the write lock at BEGIN and queue on the busy timeout;
@@ -1337,9 +1368,9 @@ class TransactionManager:
                 connection = await session.connection(execution_options=options or None)
             finally:
                 self._blocked_holders -= waiting
-            if read_only and self._dialect in ("mysql", "mariadb"):
+            if read_only and applies and self._dialect in ("mysql", "mariadb"):
                 await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-            if read_only and self._dialect == "sqlite":
+            if read_only and applies and self._dialect == "sqlite":
                 await connection.exec_driver_sql("PRAGMA query_only = 1")
                 pending: list[str] = connection.info.setdefault(_RESTORE_KEY, [])
                 if "PRAGMA query_only = 0" not in pending:
@@ -1400,6 +1431,16 @@ class TransactionManager:
     def _check_second_connection(self, propagation: Propagation, enclosing: int) -> None:
         """Fail fast where a transaction inside open ones would wait for a connection forever."""
         pool = self._engine.pool
+        if self._savepoint_connection is not None:
+            raise IllegalTransactionStateError(
+                f"Propagation.{propagation.name} has to begin a transaction of its own while "
+                "an enclosing one is open, but every transaction of this manager is a "
+                "SAVEPOINT of one outer transaction on one connection (the sqla_uow_tm test "
+                "fixture, or a session factory bound to a connection with "
+                "join_transaction_mode='create_savepoint'): a transaction that commits "
+                "independently of the enclosing one cannot be emulated there. Test this "
+                "code against a database it really commits to, or use Propagation.NESTED"
+            )
         if self._shared_connection:
             raise IllegalTransactionStateError(
                 f"Propagation.{propagation.name} has to begin a transaction while an enclosing "
@@ -1475,6 +1516,19 @@ class TransactionManager:
         if tx.holds_lock:
             tx.holds_lock = False
             self._shared_lock().release()
+
+    async def _committed(self, callbacks: list[OnCommitCallback]) -> None:
+        """Run the on_commit callbacks of a committed transaction, or hand them over.
+
+        Inside `sqla_uow.testing.capture_on_commit` they go to its list. Under a
+        savepoint manager nothing was committed yet (only a SAVEPOINT released), so
+        they do not run.
+        """
+        captured = self._on_commit_capture.get()
+        if captured is not None:
+            captured.extend(callbacks)
+        elif self._savepoint_connection is None:
+            await _run_callbacks(callbacks)
 
     # -- ambient scope
 

@@ -23,8 +23,14 @@ Example:
 
 from __future__ import annotations
 
+from ._capture import capture_on_commit
 from ._expressions import UnsupportedExpressionError
 from ._memory import InMemoryRepository
 from ._uow import FakeUnitOfWork
 
-__all__ = ["FakeUnitOfWork", "InMemoryRepository", "UnsupportedExpressionError"]
+__all__ = [
+    "FakeUnitOfWork",
+    "InMemoryRepository",
+    "UnsupportedExpressionError",
+    "capture_on_commit",
+]

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import elements, operators
-from sqlalchemy.sql.schema import Column
+from sqlalchemy.sql.schema import Column, UniqueConstraint
 
 from sqla_uow._filters import (
     _mapped_key,  # pyright: ignore[reportPrivateUsage]
@@ -100,7 +100,7 @@ class ModelInfo:
         seen = {pk}
         groups: list[tuple[Any, Iterable[Any]]] = []
         for constraint in getattr(table, "constraints", ()):
-            if type(constraint).__name__ == "UniqueConstraint":
+            if isinstance(constraint, UniqueConstraint):
                 groups.append((constraint.name, constraint.columns))
         for index in getattr(table, "indexes", ()):
             if index.unique:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast, get_args, get_origin
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
 from sqlalchemy.orm.state import InstanceState
 
@@ -69,20 +69,11 @@ def _compare(a: Any, b: Any, *, descending: bool) -> int:
     return -result if descending else result
 
 
-if TYPE_CHECKING:
-    from sqla_uow._repository import AsyncRepository
-
-    class _RepositoryType(AsyncRepository[ModelT]):
-        """To type checkers the fake is an `AsyncRepository`, so it can stand in for one."""
-
-else:
-
-    class _RepositoryType(Generic[ModelT]):
-        pass
-
-
-class InMemoryRepository(_RepositoryType[ModelT]):
+class InMemoryRepository(Generic[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
+
+    To type checkers it implements the `sqla_uow.Repository` protocol (it is not an
+    `AsyncRepository`): type the code that takes either with ``Repository[Model]``.
 
     It has the repository's async API, with the same validation (the same helpers
     check names and values) and the same errors: `InvalidFieldError` for an unknown
@@ -738,13 +729,42 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         pk = self._info.pk
         rows_values = self._fake_row_values(rows)
         _check_update_rows(self.model, rows_values, pk, sorted(self._info.columns))
+        seen: dict[tuple[Any, ...], int] = {}
+        for index, row in enumerate(rows_values):
+            identity = tuple(row[name] for name in pk)
+            first = seen.setdefault(identity, index)
+            if first != index:
+                raise _duplicate_row_error(self.model, index, first, pk, identity)
         updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
         for row in rows_values:
             obj = self._rows.get(tuple(row[name] for name in pk))
             if obj is not None:
                 updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
-        self._update(updates)
+        self._in_order([(update, None) for update in updates], onupdate=True)
         return len(updates)
+
+    def _in_order(
+        self,
+        writes: Sequence[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]],
+        *,
+        onupdate: bool,
+    ) -> None:
+        """Apply updates and inserts one row at a time, all or nothing.
+
+        A database checks unique constraints row by row, in the order of the rows (on
+        SQLite, PostgreSQL and MariaDB alike): two rows that swap unique values fail
+        even though the final state would be valid.
+        """
+        snapshot = self._snapshot()
+        try:
+            for update, insert in writes:
+                if update is not None:
+                    self._update([update], onupdate=onupdate)
+                if insert is not None:
+                    self._insert([insert])
+        except BaseException:
+            self._restore(snapshot)
+            raise
 
     async def delete(self, pk_or_instance: Any) -> bool:
         """Remove an instance (by primary key or instance); whether anything was removed.
@@ -890,27 +910,20 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         existing = {
             tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
         }
-        inserts: builtins.list[ModelT] = []
-        updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
+        writes: builtins.list[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]] = []
         for row in rows_values:
             target = existing.get(tuple(row[name] for name in conflict))
             if target is None:
-                inserts.append(self.model(**row))
+                writes.append((None, self.model(**row)))
                 continue
             if explicit is None:
                 names = [k for k in row if k not in conflict and k not in self._info.pk]
             else:
                 names = builtins.list(explicit)
             if names:
-                updates.append((target, {name: row[name] for name in names}))
-        snapshot = self._snapshot()
-        try:
-            self._update(updates, onupdate=False)
-            self._insert(inserts)
-        except BaseException:
-            self._restore(snapshot)
-            raise
-        return len(inserts) + len(updates)
+                writes.append(((target, {name: row[name] for name in names}), None))
+        self._in_order(writes, onupdate=False)
+        return len(writes)
 
     def _fake_column_names(self, option: str, names: Sequence[str]) -> tuple[str, ...]:
         if isinstance(names, str):
