@@ -4,8 +4,10 @@ Conventions:
 
 - A page is one program: its blocks run in order in one namespace, so a later block reuses
   the models and objects of an earlier one. Top-level ``await`` is allowed.
-- Each page runs in a fresh temporary working directory, so the relative SQLite URL the
-  snippets use (``sqlite+aiosqlite:///shop.db``) names a new, empty database per page.
+- No page writes into the working directory: pages use an in-memory SQLite database
+  (``sqlite+aiosqlite://``) or, where they need a second connection, a file in a new
+  temporary folder, and say so. Each page runs in an empty working directory, which must
+  still be empty afterwards.
 - An HTML comment on the line before a fence marks a block (invisible on the site):
   ``<!-- docs-test: skip (reason) -->`` never runs the block (kept few: counted below);
   ``<!-- docs-test: postgresql -->`` runs the block only in the page's PostgreSQL run,
@@ -218,7 +220,7 @@ async def _dispose_leftovers(namespace: dict[str, object]) -> None:
 
 @pytest.fixture
 def page_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty working directory: ``sqlite+aiosqlite:///shop.db`` is a new database."""
+    """A fresh, empty working directory, to see whether a page writes files into it."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -242,6 +244,8 @@ class TestDocumentationSnippets:
     async def test_page_runs_on_sqlite(self, path: Path, page_cwd: Path) -> None:
         ran = await run_page(path, postgres_url=None)
         assert ran == sum(1 for b in python_blocks(path) if b.marker is None)
+        left = sorted(entry.name for entry in page_cwd.iterdir())
+        assert not left, f"{_page_id(path)} wrote {left} into the working directory"
 
     @pytest.mark.backends("postgresql")
     @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
