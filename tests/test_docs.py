@@ -29,6 +29,7 @@ import contextlib
 import gc
 import inspect
 import io
+import os
 import re
 import sys
 import textwrap
@@ -244,7 +245,7 @@ class TestDocumentationSnippets:
     async def test_page_runs_on_sqlite(self, path: Path, page_cwd: Path) -> None:
         ran = await run_page(path, postgres_url=None)
         assert ran == sum(1 for b in python_blocks(path) if b.marker is None)
-        left = sorted(entry.name for entry in page_cwd.iterdir())
+        left = sorted(os.listdir(page_cwd))
         assert not left, f"{_page_id(path)} wrote {left} into the working directory"
 
     @pytest.mark.backends("postgresql")
