@@ -17,8 +17,11 @@ Conventions:
 - A block that calls ``asyncio.run(...)`` at its top level is a complete program: it runs
   in a worker thread, where no event loop is running.
 - A ``#> text`` comment (after a ``print`` call, or on the lines below it) is output:
-  the block must print ``text`` (the comparison is "contains", line by line).
+  the block must print ``text`` (the comparison is "contains", line by line), or, where
+  the block only defines the function that prints it, a later block that calls it.
 - Blocks in other languages (``text``, ``bash``, ``toml``) are never run.
+- A page listed in ``COMPLETE_PROGRAMS`` says its blocks, pasted one after the other into
+  a file, make a program: that file runs with ``python`` and prints the ``#>`` output.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import inspect
 import io
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import types
@@ -123,6 +127,7 @@ def _page_id(path: Path) -> str:
 
 
 PAGES = [page for page in documented_pages() if python_blocks(page)]
+COMPLETE_PROGRAMS = [ROOT / "README.md", DOCS / "tutorial.md"]
 POSTGRES_PAGES = [
     page for page in PAGES if any(b.marker == "postgresql" for b in python_blocks(page))
 ]
@@ -136,6 +141,8 @@ async def run_page(path: Path, *, postgres_url: str | None) -> int:
     sys.modules[name] = module
     namespace = module.__dict__
     ran = 0
+    printed = io.StringIO()  # what the page's blocks printed so far
+    expected: list[tuple[Block, str, int]] = []  # not printed yet: block, text, from where
     with warnings.catch_warnings():
         # Pages that demonstrate MissingGreenlet (an implicit load in async code) leave
         # the driver's never-awaited coroutine behind; that warning is the point there.
@@ -150,8 +157,18 @@ async def run_page(path: Path, *, postgres_url: str | None) -> int:
                     continue
                 if block.marker not in {None, "postgresql"}:
                     pytest.fail(f"{block.where}: unknown docs-test marker {block.marker!r}")
-                await _run_block(block, namespace, postgres_url=postgres_url)
+                start = printed.tell()
+                await _run_block(block, namespace, printed, postgres_url=postgres_url)
+                expected += [(block, text, start) for text in expected_output(block.source)]
+                output = printed.getvalue()
+                expected = [item for item in expected if item[1] not in output[item[2] :]]
                 ran += 1
+            if expected:
+                block, text, start = expected[0]
+                raise AssertionError(
+                    f"docs block at {block.where} should print {text!r}; it printed "
+                    f"(with the blocks after it):\n{printed.getvalue()[start:]}"
+                )
         finally:
             await _dispose_leftovers(namespace)
             sys.modules.pop(name, None)
@@ -161,7 +178,7 @@ async def run_page(path: Path, *, postgres_url: str | None) -> int:
 
 
 async def _run_block(
-    block: Block, namespace: dict[str, object], *, postgres_url: str | None
+    block: Block, namespace: dict[str, object], output: io.StringIO, *, postgres_url: str | None
 ) -> None:
     source = block.source
     if postgres_url is not None:
@@ -169,7 +186,6 @@ async def _run_block(
     # Pad with blank lines so tracebacks point at the right line of the page.
     padded = "\n" * (block.line) + source
     code = compile(padded, str(block.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    output = io.StringIO()
     try:
         with contextlib.redirect_stdout(output):
             if _calls_asyncio_run(source):
@@ -181,11 +197,6 @@ async def _run_block(
                     await result
     except Exception as exc:
         raise AssertionError(f"docs block at {block.where} failed: {exc!r}") from exc
-    printed = output.getvalue()
-    for expected in expected_output(source):
-        assert expected in printed, (
-            f"docs block at {block.where} should print {expected!r}; it printed:\n{printed}"
-        )
 
 
 def expected_output(source: str) -> list[str]:
@@ -247,6 +258,24 @@ class TestDocumentationSnippets:
         assert ran == sum(1 for b in python_blocks(path) if b.marker is None)
         left = sorted(os.listdir(page_cwd))
         assert not left, f"{_page_id(path)} wrote {left} into the working directory"
+
+    @pytest.mark.parametrize("path", COMPLETE_PROGRAMS, ids=_page_id)
+    def test_page_pasted_into_a_file_runs_with_python(self, path: Path, tmp_path: Path) -> None:
+        program = tmp_path / "program.py"
+        source = "\n\n".join(b.source for b in python_blocks(path) if b.marker is None)
+        program.write_text(source, encoding="utf-8")
+        run = subprocess.run(
+            [sys.executable, str(program)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        for expected in expected_output(source):
+            assert expected in run.stdout, f"{_page_id(path)} should print {expected!r}"
+        assert os.listdir(tmp_path) == ["program.py"], "the program wrote into its directory"
 
     @pytest.mark.backends("postgresql")
     @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -319,6 +348,24 @@ class TestDocumentationConventions:
         assert await run_page(page, postgres_url=None) == 1
         page.write_text('```python\nprint("hello")\n#> goodbye\n```\n', encoding="utf-8")
         with pytest.raises(AssertionError, match="should print 'goodbye'"):
+            await run_page(page, postgres_url=None)
+
+    async def test_output_of_a_function_may_come_from_a_later_block_that_calls_it(
+        self, tmp_path: Path, page_cwd: Path
+    ) -> None:
+        page = tmp_path / "page.md"
+        page.write_text(
+            '```python\ndef greet() -> None:\n    print("hi")  #> hi\n```\n\n'
+            "```python\ngreet()\n```\n",
+            encoding="utf-8",
+        )
+        assert await run_page(page, postgres_url=None) == 2
+        # Output printed before the block with the comment does not count.
+        page.write_text(
+            '```python\nprint("early")\n```\n\n```python\nprint("late")  #> early\n```\n',
+            encoding="utf-8",
+        )
+        with pytest.raises(AssertionError, match=r"page\.md:5 should print 'early'"):
             await run_page(page, postgres_url=None)
 
     def test_the_reference_lists_every_public_name(self) -> None:
