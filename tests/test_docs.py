@@ -20,6 +20,11 @@ Conventions:
   the block must print ``text`` (the comparison is "contains", line by line), or, where
   the block only defines the function that prints it, a later block that calls it.
 - Blocks in other languages (``text``, ``bash``, ``toml``) are never run.
+- Every page's program is also type-checked with ``mypy --strict`` (top-level ``await``,
+  ``async with`` and ``async for`` allowed), one mypy run for all pages. A block that
+  is a fragment the type checker cannot follow is marked ``<!-- docs-test: untyped
+  (reason) -->``: it runs, but is not type-checked (kept few: counted below). Skipped
+  blocks are not type-checked either.
 - A page listed in ``COMPLETE_PROGRAMS`` says its blocks, pasted one after the other into
   a file, make a program: that file runs with ``python`` and prints the ``#>`` output.
 """
@@ -60,6 +65,18 @@ EXPECTED_SKIPS: dict[str, int] = {
     "docs/explanation/why-unit-of-work.md": 1,
     "docs/how-to/retries.md": 1,
 }
+# Blocks that run but are not type-checked, by page; the same rule.
+EXPECTED_UNTYPED: dict[str, int] = {
+    "docs/how-to/migrating.md": 9,  # the hand-written code the page starts from
+    "docs/how-to/repositories.md": 1,
+}
+MARKERS = {None, "skip", "postgresql", "untyped"}
+# How the docs are type-checked: strict, with the project's mypy configuration; a page is
+# a program with top-level await (real syntax errors still stop mypy: it exits with 2).
+MYPY_ARGS = ["--strict", "--disable-error-code=top-level-await", "--disable-error-code=syntax"]
+_MYPY_LINE = re.compile(
+    r"^(?P<file>[^:\n]+\.py):(?P<line>\d+): (?P<kind>error|note): (?P<text>.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +87,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     language: str
     source: str
-    marker: str | None  # "skip", "postgresql" or None
+    marker: str | None  # "skip", "postgresql", "untyped" or None
     reason: str
 
     @property
@@ -155,7 +172,7 @@ async def run_page(path: Path, *, postgres_url: str | None) -> int:
                     continue
                 if block.marker == "postgresql" and postgres_url is None:
                     continue
-                if block.marker not in {None, "postgresql"}:
+                if block.marker not in {None, "postgresql", "untyped"}:
                     pytest.fail(f"{block.where}: unknown docs-test marker {block.marker!r}")
                 start = printed.tell()
                 await _run_block(block, namespace, printed, postgres_url=postgres_url)
@@ -230,6 +247,58 @@ async def _dispose_leftovers(namespace: dict[str, object]) -> None:
             await engine.dispose()
 
 
+def typed_program(path: Path) -> str:
+    """The page's type-checked blocks as one module, each block at its line of the page."""
+    lines: list[str] = []
+    for block in python_blocks(path):
+        if block.marker in {"skip", "untyped"}:
+            continue
+        lines += [""] * (block.line - len(lines))
+        lines += block.source.splitlines()
+    return "\n".join(lines) + "\n"
+
+
+def check_types(pages: list[Path], folder: Path) -> dict[str, list[str]]:
+    """Type-check the programs of *pages* in one mypy run: the errors of each, by page."""
+    modules: dict[str, str] = {}
+    for path in pages:
+        name = "docs_" + re.sub(r"\W", "_", _page_id(path)) + ".py"
+        (folder / name).write_text(typed_program(path), encoding="utf-8")
+        modules[name] = _page_id(path)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            *MYPY_ARGS,
+            "--no-error-summary",
+            f"--cache-dir={ROOT / '.mypy_cache' / 'docs'}",
+            *(str(folder / name) for name in modules),
+        ],
+        cwd=ROOT,  # the project's [tool.mypy] configuration applies
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    errors: dict[str, list[str]] = {page: [] for page in modules.values()}
+    for line in run.stdout.splitlines():
+        match = _MYPY_LINE.match(line)
+        if match is None or Path(match["file"]).name not in modules:
+            continue
+        page = modules[Path(match["file"]).name]
+        errors[page].append(f"{page}:{match['line']}: {match['kind']}: {match['text']}")
+    if run.returncode not in {0, 1} or (run.returncode == 1 and not any(errors.values())):
+        pytest.fail(f"mypy could not check the docs:\n{run.stdout}{run.stderr}")
+    return errors
+
+
+@pytest.fixture(scope="module")
+def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """The ``mypy --strict`` errors of every documented page, by page."""
+    return check_types(PAGES, tmp_path_factory.mktemp("docs_typing"))
+
+
 @pytest.fixture
 def page_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty working directory, to see whether a page writes files into it."""
@@ -255,7 +324,7 @@ class TestDocumentationSnippets:
     @pytest.mark.parametrize("path", PAGES, ids=_page_id)
     async def test_page_runs_on_sqlite(self, path: Path, page_cwd: Path) -> None:
         ran = await run_page(path, postgres_url=None)
-        assert ran == sum(1 for b in python_blocks(path) if b.marker is None)
+        assert ran == sum(1 for b in python_blocks(path) if b.marker in {None, "untyped"})
         left = sorted(os.listdir(page_cwd))
         assert not left, f"{_page_id(path)} wrote {left} into the working directory"
 
@@ -287,23 +356,52 @@ class TestDocumentationSnippets:
         assert ran == sum(1 for b in python_blocks(path) if b.marker != "skip")
 
 
+class TestDocumentationTypes:
+    @pytest.mark.parametrize("path", PAGES, ids=_page_id)
+    def test_page_passes_mypy_strict(self, path: Path, mypy_errors: dict[str, list[str]]) -> None:
+        errors = mypy_errors[_page_id(path)]
+        assert not errors, "mypy --strict finds:\n" + "\n".join(errors)
+
+    def test_reports_an_error_at_its_line_of_the_page(self, tmp_path: Path) -> None:
+        page = tmp_path / "page.md"
+        page.write_text(
+            "```python\nx: int = 1\n```\n\ntext\n\n```python\ny: str = x\n```\n\n"
+            "<!-- docs-test: untyped (a fragment) -->\n```python\nz: str = x\n```\n",
+            encoding="utf-8",
+        )
+        folder = tmp_path / "typed"
+        folder.mkdir()
+        errors = check_types([page], folder)
+        assert errors == {
+            str(page): [
+                f"{page}:8: error: Incompatible types in assignment (expression has type "
+                '"int", variable has type "str")  [assignment]'
+            ]
+        }
+
+
 class TestDocumentationConventions:
-    def test_skipped_blocks_are_few_and_listed(self) -> None:
-        skips: dict[str, int] = {}
+    @pytest.mark.parametrize(
+        ("marker", "listed"), [("skip", EXPECTED_SKIPS), ("untyped", EXPECTED_UNTYPED)]
+    )
+    def test_skipped_and_untyped_blocks_are_few_and_listed(
+        self, marker: str, listed: dict[str, int]
+    ) -> None:
+        counts: dict[str, int] = {}
         total = 0
         for path in documented_pages():
             for block in python_blocks(path):
                 total += 1
-                if block.marker == "skip":
-                    assert block.reason, f"{block.where}: a skip needs a reason"
-                    skips[_page_id(path)] = skips.get(_page_id(path), 0) + 1
-        assert skips == EXPECTED_SKIPS
-        assert sum(skips.values()) * 10 <= total, "more than one block in ten is skipped"
+                if block.marker == marker:
+                    assert block.reason, f"{block.where}: a {marker} marker needs a reason"
+                    counts[_page_id(path)] = counts.get(_page_id(path), 0) + 1
+        assert counts == listed
+        assert sum(counts.values()) * 10 <= total, f"more than one block in ten is {marker}"
 
     def test_every_marker_is_known(self) -> None:
         for path in documented_pages():
             for block in extract_blocks(path):
-                assert block.marker in {None, "skip", "postgresql"}, block.where
+                assert block.marker in MARKERS, block.where
 
     def test_every_page_is_in_the_navigation(self) -> None:
         nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
