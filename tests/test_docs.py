@@ -470,7 +470,36 @@ class TestDocumentationConventions:
         import sqla_uow
         import sqla_uow.exceptions
 
-        reference = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
-        listed = set(re.findall(r"^\s+- (\w+)$", reference, re.MULTILINE))
+        directives = _reference_directives()
+        listed = set(directives.get("sqla_uow", [])) | {
+            name.removeprefix("sqla_uow.") for name in directives if name != "sqla_uow"
+        }
         expected = set(sqla_uow.__all__) - set(sqla_uow.exceptions.__all__) - {"__version__"}
         assert listed == expected, "docs/reference/api.md must list sqla_uow's public names"
+
+    def test_the_reference_lists_every_repository_method_reads_first(self) -> None:
+        from sqla_uow import AsyncRepository
+
+        listed = _reference_directives()["sqla_uow.AsyncRepository"]
+        public = {
+            name
+            for name, value in inspect.getmembers(AsyncRepository)
+            if not name.startswith("_") and callable(value)
+        }
+        assert sorted(listed) == sorted(public), "AsyncRepository's methods in api.md"
+        assert (
+            listed.index("paginate_cursor") < listed.index("create") < listed.index("create_many")
+        )
+
+
+def _reference_directives() -> dict[str, list[str]]:
+    """The ``::: name`` directives of docs/reference/api.md, with their ``members`` lists."""
+    reference = (DOCS / "reference" / "api.md").read_text(encoding="utf-8")
+    directives: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in reference.splitlines():
+        if line.startswith("::: "):
+            current = directives.setdefault(line.removeprefix("::: ").strip(), [])
+        elif match := re.match(r"^\s+- (\w+)$", line):
+            current.append(match[1])
+    return directives
