@@ -21,10 +21,10 @@ Conventions:
   the block only defines the function that prints it, a later block that calls it.
 - Blocks in other languages (``text``, ``bash``, ``toml``) are never run.
 - Every page's program is also type-checked with ``mypy --strict`` (top-level ``await``,
-  ``async with`` and ``async for`` allowed), one mypy run for all pages. A block that
-  is a fragment the type checker cannot follow is marked ``<!-- docs-test: untyped
-  (reason) -->``: it runs, but is not type-checked (kept few: counted below). Skipped
-  blocks are not type-checked either.
+  ``async with`` and ``async for`` allowed), one mypy run for all pages; the pages of
+  ``PYRIGHT_PAGES`` with strict pyright too. A block that is a fragment the type checker
+  cannot follow is marked ``<!-- docs-test: untyped (reason) -->``: it runs, but is not
+  type-checked (kept few: counted below). Skipped blocks are not type-checked either.
 - A page listed in ``COMPLETE_PROGRAMS`` says its blocks, pasted one after the other into
   a file, make a program: that file runs with ``python`` and prints the ``#>`` output.
 """
@@ -37,6 +37,7 @@ import contextlib
 import gc
 import inspect
 import io
+import json
 import os
 import re
 import subprocess
@@ -145,6 +146,7 @@ def _page_id(path: Path) -> str:
 
 PAGES = [page for page in documented_pages() if python_blocks(page)]
 COMPLETE_PROGRAMS = [ROOT / "README.md", DOCS / "tutorial.md"]
+PYRIGHT_PAGES = [ROOT / "README.md"]  # type-checked with strict pyright as well
 POSTGRES_PAGES = [
     page for page in PAGES if any(b.marker == "postgresql" for b in python_blocks(page))
 ]
@@ -361,6 +363,22 @@ class TestDocumentationTypes:
     def test_page_passes_mypy_strict(self, path: Path, mypy_errors: dict[str, list[str]]) -> None:
         errors = mypy_errors[_page_id(path)]
         assert not errors, "mypy --strict finds:\n" + "\n".join(errors)
+
+    @pytest.mark.parametrize("path", PYRIGHT_PAGES, ids=_page_id)
+    def test_page_passes_pyright_strict(self, path: Path, tmp_path: Path) -> None:
+        (tmp_path / "program.py").write_text(typed_program(path), encoding="utf-8")
+        config = {"typeCheckingMode": "strict", "pythonVersion": "3.10"}
+        (tmp_path / "pyrightconfig.json").write_text(json.dumps(config), encoding="utf-8")
+        run = subprocess.run(
+            [sys.executable, "-m", "pyright", f"--pythonpath={sys.executable}", "program.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert run.returncode == 0, f"pyright --strict on {_page_id(path)}:\n{run.stdout}"
+        assert "0 errors" in run.stdout, run.stdout
 
     def test_reports_an_error_at_its_line_of_the_page(self, tmp_path: Path) -> None:
         page = tmp_path / "page.md"
