@@ -95,10 +95,10 @@ _SKIPPED_ON_REQUIRED: list[str] = []
 
 def _backend_of(nodeid: str) -> str | None:
     """The backend named in a test id's parameters, if any."""
-    if not nodeid.endswith("]"):
+    name, bracket, params = nodeid.partition("[")  # parameter ids may contain brackets too
+    if not bracket or "::" not in name:
         return None
-    params = nodeid.rpartition("[")[2].rstrip("]").split("-")
-    return next((name for name in BACKENDS if name in params), None)
+    return next((backend for backend in BACKENDS if backend in params[:-1].split("-")), None)
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

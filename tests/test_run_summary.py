@@ -29,6 +29,11 @@ def test_on_sqlite_only(backend: str) -> None:
     assert backend == "sqlite"
 
 
+@pytest.mark.parametrize("order", [["a", "b"]], ids=str)
+def test_with_brackets_in_its_id(backend: str, order: list[str]) -> None:
+    assert order == ["a", "b"]
+
+
 @pytest.mark.heavy
 def test_heavy() -> None:
     pass
@@ -83,9 +88,9 @@ class TestRunSummary:
         run = default_run
         assert run.returncode == 0, run.stdout + run.stderr
         lines = run.stdout.splitlines()
-        assert "sqlite      2 ran" in lines
+        assert "sqlite      3 ran" in lines
         assert (
-            "postgresql  0 ran, 1 skipped: not configured; to run it, export "
+            "postgresql  0 ran, 2 skipped: not configured; to run it, export "
             "SQLA_UOW_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test"
         ) in lines
         assert "skipped     1: not today" in lines
@@ -96,21 +101,22 @@ class TestRunSummary:
     ) -> None:
         lines = default_run.stdout.splitlines()
         assert (
-            "deselected  3 test x backend pairs that a test's @pytest.mark.backends(...) "
+            "deselected  4 test x backend pairs that a test's @pytest.mark.backends(...) "
             "rules out (they never run)"
         ) in lines
         assert "deselected  1 by -m 'not heavy'; to run them: pytest -m 'heavy'" in lines
-        assert lines[-1].startswith("2 passed, 2 skipped, 4 deselected")
+        assert lines[-1].startswith("3 passed, 3 skipped, 5 deselected")
 
     def test_a_required_backend_that_is_not_configured_fails_the_run(self, tmp_path: Path) -> None:
         run = run_suite(tmp_path, SQLA_UOW_TEST_REQUIRE="postgresql")
         assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout
         assert "but SQLA_UOW_TEST_REQUIRE names postgresql" in run.stdout
 
-    def test_a_configured_backend_is_reported_as_run(self, tmp_path: Path) -> None:
-        url = os.environ.get("SQLA_UOW_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("needs SQLA_UOW_TEST_POSTGRES_URL")
+    @pytest.mark.backends("postgresql")
+    @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+    def test_a_configured_backend_is_reported_as_run(self, backend: str, tmp_path: Path) -> None:
+        assert backend == "postgresql"
+        url = os.environ["SQLA_UOW_TEST_POSTGRES_URL"]
         run = run_suite(tmp_path, SQLA_UOW_TEST_POSTGRES_URL=url)
         assert run.returncode == 0, run.stdout + run.stderr
-        assert "postgresql  1 ran" in run.stdout.splitlines()
+        assert "postgresql  2 ran" in run.stdout.splitlines()
