@@ -12,6 +12,10 @@ so concurrent runs never see each other's tables. ``SQLA_UOW_TEST_REQUIRE`` (a c
 separated list of backend names, set by ``.ci/run``) turns a skipped backend into a
 failure: CI cannot pass without having exercised it.
 
+A run ends with a short summary instead of a line per skipped test: the tests each backend
+ran and skipped, how to enable a backend that is not configured, the other skip reasons,
+and what was deselected (and how to run it).
+
 A test module declares its tables by overriding the ``metadata`` fixture; the ``engine``
 fixture creates them before each test and drops them after it.
 """
@@ -73,7 +77,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             keep.append(item)
     if dropped:
-        _RUN.not_applicable += len(dropped)
+        _RUN.not_applicable.extend(dropped)
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
@@ -82,8 +86,8 @@ class _RunSummary:
     """What the end-of-run summary reports: backends run and skipped, deselections."""
 
     def __init__(self) -> None:
-        self.not_applicable = 0  # test x backend pairs a ``backends`` marker rules out
-        self.deselected: list[pytest.Item] = []  # by anything else (-m, -k)
+        self.not_applicable: list[pytest.Item] = []  # pairs a ``backends`` marker rules out
+        self.deselected: list[pytest.Item] = []  # all deselected items, those above included
         self.ran: dict[str, int] = {}  # backend -> tests that ran (passed or failed)
         self.skipped: dict[str, int] = {}  # backend, or "" for the rest -> skipped tests
         self.skip_reasons: dict[str, dict[str, int]] = {}  # backend -> reason -> count
@@ -156,19 +160,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         write(f"skipped     ... {len(by_count) - 5} more reasons (pytest -rs lists every skip)")
     if _RUN.not_applicable:
         write(
-            f"deselected  {_RUN.not_applicable} test x backend pairs that a test's "
+            f"deselected  {len(_RUN.not_applicable)} test x backend pairs that a test's "
             "@pytest.mark.backends(...) rules out (they never run)"
         )
-    chosen = len(_RUN.deselected) - _RUN.not_applicable
-    if chosen > 0:
-        write(f"deselected  {chosen} by {_selection_options(terminalreporter.config)}")
+    ruled_out = {id(item) for item in _RUN.not_applicable}
+    chosen = [item for item in _RUN.deselected if id(item) not in ruled_out]
+    if chosen:
+        options = _selection_options(terminalreporter.config, chosen)
+        write(f"deselected  {len(chosen)} by {options}")
     if lines:
         terminalreporter.write_sep("-", "run summary")
         for line in lines:
             terminalreporter.write_line(line)
 
 
-def _selection_options(config: pytest.Config) -> str:
+def _selection_options(config: pytest.Config, deselected: list[pytest.Item]) -> str:
     """How tests were deselected (``-m``/``-k``), and how to run the deselected ones."""
     markexpr: str = config.getoption("markexpr", "") or ""
     keyword: str = config.getoption("keyword", "") or ""
@@ -176,9 +182,7 @@ def _selection_options(config: pytest.Config) -> str:
         f"{flag} {expr!r}" for flag, expr in (("-m", markexpr), ("-k", keyword)) if expr
     )
     words = set(re.findall(r"\w+", markexpr)) - {"and", "or", "not"}
-    markers = sorted(
-        {mark.name for item in _RUN.deselected for mark in item.iter_markers()} & words
-    )
+    markers = sorted({mark.name for item in deselected for mark in item.iter_markers()} & words)
     if markers:
         return f"{said or 'a plugin'}; to run them: pytest -m {' or '.join(markers)!r}"
     return f"{said or 'a plugin'}; run without that option to include them"
