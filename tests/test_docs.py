@@ -421,6 +421,14 @@ class TestDocumentationConventions:
             for block in extract_blocks(path):
                 assert block.marker in MARKERS, block.where
 
+    def test_the_readme_links_are_absolute(self) -> None:
+        # PyPI renders README.md without the repository around it: a relative link breaks.
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        targets = re.findall(r"\]\(([^)\s]+)\)", readme) + re.findall(r"<(\w+:[^>\s]+)>", readme)
+        assert targets, "README.md has links"
+        relative = [target for target in targets if not target.startswith("https://")]
+        assert not relative, f"README.md links that break on PyPI: {relative}"
+
     def test_every_page_is_in_the_navigation(self) -> None:
         nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
         for path in DOCS.rglob("*.md"):
