@@ -429,6 +429,14 @@ class TestDocumentationConventions:
         relative = [target for target in targets if not target.startswith("https://")]
         assert not relative, f"README.md links that break on PyPI: {relative}"
 
+    def test_the_sdist_ships_what_the_readme_commands_need(self) -> None:
+        pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+        section = pyproject.split("[tool.hatch.build.targets.sdist]", 1)[1].split("\n[", 1)[0]
+        include = set(re.findall(r'"([^"]+)"', section))
+        # make demo, make test, make docs and .venv/bin/nox, run from the unpacked sdist
+        needed = {"Makefile", "noxfile.py", "src/", "tests/", "examples/", "docs/", "mkdocs.yml"}
+        assert needed <= include, f"the sdist lacks {sorted(needed - include)}"
+
     def test_every_page_is_in_the_navigation(self) -> None:
         nav = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
         for path in DOCS.rglob("*.md"):
