@@ -5,13 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typing docs bench serve clean
+.PHONY: help demo test lint typing docs bench serve nox-list clean
+
+help:  ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 demo: $(STAMP)  ## run the user/order demo on the embedded SQLite default
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)  ## run the test suite (server backends run when their URL variables are set)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -31,11 +34,14 @@ bench: $(STAMP)  ## repository vs hand-written SQLAlchemy throughput
 serve: $(STAMP)  ## serve the demo API on http://127.0.0.1:8000
 	$(BIN)/uvicorn shop.app:app --app-dir examples --host 127.0.0.1 --port 8000
 
+nox-list: $(STAMP)  ## list the nox sessions (run one with .venv/bin/nox -s NAME)
+	$(BIN)/nox -l
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e . --group dev
 	touch $(STAMP)
 
-clean:
+clean:  ## remove .venv and every build and tool cache
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache site dist

@@ -1,9 +1,10 @@
-"""Development sessions: ``nox -l`` lists them, ``nox -s tests`` runs one.
+"""Development sessions: ``.venv/bin/nox -l`` lists them, ``.venv/bin/nox -s tests`` runs one.
 
-Server backends run when their URL variables are set (see tests/conftest.py), e.g.::
+nox is installed into ``.venv`` by the first ``make`` command (``make nox-list`` lists the
+sessions). Server backends run when their URL variables are set (see tests/conftest.py)::
 
     export SQLA_UOW_TEST_POSTGRES_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/test
-    nox -s tests_postgres
+    .venv/bin/nox -s tests_postgres
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ so concurrent runs never see each other's tables. ``SQLA_UOW_TEST_REQUIRE`` (a c
 separated list of backend names, set by ``.ci/run``) turns a skipped backend into a
 failure: CI cannot pass without having exercised it.
 
+A run ends with a short summary instead of a line per skipped test: the tests each backend
+ran and skipped, how to enable a backend that is not configured, the other skip reasons,
+and what was deselected (and how to run it).
+
 A test module declares its tables by overriding the ``metadata`` fixture; the ``engine``
 fixture creates them before each test and drops them after it.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -107,18 +112,115 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         else:
             keep.append(item)
     if dropped:
+        _RUN.not_applicable.extend(dropped)
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
 
 
+class _RunSummary:
+    """What the end-of-run summary reports: backends run and skipped, deselections."""
+
+    def __init__(self) -> None:
+        self.not_applicable: list[pytest.Item] = []  # pairs a ``backends`` marker rules out
+        self.deselected: list[pytest.Item] = []  # all deselected items, those above included
+        self.ran: dict[str, int] = {}  # backend -> tests that ran (passed or failed)
+        self.skipped: dict[str, int] = {}  # backend, or "" for the rest -> skipped tests
+        self.skip_reasons: dict[str, dict[str, int]] = {}  # backend -> reason -> count
+
+
+_RUN = _RunSummary()
 _SKIPPED_ON_REQUIRED: list[str] = []
 
 
+def _backend_of(nodeid: str) -> str | None:
+    """The backend named in a test id's parameters, if any."""
+    name, bracket, params = nodeid.partition("[")  # parameter ids may contain brackets too
+    if not bracket or "::" not in name:
+        return None
+    return next((backend for backend in BACKENDS if backend in params[:-1].split("-")), None)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    """Count what is deselected, so the summary can say why and how to run it."""
+    _RUN.deselected.extend(items)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Remember every skipped test whose id names a required backend."""
-    params = report.nodeid.rpartition("[")[2].rstrip("]").split("-")
-    if report.skipped and required_backends().intersection(params):
-        _SKIPPED_ON_REQUIRED.append(report.nodeid)
+    """Count tests per backend; remember every skipped test of a required backend."""
+    backend = _backend_of(report.nodeid)
+    if report.skipped:
+        key = backend or ""
+        _RUN.skipped[key] = _RUN.skipped.get(key, 0) + 1
+        reasons = _RUN.skip_reasons.setdefault(key, {})
+        reason = _skip_reason(report)
+        reasons[reason] = reasons.get(reason, 0) + 1
+        if backend in required_backends():
+            _SKIPPED_ON_REQUIRED.append(report.nodeid)
+    elif report.when == "call" and backend is not None:
+        _RUN.ran[backend] = _RUN.ran.get(backend, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A few lines instead of one per skip: the backends that ran, how to enable the others,
+    and what was deselected and how to run it."""
+    lines: list[str] = []
+    write = lines.append
+    for name in BACKENDS:
+        ran, skipped = _RUN.ran.get(name, 0), _RUN.skipped.get(name, 0)
+        if not ran and not skipped:
+            continue
+        line = f"{name:<11} {ran} ran"
+        if skipped:
+            line += f", {skipped} skipped"
+            variable = BACKEND_URL_VARIABLES.get(name)
+            if variable and not os.environ.get(variable):
+                line += f": not configured; to run it, export {variable}={EXAMPLE_URLS[name]}"
+        write(line)
+    other = dict(_RUN.skip_reasons.get("", {}))
+    for name in BACKENDS:  # skips of a configured backend, for reasons of their own
+        variable = BACKEND_URL_VARIABLES.get(name)
+        if not variable or os.environ.get(variable):
+            for reason, count in _RUN.skip_reasons.get(name, {}).items():
+                other[reason] = other.get(reason, 0) + count
+    by_count = sorted(other.items(), key=lambda pair: -pair[1])
+    for reason, count in by_count[:5]:
+        write(f"skipped     {count}: {reason}")
+    if len(by_count) > 5:
+        write(f"skipped     ... {len(by_count) - 5} more reasons (pytest -rs lists every skip)")
+    if _RUN.not_applicable:
+        write(
+            f"deselected  {len(_RUN.not_applicable)} test x backend pairs that a test's "
+            "@pytest.mark.backends(...) rules out (they never run)"
+        )
+    ruled_out = {id(item) for item in _RUN.not_applicable}
+    chosen = [item for item in _RUN.deselected if id(item) not in ruled_out]
+    if chosen:
+        options = _selection_options(terminalreporter.config, chosen)
+        write(f"deselected  {len(chosen)} by {options}")
+    if lines:
+        terminalreporter.write_sep("-", "run summary")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def _selection_options(config: pytest.Config, deselected: list[pytest.Item]) -> str:
+    """How tests were deselected (``-m``/``-k``), and how to run the deselected ones."""
+    markexpr: str = config.getoption("markexpr", "") or ""
+    keyword: str = config.getoption("keyword", "") or ""
+    said = " and ".join(
+        f"{flag} {expr!r}" for flag, expr in (("-m", markexpr), ("-k", keyword)) if expr
+    )
+    words = set(re.findall(r"\w+", markexpr)) - {"and", "or", "not"}
+    markers = sorted({mark.name for item in deselected for mark in item.iter_markers()} & words)
+    if markers:
+        return f"{said or 'a plugin'}; to run them: pytest -m {' or '.join(markers)!r}"
+    return f"{said or 'a plugin'}; run without that option to include them"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
