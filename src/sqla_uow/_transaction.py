@@ -423,6 +423,11 @@ def _on_database_error(context: ExceptionContext) -> None:
     connection = context.connection
     if connection is None:
         return
+    statement = context.execution_context
+    if statement is not None and statement.execution_options.get("skip_user_error_events"):
+        # SQLAlchemy's own probe that expects the error and handles it (MySQL's
+        # has_table() runs DESCRIBE and reads "no such table" as False).
+        return
     ref = _TRANSACTIONS.get(connection)
     tx = ref() if ref is not None else None
     if tx is None or not tx.open:

@@ -13,7 +13,7 @@ import contextlib
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, String, literal_column, select, text
+from sqlalchemy import MetaData, String, inspect, literal_column, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -227,6 +227,19 @@ class TestACaughtDatabaseError:
         async with tm.transaction():
             await EntryRepository(tm.session).create(id=5, ref="after")
         assert await committed(tm.engine) == {5: "after"}
+
+
+class TestErrorsSQLAlchemyHandles:
+    async def test_a_probe_that_expects_its_error_leaves_the_transaction_alone(
+        self, tm: TransactionManager
+    ) -> None:
+        """MySQL's has_table() runs DESCRIBE and reads the error as False (so do migrations)."""
+        async with tm.transaction() as session:
+            await EntryRepository(session).create(id=1, ref="kept")
+            conn = await session.connection()
+            assert not await conn.run_sync(lambda c: inspect(c).has_table("no_such_table"))
+            await EntryRepository(session).create(id=2, ref="also kept")
+        assert await committed(tm.engine) == {1: "kept", 2: "also kept"}
 
 
 class TestNested:
