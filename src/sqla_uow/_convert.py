@@ -210,9 +210,11 @@ def _datetime_converter(*, aware: bool) -> Converter:
             raise ConversionError(
                 f"expected a date-time with a time zone (2024-01-31T13:45:00+00:00), got {text!r}"
             )
-        if not aware and moment.tzinfo is not None:
-            # A column without a zone stores UTC by convention.
-            moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if moment.tzinfo is not None:
+            # In UTC: a database without a zoned type (SQLite) compares the stored text.
+            moment = moment.astimezone(dt.timezone.utc)
+            if not aware:  # a column without a zone stores UTC by convention
+                moment = moment.replace(tzinfo=None)
         return moment
 
     return Converter(convert, "date-time", {"type": "string", "format": "date-time"})
