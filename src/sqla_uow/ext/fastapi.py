@@ -426,7 +426,7 @@ def _query_parameter(
         annotation=Annotated[
             str | None,
             WithJsonSchema(dict(schema)),
-            Query(alias=alias, description=description),
+            Query(alias=alias, title=alias, description=description),
         ],
     )
 
