@@ -20,7 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from ._filters import LOOKUPS
+from ._filters import LOOKUPS as _LOOKUPS
 from ._filterset import FilterParameter, FilterSet
 
-__all__ = ["LOOKUPS", "FilterParameter", "FilterSet"]
+__all__ = ["FilterParameter", "FilterSet", "LOOKUPS"]  # noqa: RUF022 - plainly sorted
+
+LOOKUPS: tuple[str, ...] = _LOOKUPS
+"""Every lookup a `FilterSet` field may allow (and the repositories' keyword filters take)."""

@@ -229,20 +229,16 @@ async def _request_validation(request: Request, exc: Exception) -> ProblemRespon
 def add_exception_handlers(app: Starlette) -> None:
     """Answer sqla_uow's exceptions (and request validation errors) with problem details.
 
-    ===========================================  ======  ======================
-    exception                                    status  ``code``
-    ===========================================  ======  ======================
-    `NotFoundError`                              404     ``not_found``
-    `ConflictError`                              409     ``conflict`` (with
-                                                         ``kind``, ``constraint``,
-                                                         ``columns``)
-    ``LockNotAvailableError`` (where it exists)  409     ``lock_not_available``
-    `InvalidFieldError`                          422     ``invalid_field``
-    `InvalidCursorError`                         422     ``invalid_cursor``
-    FastAPI's ``RequestValidationError``         422     ``validation``
-    ``TransactionTimeoutError`` (where exists)   503     ``transaction_timeout``
-    `TransactionError` (`RollbackOnlyError`...)  500     ``transaction_failed``
-    ===========================================  ======  ======================
+    | exception | status | ``code`` |
+    |---|---|---|
+    | `NotFoundError` | 404 | ``not_found`` |
+    | `ConflictError` | 409 | ``conflict`` (with ``kind``, ``constraint``, ``columns``) |
+    | ``LockNotAvailableError`` (where it exists) | 409 | ``lock_not_available`` |
+    | `InvalidFieldError` | 422 | ``invalid_field`` |
+    | `InvalidCursorError` | 422 | ``invalid_cursor`` |
+    | FastAPI's ``RequestValidationError`` | 422 | ``validation`` |
+    | ``TransactionTimeoutError`` (where it exists) | 503 | ``transaction_timeout`` |
+    | `TransactionError` (`RollbackOnlyError`, ...) | 500 | ``transaction_failed`` |
 
     Bodies never carry a driver message, SQL or the client's input: a conflict says
     which kind of rule and which columns, a validation error where (``loc``) and why.
