@@ -246,24 +246,26 @@ class TestParityWithTheInMemoryFake:
     """The new lookups select the same rows in the fake as in the database."""
 
     @pytest.mark.parametrize(
-        "filters",
+        ("filters", "expected"),
         [
-            {"id__not_in": [1, 2]},
-            {"price__between": (50, 100)},
-            {"title__startswith": "100%"},
-            {"title__istartswith": "LIN"},
-            {"title__endswith": "wool"},
-            {"title__contains": "_b/c"},
-            {"title__contains": "x"},
-            {"title__icontains": "COTTON"},
-            {"note__not_in": ["gift wrap"]},
+            ({"id__not_in": [1, 2]}, [3, 4, 5]),
+            ({"price__between": (50, 100)}, [3, 4, 5]),
+            ({"title__startswith": "100%"}, [1]),
+            ({"title__istartswith": "LIN"}, [5]),
+            ({"title__endswith": "wool"}, [3]),
+            ({"title__contains": "_b/c"}, [3]),
+            ({"title__contains": "x"}, [2, 4]),
+            ({"title__icontains": "COTTON"}, [1, 2]),
+            ({"note__not_in": ["gift wrap"]}, [1, 5]),
         ],
         ids=str,
     )
-    async def test_keyword_lookups(self, orders: OrderRepository, filters: dict[str, Any]) -> None:
+    async def test_keyword_lookups(
+        self, orders: OrderRepository, filters: dict[str, Any], expected: list[int]
+    ) -> None:
         fake = InMemoryRepository(Order, rows=order_rows())
-        real = sorted(o.id for o in await orders.list(**filters))
-        assert sorted(o.id for o in await fake.list(**filters)) == real
+        assert sorted(o.id for o in await orders.list(**filters)) == expected
+        assert sorted(o.id for o in await fake.list(**filters)) == expected
 
     @pytest.mark.parametrize(("data", "expected"), JSON_CASES[:7] + JSON_CASES[8:10], ids=str)
     async def test_filtersets_without_relationship_paths(

@@ -121,8 +121,12 @@ def _is_filterset_class(value: object) -> TypeGuard[type[FilterSet[Any]]]:
     return isinstance(value, type) and issubclass(value, FilterSet)
 
 
+def _is_list(value: object) -> TypeGuard[list[object]]:
+    return isinstance(value, list)
+
+
 def _is_str_list(value: object) -> TypeGuard[list[str]]:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)  # pyright: ignore[reportUnknownVariableType]
+    return _is_list(value) and all(isinstance(item, str) for item in value)
 
 
 class _Budget:
@@ -432,17 +436,15 @@ class FilterSet(Generic[ModelT]):
         convert = _value_converter(spec, lookup)
         try:
             if lookup in _LIST_LOOKUPS:
-                if not isinstance(raw, list):
+                if not _is_list(raw):
                     raise ConversionError(f"expected a list of {convert.type_name} values")
-                items: list[object] = raw  # pyright: ignore[reportUnknownVariableType]
-                if len(items) > cls.max_values:
+                if len(raw) > cls.max_values:
                     raise ConversionError(f"at most {cls.max_values} values")
-                value: Any = [convert(item) for item in items]
+                value: Any = [convert(item) for item in raw]
             elif lookup == "between":
-                if not isinstance(raw, list) or len(raw) != 2:  # pyright: ignore[reportUnknownArgumentType]
+                if not _is_list(raw) or len(raw) != 2:
                     raise ConversionError(f"expected two {convert.type_name} values: low,high")
-                pair: list[object] = raw  # pyright: ignore[reportUnknownVariableType]
-                value = (convert(pair[0]), convert(pair[1]))
+                value = (convert(raw[0]), convert(raw[1]))
             elif raw is None and lookup in _NULLABLE_LOOKUPS:
                 value = None
             else:
@@ -485,7 +487,7 @@ class FilterSet(Generic[ModelT]):
                 field=operator,
                 choices=_GROUPS,
             )
-        if not isinstance(raw, list) or not raw:
+        if not _is_list(raw) or not raw:
             raise cls._error(
                 f'"{operator}" takes a non-empty list of objects, such as '
                 f'{{"{operator}": [{{"status": "paid"}}, {{"price__gte": 100}}]}}',
@@ -493,9 +495,8 @@ class FilterSet(Generic[ModelT]):
                 choices=_GROUPS,
             )
         budget.spend()
-        members: list[object] = raw  # pyright: ignore[reportUnknownVariableType]
         children: list[_Condition | _Group] = []
-        for member in members:
+        for member in raw:
             parts = cls._parse_object(member, budget, depth=depth)
             if not parts:
                 raise cls._error(f'an empty object in "{operator}"', field=operator)
