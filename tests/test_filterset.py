@@ -92,6 +92,8 @@ QUERY_CASES: list[tuple[dict[str, Any], list[int]]] = [
     ({"created_at__gte": "2024-01-03T00:00:00+00:00"}, [2, 3, 4, 5]),
     ({"created_at__lt": "2024-01-03T01:00:00+01:00"}, [1]),
     ({"created_at__lt": "2024-01-03T00:00:00Z"}, [1]),
+    ({"created_at__lt": "2024-01-03T01:00:00 01:00"}, [1]),  # "+" decoded as a space
+    ({"created_at__lt": "2024-01-03 00:00:00.500000+00:00"}, [1, 2]),
     ({"note": ""}, [5]),
     ({"note__ne": ""}, [1, 3]),
     ({"note__is_null": "yes"}, [2, 4]),

@@ -29,6 +29,7 @@ MAX_TEXT_LENGTH = 1000
 
 _MAX_DECIMAL_EXPONENT = 38  # within what every database's DECIMAL / NUMERIC compares
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
+_PLUS_AS_SPACE = re.compile(r"(.*\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -199,9 +200,13 @@ def _time(value: object) -> dt.time:
 
 def _datetime_converter(*, aware: bool) -> Converter:
     def convert(value: object) -> dt.datetime:
-        text = _text(value)
+        text = _text(value).strip()
+        # An unescaped "+" of the zone reads as a space in a query string.
+        decoded = _PLUS_AS_SPACE.fullmatch(text)
+        if decoded is not None:
+            text = f"{decoded[1]}+{decoded[2]}"
         try:
-            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise ConversionError(
                 f"expected an ISO date-time (2024-01-31T13:45:00+00:00), got {text[:40]!r}"
