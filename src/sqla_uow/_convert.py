@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Enum, Integer, Numeric, SmallInteger
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["MAX_TEXT_LENGTH", "ConversionError", "Converter", "converter_for"]
+__all__ = ["BOOLEAN", "MAX_TEXT_LENGTH", "TEXT", "ConversionError", "Converter", "converter_for"]
 
 MAX_TEXT_LENGTH = 1000
 """The longest text value a filter takes, in characters."""

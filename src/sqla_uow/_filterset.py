@@ -153,9 +153,11 @@ class FilterSet(Generic[ModelT]):
 
     Subclass it with the model as type argument and declare ``fields`` (each field or
     relationship path with the lookups it allows) and ``order_by`` (the fields clients
-    may sort by). Build instances with `from_query` or `from_json`; pass an instance to
-    a repository's read method like a SQL expression, and its `ordering` as
-    ``order_by=``.
+    may sort by; ``default_order`` is the ordering when a client gives none). Build
+    instances with `from_query` or `from_json`; pass an instance to a repository's read
+    method like a SQL expression, and its `ordering` as ``order_by=``. The declaration
+    is checked against the mapper when the subclass is created (`InvalidFieldError`
+    for an unknown column, relationship or lookup).
 
     Lookups: ``eq`` (the bare name: ``?status=paid``), ``ne``, ``in`` and ``not_in``
     (a list; comma-separated or repeated in a query string), ``gt``, ``gte``, ``lt``,
