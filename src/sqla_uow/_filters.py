@@ -15,7 +15,7 @@ import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeGuard, TypeVar, cast
+from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.ext.compiler import compiles
@@ -38,6 +38,8 @@ __all__ = [
     "INT64_MAX",
     "LOOKUPS",
     "ModelMeta",
+    "SupportsWhere",
+    "Where",
     "as_values",
     "check_assignable",
     "check_page_size",
@@ -278,6 +280,42 @@ def _pattern(method: str) -> Callable[..., Any]:
     return lookup
 
 
+def _lookup_not_in(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+    return ~_lookup_in(model, name, col, value)
+
+
+def _lookup_between(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+    checked: object = value
+    bounds = (
+        list(cast("Iterable[object]", checked))
+        if isinstance(checked, (list, tuple)) and len(cast("Sequence[object]", checked)) == 2
+        else None
+    )
+    if bounds is None or any(bound is None for bound in bounds):
+        raise InvalidFieldError(
+            f"filter {name!r} on {model.__name__} needs a (low, high) pair of values, "
+            f"got {value!r}",
+            model=model,
+            field=name,
+        )
+    return col.between(bounds[0], bounds[1])
+
+
+def _escaped_pattern(method: str) -> Callable[..., Any]:
+    """A substring lookup whose value is literal text: ``%``, ``_`` and ``/`` are escaped."""
+
+    def lookup(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+        if not isinstance(value, str):
+            raise InvalidFieldError(
+                f"filter {name!r} on {model.__name__} needs a string, got {type(value).__name__}",
+                model=model,
+                field=name,
+            )
+        return getattr(col, method)(value, autoescape=True)
+
+    return lookup
+
+
 def _lookup_is_null(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
     if not isinstance(value, bool):
         raise InvalidFieldError(
@@ -299,22 +337,45 @@ _LOOKUP_FUNCTIONS: dict[str, Callable[[type[Any], str, ColumnElement[Any], Any],
     "like": _pattern("like"),
     "ilike": _pattern("ilike"),
     "is_null": _lookup_is_null,
+    "not_in": _lookup_not_in,
+    "between": _lookup_between,
+    "startswith": _escaped_pattern("startswith"),
+    "istartswith": _escaped_pattern("istartswith"),
+    "endswith": _escaped_pattern("endswith"),
+    "contains": _escaped_pattern("contains"),
+    "icontains": _escaped_pattern("icontains"),
 }
 LOOKUPS: tuple[str, ...] = tuple(sorted(_LOOKUP_FUNCTIONS))
 """The lookup suffixes ``compile_where`` accepts after ``field__``."""
 
 
+@runtime_checkable
+class SupportsWhere(Protocol):
+    """An object that stands for a WHERE condition, such as a `FilterSet` instance."""
+
+    def __clause_element__(self) -> ColumnElement[bool]:
+        """The condition as a SQL boolean expression."""
+        ...
+
+
+Where: TypeAlias = "ColumnElement[bool] | SupportsWhere"
+"""What the repositories' ``*where`` arguments take: a SQL boolean expression or a FilterSet."""
+
+
 def compile_where(
     model: type[Any],
-    where: Sequence[ColumnElement[bool]],
+    where: Sequence[Where],
     filters: Mapping[str, Any],
 ) -> list[ColumnElement[bool]]:
     """Combine SQL expressions and keyword filters into a list of WHERE criteria.
 
     ``field=value`` compares for equality (``field=None`` means ``IS NULL``);
-    ``field__<lookup>=value`` applies a lookup: ``eq``, ``ne``, ``in``, ``gt``, ``gte``,
-    ``lt``, ``lte``, ``like``, ``ilike``, ``is_null``. Comparisons follow SQL: a row whose
-    column is NULL matches neither ``field__ne=x`` nor ``field__gt=x``.
+    ``field__<lookup>=value`` applies a lookup: ``eq``, ``ne``, ``in``, ``not_in``, ``gt``,
+    ``gte``, ``lt``, ``lte``, ``between`` (a ``(low, high)`` pair, inclusive), ``like``,
+    ``ilike``, ``startswith``, ``istartswith``, ``endswith``, ``contains``, ``icontains``
+    (literal text: ``%`` and ``_`` in the value match only themselves), ``is_null``.
+    Comparisons follow SQL: a row whose column is NULL matches neither ``field__ne=x``
+    nor ``field__gt=x`` nor ``field__not_in=[x]``.
 
     Raises:
         InvalidFieldError: An unknown field or lookup, or a value of the wrong kind
@@ -333,14 +394,16 @@ def compile_where(
     criteria: list[ColumnElement[bool]] = []
     for expression in where:
         # Checked at run time: callers without a type checker may pass anything.
-        candidate = cast(object, expression)
-        if not isinstance(candidate, ColumnElement):
+        candidate: object = expression
+        if not _is_column_element(candidate) and isinstance(candidate, SupportsWhere):
+            candidate = candidate.__clause_element__()  # a FilterSet
+        if not _is_column_element(candidate):
             raise InvalidFieldError(
                 f"positional filters on {model.__name__} must be SQL expressions "
                 f"such as User.id > 3, got {type(candidate).__name__}",
                 model=model,
             )
-        criteria.append(expression)
+        criteria.append(candidate)
     for name, value in filters.items():
         if name in columns:
             key, lookup = name, "eq"

@@ -12,6 +12,8 @@ from ._typing import ModelT
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
+    from ._filters import Where
+
 __all__ = ["Repository"]
 
 
@@ -64,7 +66,7 @@ class Repository(Protocol[ModelT]):
 
     async def find_one(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         options: Sequence[Any] = (),
         for_update: bool = False,
         **filters: Any,
@@ -74,7 +76,7 @@ class Repository(Protocol[ModelT]):
 
     async def list(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: Any = None,
         limit: int | None = None,
         offset: int | None = None,
@@ -85,17 +87,17 @@ class Repository(Protocol[ModelT]):
         """The objects matching the criteria."""
         ...
 
-    async def count(self, *where: ColumnElement[bool], **filters: Any) -> int:
+    async def count(self, *where: Where, **filters: Any) -> int:
         """How many rows match the criteria."""
         ...
 
-    async def exists(self, *where: ColumnElement[bool], **filters: Any) -> bool:
+    async def exists(self, *where: Where, **filters: Any) -> bool:
         """Whether at least one row matches the criteria."""
         ...
 
     async def paginate(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         limit: int,
         offset: int = 0,
         order_by: Any = None,
@@ -107,7 +109,7 @@ class Repository(Protocol[ModelT]):
 
     async def paginate_cursor(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         limit: int,
         order_by: Any = None,
         after: str | None = None,
@@ -121,7 +123,7 @@ class Repository(Protocol[ModelT]):
 
     def stream(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),
@@ -132,7 +134,7 @@ class Repository(Protocol[ModelT]):
 
     def stream_chunks(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),

@@ -36,6 +36,7 @@ from ._bulk import BulkOperationsMixin
 from ._errors import conflict_error, is_conflict_error
 from ._filters import (
     ModelMeta,
+    Where,
     as_values,
     check_assignable,
     check_page_size,
@@ -164,7 +165,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     def _select(
         self,
-        where: Sequence[ColumnElement[bool]],
+        where: Sequence[Where],
         filters: Mapping[str, Any],
         *,
         order_by: OrderBy = None,
@@ -340,7 +341,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def find_one(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         options: Sequence[ORMOption] = (),
         for_update: bool = False,
         **filters: Any,
@@ -371,7 +372,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def list(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: OrderBy = None,
         limit: int | None = None,
         offset: int | None = None,
@@ -414,7 +415,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         )
         return builtins.list(self._unique(await self.session.scalars(stmt), options).all())
 
-    async def count(self, *where: ColumnElement[bool], **filters: Any) -> int:
+    async def count(self, *where: Where, **filters: Any) -> int:
         """How many rows match the criteria.
 
         Example:
@@ -426,7 +427,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         stmt = select(func.count()).select_from(self.model).where(*criteria)
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def exists(self, *where: ColumnElement[bool], **filters: Any) -> bool:
+    async def exists(self, *where: Where, **filters: Any) -> bool:
         """Whether at least one row matches the criteria.
 
         Example:
@@ -440,7 +441,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def paginate(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         limit: int,
         offset: int = 0,
         order_by: OrderBy = None,
@@ -478,7 +479,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def stream(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: OrderBy = None,
         chunk_size: int = 1000,
         options: Sequence[ORMOption] = (),
@@ -510,7 +511,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def stream_chunks(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         order_by: OrderBy = None,
         chunk_size: int = 1000,
         options: Sequence[ORMOption] = (),
@@ -538,7 +539,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     async def paginate_cursor(
         self,
-        *where: ColumnElement[bool],
+        *where: Where,
         limit: int,
         order_by: OrderBy = None,
         after: str | None = None,

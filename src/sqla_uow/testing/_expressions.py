@@ -24,6 +24,7 @@ from sqla_uow._filters import (
     order_items,
     parse_order_item,
 )
+from sqla_uow._filterset import FilterSet
 from sqla_uow.exceptions import SqlaUowError
 
 __all__ = [
@@ -46,10 +47,12 @@ class UnsupportedExpressionError(SqlaUowError, NotImplementedError):
     """`InMemoryRepository` cannot evaluate a SQL expression in Python.
 
     It understands comparisons of one of the model's columns with a value (``==``,
-    ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in_``, ``not_in``, ``like``, ``ilike``,
-    ``is_``, ``is_not``) combined with ``and_``, ``or_`` and ``~``, and ordering by the
-    model's columns. Anything else (SQL functions, subqueries, comparisons between two
-    columns, other models' columns) raises this error: express the condition with
+    ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in_``, ``not_in``, ``between``, ``like``,
+    ``ilike``, ``startswith``, ``endswith``, ``contains`` and their ``i`` forms, ``is_``,
+    ``is_not``) combined with ``and_``, ``or_`` and ``~``, `FilterSet` instances without
+    relationship paths, and ordering by the model's columns. Anything else (SQL
+    functions, subqueries, comparisons between two columns, other models' columns, a
+    FilterSet condition on a relationship path) raises this error: express the condition with
     keyword filters instead, or test that code against a real database.
 
     Example:
@@ -138,10 +141,16 @@ def _unsupported(info: ModelInfo, expression: Any, *, what: str = "filter") -> E
     )
 
 
-def _like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
+def _like_regex(pattern: str, *, ignore_case: bool, escape: str | None = None) -> re.Pattern[str]:
     parts: list[str] = []
+    escaped = False
     for char in pattern:
-        if char == "%":
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == escape:
+            escaped = True
+        elif char == "%":
             parts.append(".*")
         elif char == "_":
             parts.append(".")
@@ -160,8 +169,42 @@ _COMPARISONS: dict[Any, Callable[[Any, Any], Any]] = {
 }
 
 
-def _value_truth(op: Any, value: Any) -> Callable[[Any], bool | None] | None:
+# LIKE-based operators: (pattern before the value, pattern after it, case-insensitive).
+_AFFIX_OPERATORS: dict[Any, tuple[str, str, bool]] = {
+    operators.startswith_op: ("", "%", False),
+    operators.istartswith_op: ("", "%", True),
+    operators.endswith_op: ("%", "", False),
+    operators.iendswith_op: ("%", "", True),
+    operators.contains_op: ("%", "%", False),
+    operators.icontains_op: ("%", "%", True),
+}
+_NEGATED_AFFIX_OPERATORS: dict[Any, Any] = {
+    operators.not_startswith_op: operators.startswith_op,
+    operators.not_istartswith_op: operators.istartswith_op,
+    operators.not_endswith_op: operators.endswith_op,
+    operators.not_iendswith_op: operators.iendswith_op,
+    operators.not_contains_op: operators.contains_op,
+    operators.not_icontains_op: operators.icontains_op,
+}
+
+
+def _value_truth(
+    op: Any, value: Any, escape: str | None = None
+) -> Callable[[Any], bool | None] | None:
     """SQL truth of ``column <op> value`` as a function of the column's value."""
+    if op in _AFFIX_OPERATORS or op in _NEGATED_AFFIX_OPERATORS:
+        negate = op in _NEGATED_AFFIX_OPERATORS
+        before, after, ignore_case = _AFFIX_OPERATORS[_NEGATED_AFFIX_OPERATORS.get(op, op)]
+        if value is None:
+            return lambda v: None
+        regex = _like_regex(f"{before}{value}{after}", ignore_case=ignore_case, escape=escape)
+        return lambda v: None if v is None else (regex.fullmatch(str(v)) is not None) is not negate
+    if op in (operators.between_op, operators.not_between_op):
+        negate = op is operators.not_between_op
+        low, high = value
+        return lambda v: (
+            None if v is None or low is None or high is None else (low <= v <= high) is not negate
+        )
     if op in (operators.is_, operators.is_not):
         negate = op is operators.is_not
         return lambda v: (v is value or (v is not None and v == value)) is not negate
@@ -192,7 +235,9 @@ def _value_truth(op: Any, value: Any) -> Callable[[Any], bool | None] | None:
         if value is None:
             return lambda v: None
         regex = _like_regex(
-            str(value), ignore_case=op in (operators.ilike_op, operators.not_ilike_op)
+            str(value),
+            ignore_case=op in (operators.ilike_op, operators.not_ilike_op),
+            escape=escape,
         )
         return lambda v: None if v is None else (regex.fullmatch(str(v)) is not None) is not negate
     return None
@@ -213,8 +258,8 @@ def _literal(element: Any) -> Any:
         return True
     if isinstance(element, elements.False_):
         return False
-    if isinstance(element, elements.ClauseList):
-        values = [_literal(item) for item in element.clauses]
+    if isinstance(element, (elements.ClauseList, elements.ExpressionClauseList)):
+        values = [_literal(item) for item in cast(Any, element).clauses]
         return _NO_VALUE if _NO_VALUE in values else values
     return _NO_VALUE
 
@@ -223,6 +268,9 @@ def _truth(info: ModelInfo, expression: Any) -> _Truth:
     if isinstance(expression, elements.Grouping):
         grouped: Any = cast(Any, expression).element
         return _truth(info, grouped)
+    if isinstance(expression, (elements.True_, elements.False_)):
+        constant = isinstance(expression, elements.True_)
+        return lambda obj: constant
     if isinstance(expression, elements.BooleanClauseList):
         parts = [_truth(info, clause) for clause in expression.clauses]
         if expression.operator is operators.and_:
@@ -236,7 +284,7 @@ def _truth(info: ModelInfo, expression: Any) -> _Truth:
         key = info.key_of(expression.left)
         value = _literal(expression.right)
         if key is not None and value is not _NO_VALUE:
-            test = _value_truth(expression.operator, value)
+            test = _value_truth(expression.operator, value, expression.modifiers.get("escape"))
             if test is not None:
                 field: str = key
                 return lambda obj: test(getattr(obj, field))
@@ -283,6 +331,13 @@ def compile_predicate(
         InvalidFieldError: an unknown field or lookup, or a value the lookup cannot take.
         UnsupportedExpressionError: a positional expression this module cannot evaluate.
     """
+    for expression in where:
+        if isinstance(expression, FilterSet) and expression.uses_relationships:
+            raise UnsupportedExpressionError(
+                f"InMemoryRepository[{info.name}] cannot follow the relationship paths of "
+                f"{expression!r}: it holds one model's rows only. Test filters across "
+                "relationships against a real database"
+            )
     criteria = compile_where(info.model, where, filters)
     parts = [_truth(info, criterion) for criterion in criteria]
     return lambda obj: _and(part(obj) for part in parts) is True
