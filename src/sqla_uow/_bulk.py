@@ -34,7 +34,15 @@ statement forms built here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from operator import itemgetter
 from typing import Any, Generic, TypeGuard, cast
 
@@ -68,8 +76,18 @@ from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import Subquery
 from sqlalchemy.sql import column as sql_column
 
-from ._errors import conflict_error, is_conflict_error
-from ._filters import as_values, check_assignable, compile_where, mapper_of, model_columns
+from ._errors import conflict_error, is_conflict_error, is_unmatched_conflict_target
+from ._filters import (
+    as_values,
+    check_assignable,
+    check_value,
+    compile_where,
+    identity_of,
+    mapper_of,
+    model_columns,
+    model_meta,
+    unique_key_error,
+)
 from ._typing import ModelT
 from .exceptions import InvalidFieldError, UnsupportedDialectError
 
@@ -362,6 +380,40 @@ def _require_single_table(plan: _Plan, method: str) -> Table:
 
 def _row_error(model: type[Any], index: int, message: str, **kwargs: Any) -> InvalidFieldError:
     return InvalidFieldError(f"row {index} of {model.__name__}: {message}", model=model, **kwargs)
+
+
+def _checked_keys(
+    model: type[Any],
+    rows_values: list[dict[str, Any]],
+    keys: Sequence[str],
+    dialect: Dialect | None,
+) -> list[dict[str, Any]]:
+    """*rows_values* with the values of *keys* checked against their columns' types.
+
+    A value converted by the check (``"7"`` for an integer key) is replaced in a copy of
+    its row; the caller's mappings are never changed.
+
+    Raises:
+        InvalidFieldError: A key value its column's type does not take; nothing was sent.
+    """
+    result = rows_values
+    for index, row in enumerate(rows_values):
+        changed: dict[str, Any] | None = None
+        for name in keys:
+            value = row.get(name)
+            if value is None:
+                continue
+            checked = check_value(
+                model, name, value, dialect=dialect, label=f"row {index}: {name!r}", field=name
+            )
+            if checked is not value:
+                changed = changed if changed is not None else dict(row)
+                changed[name] = checked
+        if changed is not None:
+            if result is rows_values:
+                result = list(rows_values)
+            result[index] = changed
+    return result
 
 
 def _check_all_rows(model: type[Any], all_rows: object) -> None:
@@ -839,13 +891,14 @@ class BulkOperationsMixin(Generic[ModelT]):
         plan = _plan(self.model)
         rows_values = self._row_values(plan, rows, copy=False)
         _check_update_rows(self.model, rows_values, plan.pk_keys, sorted(plan.writable))
+        dialect = self._dialect()
+        rows_values = _checked_keys(self.model, rows_values, plan.pk_keys, dialect)
         # PostgreSQL's UPDATE ... FROM applies an arbitrary one of two source rows for the
         # same key, executemany the last one: refuse the ambiguity everywhere.
         self._check_unique(plan, rows_values, plan.pk_keys)
         if not rows_values:
             return 0
         _require_single_table(plan, "update_many")
-        dialect = self._dialect()
         await self.session.flush()
         matched = 0
         for keys, indexes in self._group_by_keys(rows_values).items():
@@ -1004,10 +1057,11 @@ class BulkOperationsMixin(Generic[ModelT]):
                         field=plan.pk_keys[0],
                         choices=plan.pk_keys,
                     )
-            keys = [tuple(key) for key in keys]
         if not keys:
             return 0
         dialect = self._dialect()
+        idents = [identity_of(self.model, key, dialect=dialect) for key in keys]
+        keys = [ident[0] for ident in idents] if width == 1 else idents
         per_statement = _rows_per_statement(
             dialect, width, chunk_size, _COMPOSITE_IN_ROWS if width > 1 else None
         )
@@ -1053,7 +1107,7 @@ class BulkOperationsMixin(Generic[ModelT]):
             ```
         """
         _check_all_rows(self.model, all_rows)
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         _refuse_unbounded_delete(
             self.model,
             has_criteria=bool(criteria),
@@ -1140,8 +1194,10 @@ class BulkOperationsMixin(Generic[ModelT]):
                     field=missing[0],
                     choices=sorted(plan.writable),
                 )
-        self._check_unique(plan, rows_values, conflict)
         dialect = self._dialect()
+        rows_values = _checked_keys(self.model, rows_values, conflict, dialect)
+        groups = self._group_by_keys(rows_values)
+        self._check_unique(plan, rows_values, conflict)
         if dialect.name not in _UPSERT_DIALECTS:
             raise UnsupportedDialectError(
                 f"upsert_many supports {', '.join(_UPSERT_DIALECTS)}; "
@@ -1153,30 +1209,60 @@ class BulkOperationsMixin(Generic[ModelT]):
         table = _require_single_table(plan, "upsert_many")
         await self.session.flush()
         written = 0
-        for keys, indexes in groups.items():
-            if explicit is None:
-                targets = sorted(keys.difference(conflict).difference(plan.pk_keys))
-            else:
-                targets = list(explicit)
-            group_rows = [rows_values[i] for i in indexes]
-            if dialect.name == "postgresql" and plan.python_defaults is not None:
-                written += await self._pg_upsert(
-                    plan, table, dialect, keys, conflict, targets, group_rows, chunk_size
-                )
-            else:
-                statement = self._upsert_statement(plan, table, dialect, conflict, targets)
-                written += await self._upsert_rows(
-                    plan, dialect, statement, keys, group_rows, chunk_size
-                )
-            if targets:
-                self._sync_identity_map(
-                    plan,
-                    [rows_values[i] for i in indexes],
-                    by=conflict,
-                    written=targets,
-                    expire_onupdate=False,
-                )
+        async with self._unmatched_target_translated(conflict, dialect):
+            for keys, indexes in groups.items():
+                if explicit is None:
+                    targets = sorted(keys.difference(conflict).difference(plan.pk_keys))
+                else:
+                    targets = list(explicit)
+                group_rows = [rows_values[i] for i in indexes]
+                if dialect.name == "postgresql" and plan.python_defaults is not None:
+                    written += await self._pg_upsert(
+                        plan, table, dialect, keys, conflict, targets, group_rows, chunk_size
+                    )
+                else:
+                    statement = self._upsert_statement(plan, table, dialect, conflict, targets)
+                    written += await self._upsert_rows(
+                        plan, dialect, statement, keys, group_rows, chunk_size
+                    )
+                if targets:
+                    self._sync_identity_map(
+                        plan,
+                        [rows_values[i] for i in indexes],
+                        by=conflict,
+                        written=targets,
+                        expire_onupdate=False,
+                    )
         return written
+
+    @contextlib.asynccontextmanager
+    async def _unmatched_target_translated(
+        self, conflict: tuple[str, ...], dialect: Dialect
+    ) -> AsyncGenerator[None, None]:
+        """Translate the database's refusal of an ``on_conflict`` no unique key matches.
+
+        When the model declares a unique key over *conflict* (or on MySQL / MariaDB,
+        whose upsert fires on any key) the block runs as it is. Otherwise the index may
+        exist in the database only: the statements are sent, inside a savepoint on
+        PostgreSQL (where a failed statement would abort the transaction), and the
+        database's refusal becomes `InvalidFieldError` naming the model's unique keys.
+        """
+        wanted = set(conflict)
+        if dialect.name not in ("postgresql", "sqlite") or any(
+            set(keys) == wanted for _, keys in model_meta(self.model).unique
+        ):
+            yield
+            return
+        try:
+            if dialect.name == "postgresql":
+                async with self.session.begin_nested():
+                    yield
+            else:
+                yield
+        except sa_exc.DBAPIError as exc:
+            if is_unmatched_conflict_target(exc):
+                raise unique_key_error(self.model, conflict) from exc
+            raise
 
     async def _upsert_rows(
         self,

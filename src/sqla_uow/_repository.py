@@ -35,6 +35,7 @@ from sqlalchemy.orm.state import InstanceState
 from ._bulk import BulkOperationsMixin
 from ._errors import conflict_error, is_conflict_error
 from ._filters import (
+    INT64_MAX,
     ModelMeta,
     as_values,
     check_assignable,
@@ -46,7 +47,6 @@ from ._filters import (
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    lookup_key,
     model_meta,
     not_found_error,
     one_or_none,
@@ -54,7 +54,7 @@ from ._filters import (
     order_items,
     parse_order_item,
 )
-from ._pagination import CursorPage, KeysetRequest, Page, keyset_order
+from ._pagination import CursorPage, KeysetRequest, Page, check_secret, keyset_order
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError
 
@@ -94,6 +94,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         session: The `AsyncSession` this repository reads and writes through.
         cursor_secret: Key for the checksum of `paginate_cursor` cursors. Set it (to
             ``bytes`` kept secret) to make cursors unforgeable, not only tamper-evident.
+            An empty secret, one that is not ``bytes`` or the public default key is
+            refused (``ValueError`` / ``TypeError``) when the class is defined or a
+            cursor page is asked for.
 
     Example:
         ```python
@@ -115,6 +118,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_secret(cls.__name__, cls.__dict__.get("cursor_secret"))
         explicit = cls.__dict__.get("model")
         param = explicit if explicit is not None else _resolve_model_param(cls)
         cls._model_param = param
@@ -152,10 +156,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
     # ----------------------------------------------------------------------------- keys
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise a primary key (scalar, tuple or mapping) to an identity tuple."""
-        if type(pk) is int and len(self._pk_names) == 1:
-            return (pk,)  # the common case, checked by identity_of otherwise
-        return identity_of(self.model, pk)
+        """Normalise a primary key (scalar, tuple or mapping) to a checked identity tuple."""
+        return identity_of(self.model, pk, dialect=self._dialect())
 
     def _pk_attrs(self) -> builtins.list[ColumnElement[Any]]:
         return [getattr(self.model, name).expression for name in self._pk_names]
@@ -174,7 +176,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         for_update: bool = False,
     ) -> Select[Any]:
         check_window(self.model, limit=limit, offset=offset)
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         ordering = compile_order_by(self.model, order_by)
         stmt = select(self.model).where(*criteria)
         if ordering:
@@ -313,7 +315,6 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             return []
         cols = self._pk_attrs()
         found: dict[tuple[Any, ...], ModelT] = {}
-        model = self.model
         for start in range(0, len(wanted), _GET_MANY_CHUNK):
             chunk = wanted[start : start + _GET_MANY_CHUNK]
             if len(cols) == 1:
@@ -327,13 +328,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 identity = inspect(obj).identity
                 if identity is not None:
                     found[tuple(identity)] = obj
-        # A key the database accepted in another type ("1" for 1, a UUID as text) is
-        # matched by its value converted to the column's Python type.
         result: dict[int, ModelT] = {}
         for ident in wanted:
             hit = found.get(ident)
-            if hit is None:
-                hit = found.get(lookup_key(model, ident))
             if hit is not None:
                 result.setdefault(id(hit), hit)
         return builtins.list(result.values())
@@ -422,7 +419,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             n = await users.count(name__like="A%")
             ```
         """
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         stmt = select(func.count()).select_from(self.model).where(*criteria)
         return int((await self.session.execute(stmt)).scalar_one())
 
@@ -434,7 +431,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             taken = await users.exists(email="ann@example.com")
             ```
         """
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         stmt = select(literal(1)).select_from(self.model).where(*criteria).limit(1)
         return (await self.session.execute(stmt)).first() is not None
 
@@ -592,7 +589,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         model = self.model
-        dialect = self._dialect_name()
+        bind_dialect = self._dialect()
+        dialect = bind_dialect.name
         columns = {
             key: _KeysetColumn.of(self._meta, model, key, descending=descending, dialect=dialect)
             for key, descending in keyset_order(model, order_by)
@@ -606,26 +604,23 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             scope=cursor_scope,
             secret=self.cursor_secret,
             types=lambda key: columns[key].python_type,
+            dialect=bind_dialect,
         )
         keys = builtins.list(columns.values())
         walk = [k.reversed() for k in keys] if request.backwards else keys
-        criteria = compile_where(model, where, filters)
+        criteria = compile_where(model, where, filters, dialect=bind_dialect)
         if request.position is not None:
             criteria.append(_keyset_after(walk, request.position))
         stmt = (
             select(model, *(k.selected for k in keys))
             .where(*criteria)
             .order_by(*(clause for k in walk for clause in k.order_clauses()))
-            .limit(limit + 1)
+            .limit(min(limit + 1, INT64_MAX))
         )
         if options:
             stmt = stmt.options(*options)
         rows = (await self.session.execute(stmt)).unique().all()
         return request.page(rows, item=_first, values=_rest)
-
-    def _dialect_name(self) -> str:
-        bind = self.session.get_bind(mapper=self._mapper)
-        return bind.dialect.name
 
     # ---------------------------------------------------------------------------- writes
 

@@ -13,6 +13,7 @@ from sqla_uow._bulk import (
     _check_all_rows,  # pyright: ignore[reportPrivateUsage]
     _check_chunk_size,  # pyright: ignore[reportPrivateUsage]
     _check_update_rows,  # pyright: ignore[reportPrivateUsage]
+    _checked_keys,  # pyright: ignore[reportPrivateUsage]
     _DefaultContext,  # pyright: ignore[reportPrivateUsage]
     _duplicate_row_error,  # pyright: ignore[reportPrivateUsage]
     _refuse_unbounded_delete,  # pyright: ignore[reportPrivateUsage]
@@ -27,11 +28,11 @@ from sqla_uow._filters import (
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    lookup_key,
     not_found_error,
     one_or_none,
+    unique_key_error,
 )
-from sqla_uow._pagination import CursorPage, KeysetRequest, Page
+from sqla_uow._pagination import CursorPage, KeysetRequest, Page, check_secret
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
     ConflictError,
@@ -141,6 +142,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_secret(cls.__name__, cls.__dict__.get("cursor_secret"))
         if "model" not in cls.__dict__:
             model = _model_from_bases(cls)
             if model is not None:
@@ -192,12 +194,12 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         return tuple(obj.__dict__.get(key) for key in self._info.pk)
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise a primary key as `AsyncRepository` does, converted for lookups.
+        """Normalise and check a primary key as `AsyncRepository` does.
 
-        A key given in another type the database would take (``"1"`` for ``1``) finds
-        the row, as it does in the database.
+        A key given in a form the column's type converts exactly (``"1"`` for ``1``)
+        finds the row, as it does in the database.
         """
-        return lookup_key(self.model, identity_of(self.model, pk))
+        return identity_of(self.model, pk)
 
     def _is_own_instance(self, obj: Any) -> bool:
         return is_own_instance(self.model, obj, owner=type(self).__name__)
@@ -738,6 +740,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         pk = self._info.pk
         rows_values = self._fake_row_values(rows)
         _check_update_rows(self.model, rows_values, pk, sorted(self._info.columns))
+        rows_values = _checked_keys(self.model, rows_values, pk, None)
         updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
         for row in rows_values:
             obj = self._rows.get(tuple(row[name] for name in pk))
@@ -779,12 +782,12 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         identities: builtins.list[tuple[Any, ...]] = []
         for index, key in enumerate(keys):
             if width == 1:
-                identities.append((key,))
+                identities.append(self._identity(key))
             elif (
                 isinstance(key, (tuple, builtins.list))
                 and len(shaped := cast("Sequence[Any]", key)) == width
             ):
-                identities.append(tuple(shaped))
+                identities.append(self._identity(tuple(shaped)))
             else:
                 raise _row_error(
                     self.model,
@@ -877,16 +880,9 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             first = seen.setdefault(identity, index)
             if first != index:
                 raise _duplicate_row_error(self.model, index, first, conflict, identity)
+        rows_values = _checked_keys(self.model, rows_values, conflict, None)
         if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
-            choices = [", ".join(keys) for _, keys in self._info.unique]
-            raise InvalidFieldError(
-                f"on_conflict={conflict!r} is not the primary key or a unique constraint of "
-                f"{self.model.__name__}; the database would reject it. Unique: "
-                f"{'; '.join(choices)}",
-                model=self.model,
-                field="on_conflict",
-                choices=choices,
-            )
+            raise unique_key_error(self.model, conflict)
         existing = {
             tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
         }
