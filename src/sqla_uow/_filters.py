@@ -378,8 +378,8 @@ def _pattern(method: str) -> Callable[[_Lookup, Any], Any]:
         rule = value_rule(lookup.model, lookup.key, lookup.dialect)
         if not rule.is_text:
             raise lookup.error(
-                f"matches text patterns, but {lookup.key!r} is not a text column "
-                f"(it takes {rule.expected})"
+                f"got {describe(value)}; a pattern needs a text column, but {lookup.key!r} "
+                f"is not a text column (it takes {rule.expected})"
             )
         try:
             text = check_text(value, "a string pattern")
