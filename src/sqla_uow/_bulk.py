@@ -80,7 +80,7 @@ from ._errors import conflict_error, is_conflict_error, is_unmatched_conflict_ta
 from ._filters import (
     as_values,
     check_assignable,
-    check_value,
+    check_write_values,
     compile_where,
     identity_of,
     mapper_of,
@@ -382,40 +382,6 @@ def _row_error(model: type[Any], index: int, message: str, **kwargs: Any) -> Inv
     return InvalidFieldError(f"row {index} of {model.__name__}: {message}", model=model, **kwargs)
 
 
-def _checked_keys(
-    model: type[Any],
-    rows_values: list[dict[str, Any]],
-    keys: Sequence[str],
-    dialect: Dialect | None,
-) -> list[dict[str, Any]]:
-    """*rows_values* with the values of *keys* checked against their columns' types.
-
-    A value converted by the check (``"7"`` for an integer key) is replaced in a copy of
-    its row; the caller's mappings are never changed.
-
-    Raises:
-        InvalidFieldError: A key value its column's type does not take; nothing was sent.
-    """
-    result = rows_values
-    for index, row in enumerate(rows_values):
-        changed: dict[str, Any] | None = None
-        for name in keys:
-            value = row.get(name)
-            if value is None:
-                continue
-            checked = check_value(
-                model, name, value, dialect=dialect, label=f"row {index}: {name!r}", field=name
-            )
-            if checked is not value:
-                changed = changed if changed is not None else dict(row)
-                changed[name] = checked
-        if changed is not None:
-            if result is rows_values:
-                result = list(rows_values)
-            result[index] = changed
-    return result
-
-
 def _check_all_rows(model: type[Any], all_rows: object) -> None:
     """Refuse an ``all_rows`` that is not a bool."""
     if not isinstance(all_rows, bool):
@@ -508,11 +474,13 @@ class BulkOperationsMixin(Generic[ModelT]):
     ) -> list[dict[str, Any]]:
         """Every row as a dict of attribute values, all validated before any SQL.
 
-        Plain dicts are copied unless *copy* is false (the caller then must not mutate
-        them).
+        Names must be writable columns and values ones their columns can store (see
+        `check_write_values`). Plain dicts are copied unless *copy* is false (the
+        caller then must not mutate them; a row whose values were converted is a copy).
         """
         model = plan.model
         writable = plan.writable
+        dialect = self._dialect()
         result: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             row_values: dict[str, Any]
@@ -529,7 +497,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                     raise _row_error(model, index, str(exc)) from None
             if not writable.issuperset(row_values):
                 check_assignable(model, row_values)
-            result.append(row_values)
+            result.append(check_write_values(model, row_values, dialect=dialect, row=index))
         return result
 
     def _check_instance(self, plan: _Plan, index: int, state: InstanceState[Any]) -> None:
@@ -892,7 +860,6 @@ class BulkOperationsMixin(Generic[ModelT]):
         rows_values = self._row_values(plan, rows, copy=False)
         _check_update_rows(self.model, rows_values, plan.pk_keys, sorted(plan.writable))
         dialect = self._dialect()
-        rows_values = _checked_keys(self.model, rows_values, plan.pk_keys, dialect)
         # PostgreSQL's UPDATE ... FROM applies an arbitrary one of two source rows for the
         # same key, executemany the last one: refuse the ambiguity everywhere.
         self._check_unique(plan, rows_values, plan.pk_keys)
@@ -1195,8 +1162,6 @@ class BulkOperationsMixin(Generic[ModelT]):
                     choices=sorted(plan.writable),
                 )
         dialect = self._dialect()
-        rows_values = _checked_keys(self.model, rows_values, conflict, dialect)
-        groups = self._group_by_keys(rows_values)
         self._check_unique(plan, rows_values, conflict)
         if dialect.name not in _UPSERT_DIALECTS:
             raise UnsupportedDialectError(

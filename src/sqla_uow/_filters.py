@@ -24,7 +24,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import ClauseElement, operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
@@ -36,6 +36,8 @@ _T = TypeVar("_T")
 
 INT64_MAX = 2**63 - 1
 """The largest integer a limit, offset or cursor value may be (a signed 64-bit integer)."""
+INT32_MAX = 2**31 - 1
+"""The largest ``chunk_size`` of a stream (drivers fetch with a C ``int`` row count)."""
 
 __all__ = [
     "INT64_MAX",
@@ -47,6 +49,7 @@ __all__ = [
     "check_stream_chunk_size",
     "check_value",
     "check_window",
+    "check_write_values",
     "compile_order_by",
     "compile_where",
     "drop_unchanged_key",
@@ -122,8 +125,8 @@ class ModelMeta:
     unique: tuple[tuple[str | None, tuple[str, ...]], ...]
     """(constraint name, attribute keys) of the primary key and every unique constraint
     or unique index the table declares."""
-    rules: dict[tuple[str, str | None], ValueRule]
-    """The value rule of each (attribute key, dialect name), built on first use."""
+    rules: dict[tuple[str, str | None, bool], ValueRule]
+    """The value rule of each (attribute key, dialect name, for writes), built on first use."""
 
 
 _META: weakref.WeakKeyDictionary[type[Any], ModelMeta] = weakref.WeakKeyDictionary()
@@ -212,15 +215,51 @@ def unique_key_error(model: type[Any], conflict: Sequence[str]) -> InvalidFieldE
     )
 
 
-def value_rule(model: type[Any], key: str, dialect: Dialect | None) -> ValueRule:
+def value_rule(
+    model: type[Any], key: str, dialect: Dialect | None, *, write: bool = False
+) -> ValueRule:
     """The rule for values of *model*'s column attribute *key* on *dialect* (cached)."""
     meta = model_meta(model)
-    cache_key = (key, dialect.name if dialect is not None else None)
+    cache_key = (key, dialect.name if dialect is not None else None, write)
     rule = meta.rules.get(cache_key)
     if rule is None:
-        rule = rule_for_type(meta.filterable[key].columns[0].type, dialect)
+        rule = rule_for_type(meta.filterable[key].columns[0].type, dialect, write=write)
         meta.rules[cache_key] = rule
     return rule
+
+
+def check_write_values(
+    model: type[Any], values: dict[str, Any], *, dialect: Dialect | None, row: int | None = None
+) -> dict[str, Any]:
+    """*values* (writable column keys) checked as values to store; converted in a copy.
+
+    ``None`` and SQL expressions are left to the database. A value must be one its
+    column's type takes (as for filters) and fit the column's declared length and
+    precision. The returned dict is *values* itself when nothing was converted.
+
+    Raises:
+        InvalidFieldError: A value the column cannot store (*row* numbers the row of a
+            bulk call in the message); nothing was sent.
+    """
+    result = values
+    for key, value in values.items():
+        if value is None or isinstance(value, ClauseElement):
+            continue
+        try:
+            checked = value_rule(model, key, dialect, write=True).check(value)
+        except ValueMismatch as exc:
+            where = f"row {row} of {model.__name__}: " if row is not None else ""
+            raise InvalidFieldError(
+                f"{where}field {key!r} of {model.__name__} got {describe(value)}; "
+                f"expected {exc.expected}",
+                model=model,
+                field=key,
+            ) from None
+        if checked is not value:
+            if result is values:
+                result = dict(values)
+            result[key] = checked
+    return result
 
 
 def check_value(
@@ -823,16 +862,18 @@ def check_page_size(model: type[Any], limit: int) -> None:
 
 
 def check_stream_chunk_size(model: type[Any], chunk_size: int) -> None:
-    """Check the ``chunk_size`` of ``stream`` / ``stream_chunks``: an ``int`` of at least 1.
+    """Check the ``chunk_size`` of ``stream`` / ``stream_chunks``: an ``int`` from 1 to `INT32_MAX`.
+
+    Drivers fetch a chunk with a C ``int`` row count, so a larger one cannot be asked for.
 
     Raises:
-        InvalidFieldError: Another type, or a value below 1.
+        InvalidFieldError: Another type, or a value out of that range.
     """
     # Checked at run time: callers without a type checker may pass anything.
     size: Any = chunk_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= INT32_MAX:
         raise InvalidFieldError(
-            f"chunk_size must be an int of at least 1, got {chunk_size!r}",
+            f"chunk_size must be an int from 1 to {INT32_MAX}, got {chunk_size!r}",
             model=model,
             field="chunk_size",
         )

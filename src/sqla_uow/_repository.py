@@ -42,6 +42,7 @@ from ._filters import (
     check_page_size,
     check_stream_chunk_size,
     check_window,
+    check_write_values,
     compile_order_by,
     compile_where,
     drop_unchanged_key,
@@ -642,8 +643,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         database has it, otherwise with one SELECT), so every column is readable.
 
         Raises:
-            InvalidFieldError: A name that is not a writable mapped column (checked
-                before any SQL).
+            InvalidFieldError: A name that is not a writable mapped column, or a value
+                its column cannot store (checked before any SQL).
             ConflictError: The INSERT broke a unique, foreign-key, not-null or check
                 constraint.
 
@@ -653,16 +654,22 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             bob = await users.create(UserIn(email="bob@example.com", name="Bob"))
             ```
         """
+        dialect = self._dialect()
         if self._check_own_instance(data):
             check_assignable(self.model, values)
             obj: ModelT = data
             for key, value in values.items():
                 setattr(obj, key, value)
+            given = as_values(obj, {})
+            for key, value in check_write_values(self.model, given, dialect=dialect).items():
+                if value is not given[key]:
+                    setattr(obj, key, value)
         else:
             # A pydantic model contributes the fields that were set, so a field left
             # at its default does not override the column's default.
             fields = as_values(data, values, exclude_unset=True)
             check_assignable(self.model, fields)
+            fields = check_write_values(self.model, fields, dialect=dialect)
             obj = self.model(**fields)
         self._check_identity_free(obj)
         self.session.add(obj)
@@ -745,6 +752,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         else:
             current = self._identity(pk_or_instance)
         drop_unchanged_key(self.model, fields, current)
+        fields = check_write_values(self.model, fields, dialect=self._dialect())
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
         for key, value in fields.items():
             setattr(obj, key, value)

@@ -327,12 +327,52 @@ def _decorated_rule(column_type: sqltypes.TypeDecorator[Any], dialect: Dialect |
     return ValueRule(inner.kind, inner.expected, check)
 
 
-def rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
-    """The rule for values compared with a column of *column_type* on *dialect*.
+def _written(rule: ValueRule, column_type: Any) -> ValueRule:
+    """*rule* plus the limits a stored value must keep: string length, numeric precision."""
+    length = getattr(column_type, "length", None)
+    if rule.kind == "str" and isinstance(length, int):
+        expected = f"a str of at most {length} characters"
+
+        def check_length(value: Any) -> Any:
+            checked = rule.check(value)
+            if len(checked) > length:
+                raise ValueMismatch(expected)
+            return checked
+
+        return ValueRule(rule.kind, expected, check_length)
+    precision = getattr(column_type, "precision", None)
+    scale = getattr(column_type, "scale", None) or 0
+    if rule.kind == "decimal" and isinstance(precision, int) and isinstance(scale, int):
+        bound = Decimal(10) ** (precision - scale)
+        step = Decimal(1).scaleb(-scale)
+        expected = f"a number below {bound} in magnitude (NUMERIC({precision}, {scale}))"
+
+        def check_precision(value: Any) -> Any:
+            checked = rule.check(value)
+            try:
+                rounded = Decimal(checked).quantize(step)
+            except InvalidOperation:
+                raise ValueMismatch(expected) from None
+            if abs(rounded) >= bound:
+                raise ValueMismatch(expected)
+            return checked
+
+        return ValueRule(rule.kind, expected, check_precision)
+    return rule
+
+
+def rule_for_type(column_type: Any, dialect: Dialect | None, *, write: bool = False) -> ValueRule:
+    """The rule for values compared with (or, *write*, stored in) a column of *column_type*.
 
     *dialect* ``None`` stands for no database (the in-memory fakes): ``Integer`` is then
-    64 bits wide, as on SQLite.
+    64 bits wide, as on SQLite. A value to store must also fit the column's declared
+    length (``String(n)``) and precision (``Numeric(p, s)``).
     """
+    rule = _rule_for_type(column_type, dialect)
+    return _written(rule, column_type) if write else rule
+
+
+def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
     name = dialect.name if dialect is not None else None
     if isinstance(column_type, sqltypes.TypeDecorator):
         return _decorated_rule(column_type, dialect)  # pyright: ignore[reportUnknownArgumentType]

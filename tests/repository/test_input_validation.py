@@ -269,7 +269,7 @@ class TestPrimaryKeyValues:
 
     async def test_upsert_conflict_values_are_checked(self, specimens: SpecimenRepository) -> None:
         for repo in (specimens, fake()):
-            with pytest.raises(InvalidFieldError, match="row 0: 'sku'"):
+            with pytest.raises(InvalidFieldError, match="row 0 of Specimen: field 'sku'"):
                 await repo.upsert_many([{"id": 9, "sku": 5, "name": "x"}], on_conflict=("sku",))
 
 

@@ -13,7 +13,6 @@ from sqla_uow._bulk import (
     _check_all_rows,  # pyright: ignore[reportPrivateUsage]
     _check_chunk_size,  # pyright: ignore[reportPrivateUsage]
     _check_update_rows,  # pyright: ignore[reportPrivateUsage]
-    _checked_keys,  # pyright: ignore[reportPrivateUsage]
     _DefaultContext,  # pyright: ignore[reportPrivateUsage]
     _duplicate_row_error,  # pyright: ignore[reportPrivateUsage]
     _refuse_unbounded_delete,  # pyright: ignore[reportPrivateUsage]
@@ -25,6 +24,7 @@ from sqla_uow._filters import (
     check_page_size,
     check_stream_chunk_size,
     check_window,
+    check_write_values,
     drop_unchanged_key,
     identity_of,
     is_own_instance,
@@ -211,9 +211,14 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             obj: ModelT = data
             for key, value in values.items():
                 setattr(obj, key, value)
+            given = as_values(obj, {})
+            for key, value in check_write_values(self.model, given, dialect=None).items():
+                if value is not given[key]:
+                    setattr(obj, key, value)
             return obj
         fields = as_values(data, values, exclude_unset=True)  # as AsyncRepository.create
         check_assignable(self.model, fields)
+        fields = check_write_values(self.model, fields, dialect=None)
         new: ModelT = self.model(**fields)
         return new
 
@@ -239,7 +244,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
                 except TypeError as exc:
                     raise _row_error(self.model, index, str(exc)) from None
             check_assignable(self.model, values)
-            result.append(values)
+            result.append(check_write_values(self.model, values, dialect=None, row=index))
         return result
 
     def _default(self, default: Any, values: Mapping[str, Any]) -> Any:
@@ -715,6 +720,7 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         else:
             current = self._identity(pk_or_instance)
         drop_unchanged_key(self.model, fields, current)
+        fields = check_write_values(self.model, fields, dialect=None)
         obj = self._rows.get(current)
         if obj is None:
             raise not_found_error(self.model, pk_or_instance if not is_instance else current)
@@ -740,7 +746,6 @@ class InMemoryRepository(_RepositoryType[ModelT]):
         pk = self._info.pk
         rows_values = self._fake_row_values(rows)
         _check_update_rows(self.model, rows_values, pk, sorted(self._info.columns))
-        rows_values = _checked_keys(self.model, rows_values, pk, None)
         updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
         for row in rows_values:
             obj = self._rows.get(tuple(row[name] for name in pk))
@@ -880,7 +885,6 @@ class InMemoryRepository(_RepositoryType[ModelT]):
             first = seen.setdefault(identity, index)
             if first != index:
                 raise _duplicate_row_error(self.model, index, first, conflict, identity)
-        rows_values = _checked_keys(self.model, rows_values, conflict, None)
         if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
             raise unique_key_error(self.model, conflict)
         existing = {
