@@ -115,8 +115,6 @@ class ModelMeta:
     writable_keys: frozenset[str]
     pk: tuple[str, ...]
     """Attribute keys of the primary-key columns, in primary-key order."""
-    pk_types: tuple[type[Any] | None, ...]
-    """Python types of the primary-key columns (``None`` where the type has none)."""
     nullable: frozenset[str]
     """Keys of the filterable attributes that can hold NULL (SQL expressions included)."""
     python_types: dict[str, type[Any] | None]
@@ -170,7 +168,6 @@ def model_meta(model: type[Any]) -> ModelMeta:
         writable=writable,
         writable_keys=frozenset(writable),
         pk=pk,
-        pk_types=tuple(python_types[key] for key in pk),
         nullable=nullable,
         python_types=python_types,
         unique=_unique_keys(mapper, writable, pk),
@@ -417,8 +414,8 @@ def _pattern(method: str) -> Callable[[_Lookup, Any], Any]:
         rule = value_rule(lookup.model, lookup.key, lookup.dialect)
         if not rule.is_text:
             raise lookup.error(
-                f"got {describe(value)}; a pattern needs a text column, but {lookup.key!r} "
-                f"is not a text column (it takes {rule.expected})"
+                f"got {describe(value)}; a pattern needs a text column, and {lookup.key!r} "
+                "is not a text column"
             )
         try:
             text = check_text(value, "a string pattern")

@@ -94,19 +94,20 @@ def describe(value: Any) -> str:
 
 def _int_rule(bits: int) -> ValueRule:
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    expected = f"an integer from {low} to {high} (a {bits}-bit column)"
+    in_range = f"an integer from {low} to {high} (a {bits}-bit column)"
 
     def check(value: Any) -> Any:
         if type(value) is not int:
             if isinstance(value, str) and _INT_TEXT.fullmatch(value):
                 value = int(value)
             elif not isinstance(value, int) or isinstance(value, bool):
-                raise ValueMismatch(expected)
+                # The same words on every database: the width only matters in range.
+                raise ValueMismatch("an integer (int, or its decimal digits as a str)")
         if not low <= value <= high:
-            raise ValueMismatch(expected)
+            raise ValueMismatch(in_range)
         return value
 
-    return ValueRule("int", expected, check)
+    return ValueRule("int", in_range, check)
 
 
 def _finite_decimal(value: Decimal, expected: str) -> Decimal:
