@@ -859,13 +859,13 @@ class BulkOperationsMixin(Generic[ModelT]):
         plan = _plan(self.model)
         rows_values = self._row_values(plan, rows, copy=False)
         _check_update_rows(self.model, rows_values, plan.pk_keys, sorted(plan.writable))
-        dialect = self._dialect()
         # PostgreSQL's UPDATE ... FROM applies an arbitrary one of two source rows for the
         # same key, executemany the last one: refuse the ambiguity everywhere.
         self._check_unique(plan, rows_values, plan.pk_keys)
         if not rows_values:
             return 0
         _require_single_table(plan, "update_many")
+        dialect = self._dialect()
         await self.session.flush()
         matched = 0
         for keys, indexes in self._group_by_keys(rows_values).items():
@@ -1161,8 +1161,8 @@ class BulkOperationsMixin(Generic[ModelT]):
                     field=missing[0],
                     choices=sorted(plan.writable),
                 )
-        dialect = self._dialect()
         self._check_unique(plan, rows_values, conflict)
+        dialect = self._dialect()
         if dialect.name not in _UPSERT_DIALECTS:
             raise UnsupportedDialectError(
                 f"upsert_many supports {', '.join(_UPSERT_DIALECTS)}; "
