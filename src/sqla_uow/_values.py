@@ -37,7 +37,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import types as sqltypes
@@ -54,6 +54,8 @@ _NUMBER_TEXT = re.compile(
 _MAX_DIGITS = 1000
 _MAX_ISO_TEXT = 64
 _NEUTRAL_DIALECT = DefaultDialect()
+_WIDE = Context(prec=3 * _MAX_DIGITS)
+"""Enough precision to round any accepted number to a column's scale exactly."""
 
 
 class ValueMismatch(Exception):
@@ -344,14 +346,17 @@ def _written(rule: ValueRule, column_type: Any) -> ValueRule:
     precision = getattr(column_type, "precision", None)
     scale = getattr(column_type, "scale", None) or 0
     if rule.kind == "decimal" and isinstance(precision, int) and isinstance(scale, int):
-        bound = Decimal(10) ** (precision - scale)
+        bound = Decimal(10 ** (precision - scale))
         step = Decimal(1).scaleb(-scale)
-        expected = f"a number below {bound} in magnitude (NUMERIC({precision}, {scale}))"
+        expected = (
+            f"a number of at most {precision - scale} digits before the point, once "
+            f"rounded to {scale} after it (NUMERIC({precision}, {scale}))"
+        )
 
         def check_precision(value: Any) -> Any:
             checked = rule.check(value)
             try:
-                rounded = Decimal(checked).quantize(step)
+                rounded = Decimal(checked).quantize(step, context=_WIDE)
             except InvalidOperation:
                 raise ValueMismatch(expected) from None
             if abs(rounded) >= bound:

@@ -441,3 +441,63 @@ class TestCursorSecrets:
         signed = encode_cursor([1], fingerprint="x", secret=b"k")
         with pytest.raises(InvalidCursorError):
             await fake().paginate_cursor(limit=1, after=signed)
+
+
+@pytest.mark.backends("sqlite", "postgresql", "mariadb")
+class TestWrittenValues:
+    @pytest.mark.parametrize(
+        ("values", "expected"),
+        [
+            ({"name": "x" * 41}, "at most 40 characters"),
+            ({"price": Decimal("100000000")}, r"NUMERIC\(10, 2\)"),
+            ({"price": "99999999.995"}, r"NUMERIC\(10, 2\)"),
+            ({"small": 2**15}, "16-bit"),
+            ({"at": "yesterday"}, "a datetime"),
+            ({"flag": "yes"}, "True or False"),
+            ({"hue": "green"}, "Hue member"),
+            ({"uid": "not-a-uuid"}, "a UUID"),
+            ({"cost": "lots"}, "Cents accepts"),
+        ],
+    )
+    async def test_a_value_the_column_cannot_store_is_refused_before_sql(
+        self, specimens: SpecimenRepository, values: dict[str, Any], expected: str
+    ) -> None:
+        before = await table_state(specimens)
+        (name,) = values
+        for repo in (specimens, fake()):
+            calls = [
+                repo.create(**{"id": 9, "sku": "N-9", "name": "nine", **values}),
+                repo.update(1, **values),
+                repo.update_many([{"id": 2, "name": "two"}, {"id": 3, **values}]),
+                repo.create_many([{"id": 9, "sku": "N-9", "name": "n"}, {**values, "id": 10}]),
+                repo.upsert_many([{"id": 9, "sku": "A-1", **values}], on_conflict=("sku",)),
+            ]
+            for call in calls:
+                with pytest.raises(InvalidFieldError, match=expected) as info:
+                    await call
+                assert info.value.field == name
+        assert await table_state(specimens) == before
+
+    async def test_values_in_exact_text_form_are_stored_converted(
+        self, specimens: SpecimenRepository
+    ) -> None:
+        updated = await specimens.update(
+            3, at="2024-06-01T08:00:00", price="12.50", uid=str(UID), hue="blue", small="7"
+        )
+        assert (updated.at, updated.price, updated.uid, updated.hue, updated.small) == (
+            dt.datetime(2024, 6, 1, 8),
+            Decimal("12.50"),
+            UID,
+            Hue.blue,
+            7,
+        )
+        await specimens.session.commit()
+        specimens.session.expire_all()
+        stored = await specimens.get_one(3)
+        assert (stored.at, stored.price, stored.uid, stored.hue, stored.small) == (
+            dt.datetime(2024, 6, 1, 8),
+            Decimal("12.50"),
+            UID,
+            Hue.blue,
+            7,
+        )
