@@ -1001,7 +1001,8 @@ class BulkOperationsMixin(Generic[ModelT]):
             The number of rows deleted.
 
         Raises:
-            InvalidFieldError: A composite key of the wrong length; nothing was sent.
+            InvalidFieldError: A composite key of the wrong length, or a key value its
+                column's type does not take; nothing was sent.
             ConflictError: A foreign key still references a row.
 
         Example:

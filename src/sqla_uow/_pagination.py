@@ -5,8 +5,8 @@ values of one row, a fingerprint of the model and ordering it belongs to and, wh
 caller named one, a digest of its scope, followed by a keyed checksum. Decoding checks
 them all, so a cursor that was cut short, edited, or made for another model, ordering
 or scope raises `InvalidCursorError`. The values a cursor carries only ever become
-bound parameters; they cannot change the shape of a query, and decoding checks their
-types and ranges (integers fit in 64 bits) before any SQL is sent.
+bound parameters; they cannot change the shape of a query, and decoding checks them
+against their columns' types (integer width included) before any SQL is sent.
 
 Without a ``cursor_secret`` the checksum key is public: cursors are protected against
 accidental damage, not against forgery. Set ``cursor_secret`` to make them unforgeable.

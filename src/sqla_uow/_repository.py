@@ -251,7 +251,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             for_update: Lock the row until the transaction ends (ignored by SQLite).
 
         Raises:
-            InvalidFieldError: *pk* does not fit the primary key.
+            InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
+                its column's type does not take (``True``, an integer beyond the
+                column's width, text that is not a number for an integer key).
 
         Example:
             ```python
@@ -279,7 +281,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
         Raises:
             NotFoundError: No row has this primary key (``exc.ident`` is *pk*).
-            InvalidFieldError: *pk* does not fit the primary key.
+            InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
+                its column's type does not take (``True``, an integer beyond the
+                column's width, text that is not a number for an integer key).
 
         Example:
             ```python
@@ -354,7 +358,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
         Raises:
             MultipleResultsError: More than one row matches.
-            InvalidFieldError: An unknown field or lookup.
+            InvalidFieldError: An unknown field or lookup, or a value its column's type
+                does not take.
 
         Example:
             ```python
@@ -392,8 +397,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             **filters: ``field=value`` and lookups such as ``name__ilike="a%"``.
 
         Raises:
-            InvalidFieldError: An unknown field, lookup or order key, or a negative
-                limit or offset.
+            InvalidFieldError: An unknown field, lookup or order key, a value its
+                column's type does not take, or a negative limit or offset.
 
         Example:
             ```python
