@@ -312,6 +312,18 @@ class TestLongInLists:
         assert [s.id for s in hues] == [2]
         assert await specimens.list(id__in=[]) == []
         assert [s.id for s in await specimens.list(at__in=[AT] * 600)] == [1]
+        typed: list[dict[str, Any]] = [
+            {"cost__in": [Decimal("1.50"), Decimal("2")]},
+            {"uid__in": [str(UID), UID.hex]},
+            {"price__in": ["9.99", 1]},
+            {"day__in": [dt.date(2024, 5, 1), "2024-05-01"]},
+            {"flag__in": [True]},
+            {"ratio__in": [0.5, 2]},
+            {"sku__in": ["A-1", "Z-9"]},
+        ]
+        for filters in typed:
+            for repo in (specimens, fake()):
+                assert [s.id for s in await repo.list(**filters)] == [1], filters
 
 
 @pytest.mark.backends("sqlite", "postgresql")
