@@ -310,19 +310,24 @@ def _any(value: Any) -> Any:
     return value
 
 
-def _decorated_rule(column_type: sqltypes.TypeDecorator[Any], dialect: Dialect | None) -> ValueRule:
+def _decorated_rule(
+    column_type: sqltypes.TypeDecorator[Any], dialect: Dialect | None, *, write: bool
+) -> ValueRule:
     bind_dialect = dialect if dialect is not None else _NEUTRAL_DIALECT
     impl_type: Any = (
         column_type.load_dialect_impl(dialect) if dialect is not None else column_type.impl_instance
     )
-    inner = rule_for_type(impl_type, dialect)
+    # The implementation's rule (with its length and precision, for a write) applies to
+    # what process_bind_param makes of the value; the caller's value is bound unchanged.
+    inner = rule_for_type(impl_type, dialect, write=write)
     process: Callable[[Any, Dialect], Any] = column_type.process_bind_param
+    refused = f"a value {type(column_type).__name__} accepts"
 
     def check(value: Any) -> Any:
         try:
             processed = process(value, bind_dialect)
         except Exception as exc:  # the decorator's own refusal of the value
-            raise ValueMismatch(f"a value {type(column_type).__name__} accepts ({exc})") from None
+            raise ValueMismatch(f"{refused} (it raised {type(exc).__name__})") from None
         if processed is not None:
             inner.check(processed)
         return value
@@ -374,14 +379,14 @@ def rule_for_type(column_type: Any, dialect: Dialect | None, *, write: bool = Fa
     64 bits wide, as on SQLite. A value to store must also fit the column's declared
     length (``String(n)``) and precision (``Numeric(p, s)``).
     """
+    if isinstance(column_type, sqltypes.TypeDecorator):
+        return _decorated_rule(column_type, dialect, write=write)  # pyright: ignore[reportUnknownArgumentType]
     rule = _rule_for_type(column_type, dialect)
     return _written(rule, column_type) if write else rule
 
 
 def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
     name = dialect.name if dialect is not None else None
-    if isinstance(column_type, sqltypes.TypeDecorator):
-        return _decorated_rule(column_type, dialect)  # pyright: ignore[reportUnknownArgumentType]
     if isinstance(column_type, sqltypes.Boolean):
         return _bool_rule()
     if isinstance(column_type, sqltypes.Enum):

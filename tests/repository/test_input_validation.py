@@ -469,6 +469,7 @@ class TestWrittenValues:
             ({"hue": "green"}, "Hue member"),
             ({"uid": "not-a-uuid"}, "a UUID"),
             ({"cost": "lots"}, "Cents accepts"),
+            ({"cost": Decimal(2**62)}, "-bit column"),  # the impl's width, after processing
         ],
     )
     async def test_a_value_the_column_cannot_store_is_refused_before_sql(
