@@ -756,8 +756,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             )
         else:
             current = self._identity(pk_or_instance)
-        drop_unchanged_key(self.model, fields, current)
         fields = check_write_values(self.model, fields, dialect=self._dialect())
+        drop_unchanged_key(self.model, fields, current)
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
         for key, value in fields.items():
             setattr(obj, key, value)

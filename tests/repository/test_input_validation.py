@@ -254,6 +254,14 @@ class TestPrimaryKeyValues:
                 assert info.value.field == "id"
         assert await table_state(specimens) == before
 
+    async def test_a_signaling_nan_key_in_an_update_is_refused(
+        self, specimens: SpecimenRepository
+    ) -> None:
+        # Compared with the current key before being checked, it raised InvalidOperation.
+        for repo in (specimens, fake()):
+            with pytest.raises(InvalidFieldError, match="field 'id'"):
+                await repo.update(2, id=Decimal("sNaN"))
+
     async def test_get_true_does_not_return_row_one(self, specimens: SpecimenRepository) -> None:
         with pytest.raises(InvalidFieldError, match=r"True \(bool\)"):
             await specimens.get(True)

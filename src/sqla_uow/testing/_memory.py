@@ -719,8 +719,8 @@ class InMemoryRepository(_RepositoryType[ModelT]):
                 )
         else:
             current = self._identity(pk_or_instance)
-        drop_unchanged_key(self.model, fields, current)
         fields = check_write_values(self.model, fields, dialect=None)
+        drop_unchanged_key(self.model, fields, current)
         obj = self._rows.get(current)
         if obj is None:
             raise not_found_error(self.model, pk_or_instance if not is_instance else current)
