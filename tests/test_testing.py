@@ -657,6 +657,16 @@ async def parity_scenario(uow: Any) -> list[Any]:
         out.append(await attempt(lambda: users.update_many([{"name": "x"}])))
         out.append(await attempt(lambda: users.delete_where()))
         out.append(await attempt(lambda: users.paginate_cursor(limit=2, after="garbage")))
+        out.append(await attempt(lambda: users.list(age="old")))
+        out.append(await attempt(lambda: users.get(True)))
+        out.append(await attempt(lambda: users.get_many([1, "x"])))
+        out.append(await attempt(lambda: users.list(id__in=[1, 2.5])))
+        out.append(await attempt(lambda: users.list(email__gt=5)))
+        out.append(await attempt(lambda: users.list(age__like="3%")))
+        out.append(await attempt(lambda: users.update(1, age="many")))
+        out.append(await attempt(lambda: users.delete_many([1, None, "y"])))
+        out.append(snapshot(await users.list(id__in=["1", 2], age__gte="18", order_by="id")))
+        out.append(snapshot([await users.get_one("2")]))
 
     async with uow:
         users = uow.users

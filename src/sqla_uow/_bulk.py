@@ -34,7 +34,15 @@ statement forms built here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from operator import itemgetter
 from typing import Any, Generic, TypeGuard, cast
 
@@ -68,8 +76,18 @@ from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import Subquery
 from sqlalchemy.sql import column as sql_column
 
-from ._errors import conflict_error, is_conflict_error
-from ._filters import as_values, check_assignable, compile_where, mapper_of, model_columns
+from ._errors import conflict_error, is_conflict_error, is_unmatched_conflict_target
+from ._filters import (
+    as_values,
+    check_assignable,
+    check_write_values,
+    compile_where,
+    identity_of,
+    mapper_of,
+    model_columns,
+    model_meta,
+    unique_key_error,
+)
 from ._typing import ModelT
 from .exceptions import InvalidFieldError, UnsupportedDialectError
 
@@ -456,11 +474,13 @@ class BulkOperationsMixin(Generic[ModelT]):
     ) -> list[dict[str, Any]]:
         """Every row as a dict of attribute values, all validated before any SQL.
 
-        Plain dicts are copied unless *copy* is false (the caller then must not mutate
-        them).
+        Names must be writable columns and values ones their columns can store (see
+        `check_write_values`). Plain dicts are copied unless *copy* is false (the
+        caller then must not mutate them; a row whose values were converted is a copy).
         """
         model = plan.model
         writable = plan.writable
+        dialect = self._dialect()
         result: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
             row_values: dict[str, Any]
@@ -477,7 +497,7 @@ class BulkOperationsMixin(Generic[ModelT]):
                     raise _row_error(model, index, str(exc)) from None
             if not writable.issuperset(row_values):
                 check_assignable(model, row_values)
-            result.append(row_values)
+            result.append(check_write_values(model, row_values, dialect=dialect, row=index))
         return result
 
     def _check_instance(self, plan: _Plan, index: int, state: InstanceState[Any]) -> None:
@@ -981,7 +1001,8 @@ class BulkOperationsMixin(Generic[ModelT]):
             The number of rows deleted.
 
         Raises:
-            InvalidFieldError: A composite key of the wrong length; nothing was sent.
+            InvalidFieldError: A composite key of the wrong length, or a key value its
+                column's type does not take; nothing was sent.
             ConflictError: A foreign key still references a row.
 
         Example:
@@ -1004,10 +1025,11 @@ class BulkOperationsMixin(Generic[ModelT]):
                         field=plan.pk_keys[0],
                         choices=plan.pk_keys,
                     )
-            keys = [tuple(key) for key in keys]
         if not keys:
             return 0
         dialect = self._dialect()
+        idents = [identity_of(self.model, key, dialect=dialect) for key in keys]
+        keys = [ident[0] for ident in idents] if width == 1 else idents
         per_statement = _rows_per_statement(
             dialect, width, chunk_size, _COMPOSITE_IN_ROWS if width > 1 else None
         )
@@ -1053,7 +1075,7 @@ class BulkOperationsMixin(Generic[ModelT]):
             ```
         """
         _check_all_rows(self.model, all_rows)
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         _refuse_unbounded_delete(
             self.model,
             has_criteria=bool(criteria),
@@ -1153,30 +1175,60 @@ class BulkOperationsMixin(Generic[ModelT]):
         table = _require_single_table(plan, "upsert_many")
         await self.session.flush()
         written = 0
-        for keys, indexes in groups.items():
-            if explicit is None:
-                targets = sorted(keys.difference(conflict).difference(plan.pk_keys))
-            else:
-                targets = list(explicit)
-            group_rows = [rows_values[i] for i in indexes]
-            if dialect.name == "postgresql" and plan.python_defaults is not None:
-                written += await self._pg_upsert(
-                    plan, table, dialect, keys, conflict, targets, group_rows, chunk_size
-                )
-            else:
-                statement = self._upsert_statement(plan, table, dialect, conflict, targets)
-                written += await self._upsert_rows(
-                    plan, dialect, statement, keys, group_rows, chunk_size
-                )
-            if targets:
-                self._sync_identity_map(
-                    plan,
-                    [rows_values[i] for i in indexes],
-                    by=conflict,
-                    written=targets,
-                    expire_onupdate=False,
-                )
+        async with self._unmatched_target_translated(conflict, dialect):
+            for keys, indexes in groups.items():
+                if explicit is None:
+                    targets = sorted(keys.difference(conflict).difference(plan.pk_keys))
+                else:
+                    targets = list(explicit)
+                group_rows = [rows_values[i] for i in indexes]
+                if dialect.name == "postgresql" and plan.python_defaults is not None:
+                    written += await self._pg_upsert(
+                        plan, table, dialect, keys, conflict, targets, group_rows, chunk_size
+                    )
+                else:
+                    statement = self._upsert_statement(plan, table, dialect, conflict, targets)
+                    written += await self._upsert_rows(
+                        plan, dialect, statement, keys, group_rows, chunk_size
+                    )
+                if targets:
+                    self._sync_identity_map(
+                        plan,
+                        [rows_values[i] for i in indexes],
+                        by=conflict,
+                        written=targets,
+                        expire_onupdate=False,
+                    )
         return written
+
+    @contextlib.asynccontextmanager
+    async def _unmatched_target_translated(
+        self, conflict: tuple[str, ...], dialect: Dialect
+    ) -> AsyncGenerator[None, None]:
+        """Translate the database's refusal of an ``on_conflict`` no unique key matches.
+
+        When the model declares a unique key over *conflict* (or on MySQL / MariaDB,
+        whose upsert fires on any key) the block runs as it is. Otherwise the index may
+        exist in the database only: the statements are sent, inside a savepoint on
+        PostgreSQL (where a failed statement would abort the transaction), and the
+        database's refusal becomes `InvalidFieldError` naming the model's unique keys.
+        """
+        wanted = set(conflict)
+        if dialect.name not in ("postgresql", "sqlite") or any(
+            set(keys) == wanted for _, keys in model_meta(self.model).unique
+        ):
+            yield
+            return
+        try:
+            if dialect.name == "postgresql":
+                async with self.session.begin_nested():
+                    yield
+            else:
+                yield
+        except sa_exc.DBAPIError as exc:
+            if is_unmatched_conflict_target(exc):
+                raise unique_key_error(self.model, conflict) from exc
+            raise
 
     async def _upsert_rows(
         self,

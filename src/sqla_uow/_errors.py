@@ -25,6 +25,7 @@ __all__ = [
     "error_chain",
     "is_conflict_error",
     "is_retryable_error",
+    "is_unmatched_conflict_target",
     "sqlstate_of",
 ]
 
@@ -124,6 +125,22 @@ def is_retryable_error(exc: BaseException) -> bool:
     if sqlstate_of(exc) in _PG_RETRYABLE:
         return True
     return any(_mysql_code(err) in _MYSQL_RETRYABLE for err in error_chain(exc))
+
+
+def is_unmatched_conflict_target(exc: BaseException) -> bool:
+    """Whether *exc* is the database refusing an ``ON CONFLICT`` target no unique key matches.
+
+    PostgreSQL SQLSTATE 42P10; SQLite's generic error code 1 with its fixed message
+    (SQLite has no code of its own for it).
+    """
+    if sqlstate_of(exc) == "42P10":
+        return True
+    return any(
+        type(err).__module__ == "sqlite3"
+        and bool(err.args)
+        and "ON CONFLICT clause does not match" in str(err.args[0])
+        for err in error_chain(exc)
+    )
 
 
 def _pg_constraint(exc: BaseException) -> str | None:

@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
+import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
-from sqlalchemy import ColumnElement, inspect
+from sqlalchemy import ColumnElement, String, any_, bindparam, func, inspect, select
+from sqlalchemy import column as sql_column
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.schema import Column
-from sqlalchemy.sql import operators
+from sqlalchemy.schema import Column, UniqueConstraint
+from sqlalchemy.sql import ClauseElement, operators
 from sqlalchemy.sql.elements import UnaryExpression
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
 
+from ._values import ValueMismatch, ValueRule, check_text, describe, rule_for_type
 from .exceptions import InvalidFieldError, MultipleResultsError, NotFoundError
 
 _T = TypeVar("_T")
 
 INT64_MAX = 2**63 - 1
 """The largest integer a limit, offset or cursor value may be (a signed 64-bit integer)."""
+INT32_MAX = 2**31 - 1
+"""The largest ``chunk_size`` of a stream (drivers fetch with a C ``int`` row count)."""
 
 __all__ = [
     "INT64_MAX",
@@ -44,18 +49,21 @@ __all__ = [
     "check_assignable",
     "check_page_size",
     "check_stream_chunk_size",
+    "check_value",
     "check_window",
+    "check_write_values",
     "compile_order_by",
     "compile_where",
     "drop_unchanged_key",
     "identity_of",
     "is_own_instance",
-    "lookup_key",
     "mapper_of",
     "model_columns",
     "model_meta",
     "order_clauses",
     "order_items",
+    "unique_key_error",
+    "value_rule",
 ]
 
 
@@ -109,15 +117,16 @@ class ModelMeta:
     writable_keys: frozenset[str]
     pk: tuple[str, ...]
     """Attribute keys of the primary-key columns, in primary-key order."""
-    pk_types: tuple[type[Any] | None, ...]
-    """Python types of the primary-key columns (``None`` where the type has none)."""
     nullable: frozenset[str]
     """Keys of the filterable attributes that can hold NULL (SQL expressions included)."""
     python_types: dict[str, type[Any] | None]
     joins_collections: bool
     """Whether the mapper eagerly joins a collection (its rows repeat per related row)."""
-    integer_keys: frozenset[str]
-    """Keys of the integer columns (whose values must fit in 64 bits)."""
+    unique: tuple[tuple[str | None, tuple[str, ...]], ...]
+    """(constraint name, attribute keys) of the primary key and every unique constraint
+    or unique index the table declares."""
+    rules: dict[tuple[str, str | None, bool], ValueRule]
+    """The value rule of each (attribute key, dialect name, for writes), built on first use."""
 
 
 _META: weakref.WeakKeyDictionary[type[Any], ModelMeta] = weakref.WeakKeyDictionary()
@@ -161,14 +170,117 @@ def model_meta(model: type[Any]) -> ModelMeta:
         writable=writable,
         writable_keys=frozenset(writable),
         pk=pk,
-        pk_types=tuple(python_types[key] for key in pk),
         nullable=nullable,
         python_types=python_types,
-        integer_keys=frozenset(key for key, kind in python_types.items() if kind is int),
+        unique=_unique_keys(mapper, writable, pk),
+        rules={},
         joins_collections=any(rel.uselist and rel.lazy == "joined" for rel in mapper.relationships),
     )
     _META[model] = meta
     return meta
+
+
+def _unique_keys(
+    mapper: Mapper[Any], writable: Mapping[str, ColumnProperty[Any]], pk: tuple[str, ...]
+) -> tuple[tuple[str | None, tuple[str, ...]], ...]:
+    by_column: dict[Any, str] = {prop.columns[0]: key for key, prop in writable.items()}
+    found: list[tuple[str | None, tuple[str, ...]]] = [(None, pk)]
+    seen = {pk}
+    groups: list[tuple[Any, Iterable[Any]]] = []
+    table: Any = mapper.local_table
+    for constraint in getattr(table, "constraints", ()):
+        if isinstance(constraint, UniqueConstraint):
+            groups.append((constraint.name, constraint.columns))
+    for index in getattr(table, "indexes", ()):
+        if index.unique:
+            groups.append((index.name, index.columns))
+    for name, cols in groups:
+        keys = tuple(by_column[col] for col in cols if col in by_column)
+        if keys and keys not in seen:
+            seen.add(keys)
+            found.append((name if isinstance(name, str) else None, keys))
+    return tuple(found)
+
+
+def unique_key_error(model: type[Any], conflict: Sequence[str]) -> InvalidFieldError:
+    """The error for an ``upsert_many(on_conflict=...)`` that names no unique key of *model*."""
+    choices = [", ".join(keys) for _, keys in model_meta(model).unique]
+    return InvalidFieldError(
+        f"on_conflict={tuple(conflict)!r} is not the primary key or a unique constraint of "
+        f"{model.__name__}; the database would reject it. Unique: {'; '.join(choices)}",
+        model=model,
+        field="on_conflict",
+        choices=choices,
+    )
+
+
+def value_rule(
+    model: type[Any], key: str, dialect: Dialect | None, *, write: bool = False
+) -> ValueRule:
+    """The rule for values of *model*'s column attribute *key* on *dialect* (cached)."""
+    meta = model_meta(model)
+    cache_key = (key, dialect.name if dialect is not None else None, write)
+    rule = meta.rules.get(cache_key)
+    if rule is None:
+        rule = rule_for_type(meta.filterable[key].columns[0].type, dialect, write=write)
+        meta.rules[cache_key] = rule
+    return rule
+
+
+def check_write_values(
+    model: type[Any], values: dict[str, Any], *, dialect: Dialect | None, row: int | None = None
+) -> dict[str, Any]:
+    """*values* (writable column keys) checked as values to store; converted in a copy.
+
+    ``None`` and SQL expressions are left to the database. A value must be one its
+    column's type takes (as for filters) and fit the column's declared length and
+    precision. The returned dict is *values* itself when nothing was converted.
+
+    Raises:
+        InvalidFieldError: A value the column cannot store (*row* numbers the row of a
+            bulk call in the message); nothing was sent.
+    """
+    result = values
+    for key, value in values.items():
+        if value is None or isinstance(value, ClauseElement):
+            continue
+        try:
+            checked = value_rule(model, key, dialect, write=True).check(value)
+        except ValueMismatch as exc:
+            where = f"row {row} of {model.__name__}: " if row is not None else ""
+            raise InvalidFieldError(
+                f"{where}field {key!r} of {model.__name__} got {describe(value)}; "
+                f"expected {exc.expected}",
+                model=model,
+                field=key,
+            ) from None
+        if checked is not value:
+            if result is values:
+                result = dict(values)
+            result[key] = checked
+    return result
+
+
+def check_value(
+    model: type[Any], key: str, value: Any, *, dialect: Dialect | None, label: str, field: str
+) -> Any:
+    """*value* checked against the type of *model*'s column *key*: the value to bind.
+
+    Exact conversions are applied (``"42"`` for an integer column, a UUID's string form,
+    an ISO date); see `sqla_uow._values` for the rules.
+
+    Raises:
+        InvalidFieldError: The value does not fit the column; the message names
+            *label*, the value and what the column takes.
+    """
+    try:
+        return value_rule(model, key, dialect).check(value)
+    except ValueMismatch as exc:
+        raise InvalidFieldError(
+            f"{label} on {model.__name__} got {describe(value)}; expected {exc.expected}",
+            model=model,
+            field=field,
+        ) from None
 
 
 def mapper_of(model: type[Any]) -> Mapper[Any]:
@@ -209,82 +321,101 @@ def _attribute(model: type[Any], key: str) -> ColumnElement[Any]:
     return attr.expression
 
 
-def _require_not_none(model: type[Any], name: str, value: Any) -> None:
-    if value is None:
-        raise InvalidFieldError(
-            f"filter {name!r} on {model.__name__} got None; "
-            "use field=None or field__is_null=True to match NULL",
-            model=model,
-            field=name,
+@dataclasses.dataclass(frozen=True)
+class _Lookup:
+    """One ``field__lookup=value`` filter being compiled."""
+
+    model: type[Any]
+    name: str
+    """The filter as the caller wrote it (``"id__gt"``)."""
+    key: str
+    """The attribute key it filters on."""
+    column: ColumnElement[Any]
+    dialect: Dialect | None
+
+    def value(self, value: Any) -> Any:
+        return check_value(
+            self.model,
+            self.key,
+            value,
+            dialect=self.dialect,
+            label=f"filter {self.name!r}",
+            field=self.name,
+        )
+
+    def error(self, message: str) -> InvalidFieldError:
+        return InvalidFieldError(
+            f"filter {self.name!r} on {self.model.__name__} {message}",
+            model=self.model,
+            field=self.name,
         )
 
 
-def _check_int_range(model: type[Any], name: str, value: Any) -> None:
-    """Refuse integers no database column holds, before the driver fails on them."""
-    checked: object = value
-    values: Iterable[object] = (
-        cast("Iterable[object]", checked)
-        if isinstance(checked, (list, tuple, set, frozenset))
-        else (checked,)
-    )
-    for item in values:
-        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > INT64_MAX:
-            raise InvalidFieldError(
-                f"filter {name!r} on {model.__name__} got {item}, outside the 64-bit "
-                "integer range of the column",
-                model=model,
-                field=name,
-            )
+def _lookup_eq(lookup: _Lookup, value: Any) -> Any:
+    col = lookup.column
+    return col.is_(None) if value is None else col == lookup.value(value)
 
 
-def _lookup_eq(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-    return col.is_(None) if value is None else col == value
+def _lookup_ne(lookup: _Lookup, value: Any) -> Any:
+    col = lookup.column
+    return col.is_not(None) if value is None else col != lookup.value(value)
 
 
-def _lookup_ne(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-    return col.is_not(None) if value is None else col != value
+IN_LIST_INLINE = 500
+"""``__in`` lists up to this long are sent as one parameter per value on SQLite (and
+always on MySQL / MariaDB, whose drivers inline the values); longer ones on SQLite as one
+JSON parameter. PostgreSQL always gets one array parameter."""
 
 
-def _lookup_in(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+def _lookup_in(lookup: _Lookup, value: Any) -> Any:
     # isinstance() on an object alias: the Any value keeps no unknown type arguments.
     checked: object = value
     if isinstance(checked, (str, bytes, bytearray, Mapping)) or not isinstance(checked, Iterable):
-        raise InvalidFieldError(
-            f"filter {name!r} on {model.__name__} needs a list, tuple or set of values, "
-            f"got {type(value).__name__}",
-            model=model,
-            field=name,
-        )
-    return col.in_(list(value))
+        raise lookup.error(f"needs a list, tuple or set of values, got {type(value).__name__}")
+    items: Iterable[Any] = value
+    values = [item if item is None else lookup.value(item) for item in items]
+    return in_list(lookup.column, values, lookup.dialect)
 
 
-def _comparison(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
-    def lookup(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-        _require_not_none(model, name, value)
-        return op(col, value)
+def in_list(column: ColumnElement[Any], values: list[Any], dialect: Dialect | None) -> Any:
+    """``column IN values`` in the form that takes any number of values on *dialect*.
 
-    return lookup
-
-
-def _pattern(method: str) -> Callable[..., Any]:
-    def lookup(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-        if not isinstance(value, str):
-            raise InvalidFieldError(
-                f"filter {name!r} on {model.__name__} needs a string pattern, "
-                f"got {type(value).__name__}",
-                model=model,
-                field=name,
+    PostgreSQL: ``column = ANY(:array)``, one parameter whatever the length (the
+    statement stays cacheable). SQLite: a long list becomes one JSON parameter read by
+    ``json_each``, past the limit of 32,766 parameters a statement may carry. Other
+    databases, and values a JSON document cannot carry: ``IN (...)``.
+    """
+    name = dialect.name if dialect is not None else None
+    if name == "postgresql" and values and None not in values:
+        array = bindparam(None, values, type_=ARRAY(column.type), unique=True)
+        return column == any_(array)
+    if name == "sqlite" and dialect is not None and len(values) > IN_LIST_INLINE:
+        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+        processed = [processor(v) for v in values] if processor is not None else values
+        with contextlib.suppress(TypeError, ValueError):
+            payload = json.dumps(processed)
+            value_column: ColumnElement[Any] = sql_column("value")
+            source = select(value_column).select_from(
+                func.json_each(bindparam(None, payload, type_=String(), unique=True))
             )
-        return getattr(col, method)(value)
+            return column.in_(source.scalar_subquery())
+    return column.in_(values)
+
+
+def _comparison(op: Callable[[Any, Any], Any]) -> Callable[[_Lookup, Any], Any]:
+    def lookup(lookup: _Lookup, value: Any) -> Any:
+        if value is None:
+            raise lookup.error("got None; use field=None or field__is_null=True to match NULL")
+        return op(lookup.column, lookup.value(value))
 
     return lookup
 
 
-def _lookup_not_in(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-    return ~_lookup_in(model, name, col, value)
+def _lookup_not_in(lookup: _Lookup, value: Any) -> Any:
+    return ~_lookup_in(lookup, value)
 
 
-def _lookup_between(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+def _lookup_between(lookup: _Lookup, value: Any) -> Any:
     checked: object = value
     bounds = (
         list(cast("Iterable[object]", checked))
@@ -292,41 +423,50 @@ def _lookup_between(model: type[Any], name: str, col: ColumnElement[Any], value:
         else None
     )
     if bounds is None or any(bound is None for bound in bounds):
-        raise InvalidFieldError(
-            f"filter {name!r} on {model.__name__} needs a (low, high) pair of values, "
-            f"got {value!r}",
-            model=model,
-            field=name,
+        raise lookup.error(f"needs a (low, high) pair of values, got {value!r}")
+    return lookup.column.between(lookup.value(bounds[0]), lookup.value(bounds[1]))
+
+
+def _text_value(lookup: _Lookup, value: Any) -> str:
+    """*value* as the text a pattern lookup matches; the column must hold text."""
+    rule = value_rule(lookup.model, lookup.key, lookup.dialect)
+    if not rule.is_text:
+        raise lookup.error(
+            f"got {describe(value)}; a pattern needs a text column, and {lookup.key!r} "
+            "is not a text column"
         )
-    return col.between(bounds[0], bounds[1])
+    try:
+        return check_text(value, "a string pattern")
+    except ValueMismatch as exc:
+        raise lookup.error(f"got {describe(value)}; expected {exc.expected}") from None
 
 
-def _escaped_pattern(method: str) -> Callable[..., Any]:
+def _pattern(method: str) -> Callable[[_Lookup, Any], Any]:
+    """A LIKE lookup: ``%`` and ``_`` in the value are wildcards."""
+
+    def pattern(lookup: _Lookup, value: Any) -> Any:
+        return getattr(lookup.column, method)(_text_value(lookup, value))
+
+    return pattern
+
+
+def _escaped_pattern(method: str) -> Callable[[_Lookup, Any], Any]:
     """A substring lookup whose value is literal text: ``%``, ``_`` and ``/`` are escaped."""
 
-    def lookup(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
-        if not isinstance(value, str):
-            raise InvalidFieldError(
-                f"filter {name!r} on {model.__name__} needs a string, got {type(value).__name__}",
-                model=model,
-                field=name,
-            )
-        return getattr(col, method)(value, autoescape=True)
+    def pattern(lookup: _Lookup, value: Any) -> Any:
+        return getattr(lookup.column, method)(_text_value(lookup, value), autoescape=True)
 
-    return lookup
+    return pattern
 
 
-def _lookup_is_null(model: type[Any], name: str, col: ColumnElement[Any], value: Any) -> Any:
+def _lookup_is_null(lookup: _Lookup, value: Any) -> Any:
     if not isinstance(value, bool):
-        raise InvalidFieldError(
-            f"filter {name!r} on {model.__name__} needs True or False, got {type(value).__name__}",
-            model=model,
-            field=name,
-        )
+        raise lookup.error(f"needs True or False, got {type(value).__name__}")
+    col = lookup.column
     return col.is_(None) if value else col.is_not(None)
 
 
-_LOOKUP_FUNCTIONS: dict[str, Callable[[type[Any], str, ColumnElement[Any], Any], Any]] = {
+_LOOKUP_FUNCTIONS: dict[str, Callable[[_Lookup, Any], Any]] = {
     "eq": _lookup_eq,
     "ne": _lookup_ne,
     "in": _lookup_in,
@@ -366,6 +506,8 @@ def compile_where(
     model: type[Any],
     where: Sequence[Where],
     filters: Mapping[str, Any],
+    *,
+    dialect: Dialect | None = None,
 ) -> list[ColumnElement[bool]]:
     """Combine SQL expressions and keyword filters into a list of WHERE criteria.
 
@@ -377,10 +519,15 @@ def compile_where(
     Comparisons follow SQL: a row whose column is NULL matches neither ``field__ne=x``
     nor ``field__gt=x`` nor ``field__not_in=[x]``.
 
+    Every value is checked against the column's type on *dialect* before any SQL
+    (``None``: no database, as in the fakes) and converted where that is exact, such as
+    ``"42"`` for an integer column; see `check_value`.
+
     Raises:
         InvalidFieldError: An unknown field or lookup, or a value of the wrong kind
-            (``__in`` needs a non-string iterable, ``__is_null`` a bool, ``__like`` a str,
-            comparisons a non-None value, an integer column an integer within 64 bits).
+            (``__in`` needs a non-string iterable, ``__is_null`` a bool, ``__like`` a str
+            and a text column, comparisons a non-None value, every value one its
+            column's type takes).
 
     Example:
         ```python
@@ -390,7 +537,6 @@ def compile_where(
     """
     meta = model_meta(model)
     columns = meta.filterable
-    integer_keys = meta.integer_keys
     criteria: list[ColumnElement[bool]] = []
     for expression in where:
         # Checked at run time: callers without a type checker may pass anything.
@@ -419,9 +565,8 @@ def compile_where(
                     field=name,
                     choices=LOOKUPS,
                 )
-        if key in integer_keys:
-            _check_int_range(model, name, value)
-        criteria.append(_LOOKUP_FUNCTIONS[lookup](model, name, _attribute(model, key), value))
+        compiled = _Lookup(model, name, key, _attribute(model, key), dialect)
+        criteria.append(_LOOKUP_FUNCTIONS[lookup](compiled, value))
     return criteria
 
 
@@ -772,16 +917,18 @@ def check_page_size(model: type[Any], limit: int) -> None:
 
 
 def check_stream_chunk_size(model: type[Any], chunk_size: int) -> None:
-    """Check the ``chunk_size`` of ``stream`` / ``stream_chunks``: an ``int`` of at least 1.
+    """Check the ``chunk_size`` of ``stream`` / ``stream_chunks``: an ``int`` from 1 to `INT32_MAX`.
+
+    Drivers fetch a chunk with a C ``int`` row count, so a larger one cannot be asked for.
 
     Raises:
-        InvalidFieldError: Another type, or a value below 1.
+        InvalidFieldError: Another type, or a value out of that range.
     """
     # Checked at run time: callers without a type checker may pass anything.
     size: Any = chunk_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= INT32_MAX:
         raise InvalidFieldError(
-            f"chunk_size must be an int of at least 1, got {chunk_size!r}",
+            f"chunk_size must be an int from 1 to {INT32_MAX}, got {chunk_size!r}",
             model=model,
             field="chunk_size",
         )
@@ -807,12 +954,16 @@ def one_or_none(model: type[Any], found: Sequence[_T]) -> _T | None:
     return found[0] if found else None
 
 
-def identity_of(model: type[Any], pk: Any) -> tuple[Any, ...]:
+def identity_of(model: type[Any], pk: Any, *, dialect: Dialect | None = None) -> tuple[Any, ...]:
     """Normalise a primary key (a value, a tuple or a mapping by key) to an identity tuple.
+
+    Each value is checked against its column's type on *dialect* (see `check_value`)
+    and converted where that is exact: ``"1"`` for an integer key is ``1``, a UUID's
+    string form is the ``uuid.UUID``, so a key finds the identity its row comes back with.
 
     Raises:
         InvalidFieldError: *pk* does not fit the primary key (wrong keys or number of
-            values, or a ``None``).
+            values, a ``None``, or a value its column's type does not take).
         TypeError: *pk* holds a mapped instance instead of key values.
     """
     names = model_meta(model).pk
@@ -851,7 +1002,8 @@ def identity_of(model: type[Any], pk: Any) -> tuple[Any, ...]:
             field="pk",
             choices=names,
         )
-    for value in values:
+    converted: list[Any] = []
+    for name, value in zip(names, values, strict=True):
         if value is None:
             raise InvalidFieldError(
                 f"primary key of {model.__name__} cannot contain None: {pk!r}",
@@ -863,33 +1015,15 @@ def identity_of(model: type[Any], pk: Any) -> tuple[Any, ...]:
             inspect(value, raiseerr=False)
         ):
             raise TypeError(f"expected a {model.__name__} or its primary key, got {value!r}")
-    return values
+        converted.append(
+            check_value(
+                model, name, value, dialect=dialect, label=f"primary key {name!r}", field=name
+            )
+        )
+    return tuple(converted)
 
 
 _PLAIN_KEY_TYPES = (int, str, uuid.UUID)
-_COERCIBLE: tuple[type[Any], ...] = (int, uuid.UUID, Decimal)
-_INT_TEXT = re.compile(r"-?[0-9]+")
-
-
-def lookup_key(model: type[Any], ident: tuple[Any, ...]) -> tuple[Any, ...]:
-    """*ident* with each value converted to its column's Python type where that is exact.
-
-    The database compares a key given as ``"1"`` (or a UUID as a string) with the
-    column's own type; this makes the same key match the identity the row comes back
-    with (``(1,)``). Values that do not convert are left as they are.
-    """
-    types = model_meta(model).pk_types
-    converted: list[Any] = []
-    for value, expected in zip(ident, types, strict=True):
-        if (
-            isinstance(value, str)
-            and expected in _COERCIBLE
-            and (expected is not int or _INT_TEXT.fullmatch(value) is not None)
-        ):
-            with contextlib.suppress(ValueError, TypeError, InvalidOperation):
-                value = expected(value)
-        converted.append(value)
-    return tuple(converted)
 
 
 def is_own_instance(model: type[Any], obj: Any, *, owner: str) -> bool:

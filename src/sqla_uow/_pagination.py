@@ -5,11 +5,14 @@ values of one row, a fingerprint of the model and ordering it belongs to and, wh
 caller named one, a digest of its scope, followed by a keyed checksum. Decoding checks
 them all, so a cursor that was cut short, edited, or made for another model, ordering
 or scope raises `InvalidCursorError`. The values a cursor carries only ever become
-bound parameters; they cannot change the shape of a query, and decoding checks their
-types and ranges (integers fit in 64 bits) before any SQL is sent.
+bound parameters; they cannot change the shape of a query, and decoding checks them
+against their columns' types (integer width included) before any SQL is sent.
 
 Without a ``cursor_secret`` the checksum key is public: cursors are protected against
 accidental damage, not against forgery. Set ``cursor_secret`` to make them unforgeable.
+Even a forged cursor cannot do more than name a position: its values are checked against
+their columns' types like filter values, and any malformed one raises
+`InvalidCursorError`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Generic, TypeVar, cast
 
-from ._filters import INT64_MAX, check_page_size, model_meta, order_items, parse_order_item
+from sqlalchemy.engine import Dialect
+
+from ._filters import (
+    INT64_MAX,
+    check_page_size,
+    check_value,
+    model_meta,
+    order_items,
+    parse_order_item,
+)
 from ._typing import ModelT
 from .exceptions import InvalidCursorError, InvalidFieldError
 
@@ -37,6 +49,7 @@ __all__ = [
     "KeysetRequest",
     "Page",
     "check_scope",
+    "check_secret",
     "decode_cursor",
     "encode_cursor",
     "keyset_order",
@@ -149,6 +162,9 @@ class CursorPage(Generic[ModelT]):
 
 
 _DEFAULT_KEY = b"sqla_uow cursor v1"
+_MAX_CURSOR_LENGTH = 65_536
+"""The longest cursor accepted, in characters (a cursor holds one row's sort values)."""
+_CHECKSUM = frozenset("0123456789abcdef")
 """The checksum key without a ``cursor_secret``: it is public, so such a cursor is
 protected against accidental damage (truncation, edits by hand), not against forgery."""
 
@@ -195,6 +211,9 @@ def _check_int(value: Any) -> None:
         raise ValueError("integer out of the 64-bit range")
 
 
+_TEXT_TAGS = frozenset({"dt", "d", "t", "dec", "uuid", "b", "float", "enum"})
+
+
 def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
     if raw is None or isinstance(raw, (bool, int, str, float)):
         _check_int(raw)
@@ -202,6 +221,8 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
     elif isinstance(raw, dict) and len(tagged := cast("dict[str, Any]", raw)) == 1:
         # A JSON object: string keys, values of any JSON type.
         ((tag, payload),) = tagged.items()
+        if tag in _TEXT_TAGS and not isinstance(payload, str):
+            raise ValueError(f"malformed {tag!r} value")
         if tag == "dt":
             value = dt.datetime.fromisoformat(payload)
         elif tag == "d":
@@ -209,7 +230,10 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
         elif tag == "t":
             value = dt.time.fromisoformat(payload)
         elif tag == "td":
-            days, seconds, micros = payload
+            parts: object = payload
+            if not isinstance(parts, list) or len(payload) != 3:
+                raise ValueError("malformed timedelta")
+            days, seconds, micros = cast("tuple[Any, Any, Any]", tuple(payload))
             for part in (days, seconds, micros):
                 if isinstance(part, bool) or not isinstance(part, int):
                     raise ValueError("malformed timedelta")
@@ -224,9 +248,9 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
         elif tag == "float":
             value = float(payload)
         elif tag == "enum" and expected is not None and issubclass(expected, enum.Enum):
-            if not isinstance(payload, str):
-                raise ValueError("malformed enum member")
-            value = expected[payload]
+            if payload not in expected.__members__:
+                raise ValueError(f"{payload!r} is not a {expected.__name__} member")
+            value = expected.__members__[payload]
         else:
             raise ValueError(f"unknown value tag {tag!r}")
     else:
@@ -246,7 +270,34 @@ def _decode_value(raw: Any, expected: type[Any] | None) -> Any:
 
 
 def _checksum(body: bytes, secret: bytes | None) -> str:
-    return hmac.new(secret or _DEFAULT_KEY, body, hashlib.sha256).hexdigest()[:16]
+    return hmac.new(_DEFAULT_KEY if secret is None else secret, body, hashlib.sha256).hexdigest()[
+        :16
+    ]
+
+
+def check_secret(owner: str, secret: object) -> None:
+    """Check a ``cursor_secret``: ``None`` (the public key) or non-empty ``bytes``.
+
+    *owner* names the class the secret belongs to, for the message.
+
+    Raises:
+        TypeError: The secret is not ``bytes`` (a ``str`` must be encoded).
+        ValueError: The secret is empty, or is the public key used without a secret.
+    """
+    if secret is None:
+        return
+    if not isinstance(secret, bytes):
+        raise TypeError(
+            f"{owner}.cursor_secret must be bytes kept secret (or None), got "
+            f"{type(secret).__name__}; encode a str with .encode()"
+        )
+    if not secret or secret == _DEFAULT_KEY:
+        what = "empty" if not secret else "the public default key"
+        raise ValueError(
+            f"{owner}.cursor_secret is {what}, which anyone can use to forge cursors; "
+            "set it to random bytes kept secret (such as secrets.token_bytes(32)), or to "
+            "None for tamper-evident cursors only"
+        )
 
 
 def _scope_digest(scope: str) -> str:
@@ -312,10 +363,16 @@ def decode_cursor(
         raise InvalidCursorError(
             f"a cursor must be a string, got {type(token).__name__}", model=model, field="cursor"
         )
+    if len(token) > _MAX_CURSOR_LENGTH:
+        raise InvalidCursorError(
+            f"malformed cursor (longer than {_MAX_CURSOR_LENGTH} characters)",
+            model=model,
+            field="cursor",
+        )
     encoded, sep, checksum = token.partition(".")
     try:
-        if not sep:
-            raise ValueError("missing checksum")
+        if not sep or len(checksum) != 16 or not _CHECKSUM.issuperset(checksum):
+            raise ValueError("missing or malformed checksum")
         body = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     except (ValueError, binascii.Error) as exc:
         raise InvalidCursorError("malformed cursor", model=model, field="cursor") from exc
@@ -324,12 +381,17 @@ def decode_cursor(
             "cursor failed its integrity check (edited or damaged)", model=model, field="cursor"
         )
     try:
-        document = json.loads(body)
-        found = document["f"]
-        raw_values = document["v"]
-        found_scope = document.get("s")
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        document: object = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidCursorError("malformed cursor", model=model, field="cursor") from exc
+    if not isinstance(document, dict):
+        raise InvalidCursorError("malformed cursor", model=model, field="cursor")
+    fields = cast("dict[str, Any]", document)
+    if "f" not in fields or "v" not in fields:
+        raise InvalidCursorError("malformed cursor", model=model, field="cursor")
+    found = fields["f"]
+    raw_values = fields["v"]
+    found_scope = fields.get("s")
     if found != fingerprint:
         raise InvalidCursorError(
             "cursor belongs to another model or ordering; cursors are only valid for the "
@@ -352,7 +414,7 @@ def decode_cursor(
         return [
             _decode_value(raw, expected) for raw, expected in zip(raw_values, types, strict=True)
         ]
-    except (ValueError, TypeError, KeyError, InvalidOperation) as exc:
+    except (ValueError, TypeError, KeyError, InvalidOperation, OverflowError) as exc:
         raise InvalidCursorError(
             f"malformed cursor value: {exc}", model=model, field="cursor"
         ) from exc
@@ -435,11 +497,14 @@ class KeysetRequest:
         scope: str | None,
         secret: bytes | None,
         types: Callable[[str], type[Any] | None] | None = None,
+        dialect: Dialect | None = None,
     ) -> KeysetRequest:
         """Validate the arguments of `paginate_cursor` and decode its cursor.
 
         *types* gives the Python type a cursor value of each key must have (default:
-        the column's ``python_type``).
+        the column's ``python_type``). A value of a key whose type is the column's own
+        is then checked like a filter value on *dialect* (``None``: the fakes), so a
+        forged cursor cannot carry a value the column's type does not take.
 
         Raises:
             InvalidFieldError: A bad ``limit``, order key or ``cursor_scope``, or both
@@ -449,6 +514,7 @@ class KeysetRequest:
         """
         check_page_size(model, limit)
         check_scope(model, scope)
+        check_secret(model.__name__, secret)
         if after is not None and before is not None:
             raise InvalidFieldError(
                 "pass either after= or before=, not both", model=model, field="before"
@@ -459,15 +525,31 @@ class KeysetRequest:
         position: list[Any] | None = None
         if token is not None:
             python_types = model_meta(model).python_types
-            expected = types or python_types.__getitem__
+            expected = [(types or python_types.__getitem__)(key) for key, _ in keys]
             position = decode_cursor(
                 token,
                 fingerprint=fingerprint,
-                types=[expected(key) for key, _ in keys],
+                types=expected,
                 secret=secret,
                 model=model,
                 scope=scope,
             )
+            for index, ((key, _), kind) in enumerate(zip(keys, expected, strict=True)):
+                if position[index] is None or kind is not python_types[key]:
+                    continue
+                try:
+                    position[index] = check_value(
+                        model,
+                        key,
+                        position[index],
+                        dialect=dialect,
+                        label=f"cursor value for {key!r}",
+                        field=key,
+                    )
+                except InvalidFieldError as exc:
+                    raise InvalidCursorError(
+                        f"malformed cursor: {exc}", model=model, field="cursor"
+                    ) from None
         return cls(
             model=model,
             keys=keys,

@@ -35,6 +35,7 @@ from sqlalchemy.orm.state import InstanceState
 from ._bulk import BulkOperationsMixin
 from ._errors import conflict_error, is_conflict_error
 from ._filters import (
+    INT64_MAX,
     ModelMeta,
     Where,
     as_values,
@@ -42,12 +43,12 @@ from ._filters import (
     check_page_size,
     check_stream_chunk_size,
     check_window,
+    check_write_values,
     compile_order_by,
     compile_where,
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    lookup_key,
     model_meta,
     not_found_error,
     one_or_none,
@@ -55,7 +56,7 @@ from ._filters import (
     order_items,
     parse_order_item,
 )
-from ._pagination import CursorPage, KeysetRequest, Page, keyset_order
+from ._pagination import CursorPage, KeysetRequest, Page, check_secret, keyset_order
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError
 
@@ -95,6 +96,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         session: The `AsyncSession` this repository reads and writes through.
         cursor_secret: Key for the checksum of `paginate_cursor` cursors. Set it (to
             ``bytes`` kept secret) to make cursors unforgeable, not only tamper-evident.
+            An empty secret, one that is not ``bytes`` or the public default key is
+            refused (``ValueError`` / ``TypeError``) when the class is defined or a
+            cursor page is asked for.
 
     Example:
         ```python
@@ -116,6 +120,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_secret(cls.__name__, cls.__dict__.get("cursor_secret"))
         explicit = cls.__dict__.get("model")
         param = explicit if explicit is not None else _resolve_model_param(cls)
         cls._model_param = param
@@ -153,10 +158,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
     # ----------------------------------------------------------------------------- keys
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise a primary key (scalar, tuple or mapping) to an identity tuple."""
-        if type(pk) is int and len(self._pk_names) == 1:
-            return (pk,)  # the common case, checked by identity_of otherwise
-        return identity_of(self.model, pk)
+        """Normalise a primary key (scalar, tuple or mapping) to a checked identity tuple."""
+        return identity_of(self.model, pk, dialect=self._dialect())
 
     def _pk_attrs(self) -> builtins.list[ColumnElement[Any]]:
         return [getattr(self.model, name).expression for name in self._pk_names]
@@ -175,7 +178,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         for_update: bool = False,
     ) -> Select[Any]:
         check_window(self.model, limit=limit, offset=offset)
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         ordering = compile_order_by(self.model, order_by)
         stmt = select(self.model).where(*criteria)
         if ordering:
@@ -249,7 +252,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             for_update: Lock the row until the transaction ends (ignored by SQLite).
 
         Raises:
-            InvalidFieldError: *pk* does not fit the primary key.
+            InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
+                its column's type does not take (``True``, an integer beyond the
+                column's width, text that is not a number for an integer key).
 
         Example:
             ```python
@@ -277,7 +282,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
         Raises:
             NotFoundError: No row has this primary key (``exc.ident`` is *pk*).
-            InvalidFieldError: *pk* does not fit the primary key.
+            InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
+                its column's type does not take (``True``, an integer beyond the
+                column's width, text that is not a number for an integer key).
 
         Example:
             ```python
@@ -314,7 +321,6 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             return []
         cols = self._pk_attrs()
         found: dict[tuple[Any, ...], ModelT] = {}
-        model = self.model
         for start in range(0, len(wanted), _GET_MANY_CHUNK):
             chunk = wanted[start : start + _GET_MANY_CHUNK]
             if len(cols) == 1:
@@ -328,13 +334,9 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
                 identity = inspect(obj).identity
                 if identity is not None:
                     found[tuple(identity)] = obj
-        # A key the database accepted in another type ("1" for 1, a UUID as text) is
-        # matched by its value converted to the column's Python type.
         result: dict[int, ModelT] = {}
         for ident in wanted:
             hit = found.get(ident)
-            if hit is None:
-                hit = found.get(lookup_key(model, ident))
             if hit is not None:
                 result.setdefault(id(hit), hit)
         return builtins.list(result.values())
@@ -357,7 +359,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
 
         Raises:
             MultipleResultsError: More than one row matches.
-            InvalidFieldError: An unknown field or lookup.
+            InvalidFieldError: An unknown field or lookup, or a value its column's type
+                does not take.
 
         Example:
             ```python
@@ -395,8 +398,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             **filters: ``field=value`` and lookups such as ``name__ilike="a%"``.
 
         Raises:
-            InvalidFieldError: An unknown field, lookup or order key, or a negative
-                limit or offset.
+            InvalidFieldError: An unknown field, lookup or order key, a value its
+                column's type does not take, or a negative limit or offset.
 
         Example:
             ```python
@@ -423,7 +426,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             n = await users.count(name__like="A%")
             ```
         """
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         stmt = select(func.count()).select_from(self.model).where(*criteria)
         return int((await self.session.execute(stmt)).scalar_one())
 
@@ -435,7 +438,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             taken = await users.exists(email="ann@example.com")
             ```
         """
-        criteria = compile_where(self.model, where, filters)
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
         stmt = select(literal(1)).select_from(self.model).where(*criteria).limit(1)
         return (await self.session.execute(stmt)).first() is not None
 
@@ -593,7 +596,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         model = self.model
-        dialect = self._dialect_name()
+        bind_dialect = self._dialect()
+        dialect = bind_dialect.name
         columns = {
             key: _KeysetColumn.of(self._meta, model, key, descending=descending, dialect=dialect)
             for key, descending in keyset_order(model, order_by)
@@ -607,26 +611,23 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             scope=cursor_scope,
             secret=self.cursor_secret,
             types=lambda key: columns[key].python_type,
+            dialect=bind_dialect,
         )
         keys = builtins.list(columns.values())
         walk = [k.reversed() for k in keys] if request.backwards else keys
-        criteria = compile_where(model, where, filters)
+        criteria = compile_where(model, where, filters, dialect=bind_dialect)
         if request.position is not None:
             criteria.append(_keyset_after(walk, request.position))
         stmt = (
             select(model, *(k.selected for k in keys))
             .where(*criteria)
             .order_by(*(clause for k in walk for clause in k.order_clauses()))
-            .limit(limit + 1)
+            .limit(min(limit + 1, INT64_MAX))
         )
         if options:
             stmt = stmt.options(*options)
         rows = (await self.session.execute(stmt)).unique().all()
         return request.page(rows, item=_first, values=_rest)
-
-    def _dialect_name(self) -> str:
-        bind = self.session.get_bind(mapper=self._mapper)
-        return bind.dialect.name
 
     # ---------------------------------------------------------------------------- writes
 
@@ -648,8 +649,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         database has it, otherwise with one SELECT), so every column is readable.
 
         Raises:
-            InvalidFieldError: A name that is not a writable mapped column (checked
-                before any SQL).
+            InvalidFieldError: A name that is not a writable mapped column, or a value
+                its column cannot store (checked before any SQL).
             ConflictError: The INSERT broke a unique, foreign-key, not-null or check
                 constraint.
 
@@ -659,16 +660,22 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             bob = await users.create(UserIn(email="bob@example.com", name="Bob"))
             ```
         """
+        dialect = self._dialect()
         if self._check_own_instance(data):
             check_assignable(self.model, values)
             obj: ModelT = data
             for key, value in values.items():
                 setattr(obj, key, value)
+            given = as_values(obj, {})
+            for key, value in check_write_values(self.model, given, dialect=dialect).items():
+                if value is not given[key]:
+                    setattr(obj, key, value)
         else:
             # A pydantic model contributes the fields that were set, so a field left
             # at its default does not override the column's default.
             fields = as_values(data, values, exclude_unset=True)
             check_assignable(self.model, fields)
+            fields = check_write_values(self.model, fields, dialect=dialect)
             obj = self.model(**fields)
         self._check_identity_free(obj)
         self.session.add(obj)
@@ -750,6 +757,7 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             )
         else:
             current = self._identity(pk_or_instance)
+        fields = check_write_values(self.model, fields, dialect=self._dialect())
         drop_unchanged_key(self.model, fields, current)
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
         for key, value in fields.items():

@@ -173,7 +173,7 @@ class TestInvalidFilters:
             ({"id__in": {"a": 1}}, "needs a list"),
             ({"color__is_null": "yes"}, "needs True or False"),
             ({"color__is_null": 1}, "needs True or False"),
-            ({"name__like": 3}, "needs a string pattern"),
+            ({"name__like": 3}, "expected a string pattern"),
             ({"weight__gt": None}, "got None"),
         ],
     )
@@ -192,7 +192,7 @@ class TestInvalidFilters:
         from sqla_uow.testing import InMemoryRepository
 
         for repo in (gadgets, InMemoryRepository(Gadget)):
-            with pytest.raises(InvalidFieldError, match="64-bit") as info:
+            with pytest.raises(InvalidFieldError, match=r"-bit column") as info:
                 await repo.list(**filters)
             assert info.value.field == next(iter(filters))
         assert await gadgets.count() == len(ROWS)  # the transaction is still usable

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import elements, operators
-from sqlalchemy.sql.schema import Column, UniqueConstraint
+from sqlalchemy.sql.schema import Column
 
 from sqla_uow._filters import (
     _mapped_key,  # pyright: ignore[reportPrivateUsage]
@@ -99,21 +99,7 @@ class ModelInfo:
         table = mapper.local_table
         auto_col = getattr(table, "autoincrement_column", None)
         autoincrement = by_column.get(auto_col) if auto_col is not None else None
-        unique: list[tuple[str | None, tuple[str, ...]]] = [(None, pk)]
-        seen = {pk}
-        groups: list[tuple[Any, Iterable[Any]]] = []
-        for constraint in getattr(table, "constraints", ()):
-            if isinstance(constraint, UniqueConstraint):
-                groups.append((constraint.name, constraint.columns))
-        for index in getattr(table, "indexes", ()):
-            if index.unique:
-                groups.append((index.name, index.columns))
-        for name, cols in groups:
-            keys = tuple(by_column[col] for col in cols if col in by_column)
-            if keys and keys not in seen:
-                seen.add(keys)
-                unique.append((name if isinstance(name, str) else None, keys))
-        return cls(model, mapper, columns, pk, autoincrement, tuple(unique))
+        return cls(model, mapper, columns, pk, autoincrement, meta.unique)
 
     @property
     def name(self) -> str:

@@ -24,14 +24,15 @@ from sqla_uow._filters import (
     check_page_size,
     check_stream_chunk_size,
     check_window,
+    check_write_values,
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    lookup_key,
     not_found_error,
     one_or_none,
+    unique_key_error,
 )
-from sqla_uow._pagination import CursorPage, KeysetRequest, Page
+from sqla_uow._pagination import CursorPage, KeysetRequest, Page, check_secret
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
     ConflictError,
@@ -132,6 +133,7 @@ class InMemoryRepository(Generic[ModelT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        check_secret(cls.__name__, cls.__dict__.get("cursor_secret"))
         if "model" not in cls.__dict__:
             model = _model_from_bases(cls)
             if model is not None:
@@ -183,12 +185,12 @@ class InMemoryRepository(Generic[ModelT]):
         return tuple(obj.__dict__.get(key) for key in self._info.pk)
 
     def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise a primary key as `AsyncRepository` does, converted for lookups.
+        """Normalise and check a primary key as `AsyncRepository` does.
 
-        A key given in another type the database would take (``"1"`` for ``1``) finds
-        the row, as it does in the database.
+        A key given in a form the column's type converts exactly (``"1"`` for ``1``)
+        finds the row, as it does in the database.
         """
-        return lookup_key(self.model, identity_of(self.model, pk))
+        return identity_of(self.model, pk)
 
     def _is_own_instance(self, obj: Any) -> bool:
         return is_own_instance(self.model, obj, owner=type(self).__name__)
@@ -200,9 +202,14 @@ class InMemoryRepository(Generic[ModelT]):
             obj: ModelT = data
             for key, value in values.items():
                 setattr(obj, key, value)
+            given = as_values(obj, {})
+            for key, value in check_write_values(self.model, given, dialect=None).items():
+                if value is not given[key]:
+                    setattr(obj, key, value)
             return obj
         fields = as_values(data, values, exclude_unset=True)  # as AsyncRepository.create
         check_assignable(self.model, fields)
+        fields = check_write_values(self.model, fields, dialect=None)
         new: ModelT = self.model(**fields)
         return new
 
@@ -228,7 +235,7 @@ class InMemoryRepository(Generic[ModelT]):
                 except TypeError as exc:
                     raise _row_error(self.model, index, str(exc)) from None
             check_assignable(self.model, values)
-            result.append(values)
+            result.append(check_write_values(self.model, values, dialect=None, row=index))
         return result
 
     def _default(self, default: Any, values: Mapping[str, Any]) -> Any:
@@ -703,6 +710,7 @@ class InMemoryRepository(Generic[ModelT]):
                 )
         else:
             current = self._identity(pk_or_instance)
+        fields = check_write_values(self.model, fields, dialect=None)
         drop_unchanged_key(self.model, fields, current)
         obj = self._rows.get(current)
         if obj is None:
@@ -799,12 +807,12 @@ class InMemoryRepository(Generic[ModelT]):
         identities: builtins.list[tuple[Any, ...]] = []
         for index, key in enumerate(keys):
             if width == 1:
-                identities.append((key,))
+                identities.append(self._identity(key))
             elif (
                 isinstance(key, (tuple, builtins.list))
                 and len(shaped := cast("Sequence[Any]", key)) == width
             ):
-                identities.append(tuple(shaped))
+                identities.append(self._identity(tuple(shaped)))
             else:
                 raise _row_error(
                     self.model,
@@ -898,15 +906,7 @@ class InMemoryRepository(Generic[ModelT]):
             if first != index:
                 raise _duplicate_row_error(self.model, index, first, conflict, identity)
         if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
-            choices = [", ".join(keys) for _, keys in self._info.unique]
-            raise InvalidFieldError(
-                f"on_conflict={conflict!r} is not the primary key or a unique constraint of "
-                f"{self.model.__name__}; the database would reject it. Unique: "
-                f"{'; '.join(choices)}",
-                model=self.model,
-                field="on_conflict",
-                choices=choices,
-            )
+            raise unique_key_error(self.model, conflict)
         existing = {
             tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
         }
