@@ -708,6 +708,16 @@ async def parity_scenario(uow: Any) -> list[Any]:
             await uow.users.update(3, email="dee@example.org")
     except ConflictError as exc:
         out.append(outcome(exc))
+    # A conflict caught inside the unit of work still dooms it (Django's and Spring's rule).
+    try:
+        async with uow:
+            await uow.users.create(email="kept@example.org", name="kept")
+            with contextlib.suppress(ConflictError):
+                await uow.users.create(email="dee@example.org", name="dup")
+    except RollbackOnlyError as exc:
+        out.append(type(exc).__name__)
+    async with uow:
+        out.append(await uow.users.exists(email="kept@example.org"))
 
     async with uow:
         users = uow.users

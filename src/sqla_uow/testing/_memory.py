@@ -246,16 +246,20 @@ class InMemoryRepository(Generic[ModelT]):
         return None
 
     def _conflict(self, kind: str, constraint: str | None, keys: Sequence[str]) -> ConflictError:
+        """The error a database would raise; like a database error, it dooms the unit of work."""
         columns = tuple(self._info.columns[key].name for key in keys)
         detail = [f"constraint {constraint!r}"] if constraint else []
         detail.append("columns " + ", ".join(columns))
-        return ConflictError(
+        error = ConflictError(
             f"{kind.replace('_', '-')} violation writing {self._info.name} ({'; '.join(detail)})",
             kind="unique" if kind == "unique" else "not_null",
             model=self.model,
             constraint=constraint,
             columns=columns,
         )
+        if self._unit_of_work is not None:
+            self._unit_of_work._mark_rollback_only(error)
+        return error
 
     def _check_not_null(self, values: Mapping[str, Any]) -> None:
         for key, column in self._info.columns.items():

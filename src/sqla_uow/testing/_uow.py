@@ -58,8 +58,12 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     as a unit of work joins an outer transaction: its `commit` leaves the commit to
     the outer one, and its `rollback` or an exception leaving it marks the work
     rollback-only, so that the outer block rolls back and raises `RollbackOnlyError`
-    even if the exception was caught in between. Entering the same instance again
-    while it is active raises `IllegalTransactionStateError`, as the real one does.
+    even if the exception was caught in between. A `ConflictError` raised by one of its
+    repositories marks the work rollback-only too, as a database error does under
+    `TransactionManager`: code that catches the conflict and carries on gets
+    `RollbackOnlyError` at the exit (or from `commit`), in tests as in production.
+    Entering the same instance again while it is active raises
+    `IllegalTransactionStateError`, as the real one does.
 
     Repositories are given as keyword arguments, or declared as annotations of a
     subclass (``InMemoryRepository[Model]``, or a subclass of `InMemoryRepository`
@@ -139,6 +143,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._active = False
         self._owner: FakeUnitOfWork | None = None
         self._rollback_only = False
+        self._rollback_cause: BaseException | None = None
         self._claimed: dict[int, tuple[InMemoryRepository[Any], _Snapshot]] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -231,6 +236,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.committed = False
         self.rolled_back = False
         self._rollback_only = False
+        self._rollback_cause = None
         self._owner = owner
         (owner or self)._claim(self._repositories.values())
         self._active = True
@@ -267,11 +273,9 @@ class FakeUnitOfWork(AbstractUnitOfWork):
             elif exc is not None:
                 await self.rollback()
             elif self._rollback_only:
+                error = self._rollback_only_error()
                 await self.rollback()
-                raise RollbackOnlyError(
-                    f"{type(self).__name__}: a joined unit of work failed and marked the work "
-                    "rollback-only, so it was rolled back instead of committed"
-                )
+                raise error
             elif self.autocommit:
                 await self.commit()
             elif self._changed():
@@ -286,6 +290,32 @@ class FakeUnitOfWork(AbstractUnitOfWork):
             for name in self._repositories:
                 if name in vars(self):
                     delattr(self, name)
+
+    def _mark_rollback_only(self, cause: BaseException | None) -> None:
+        """Doom the work (of the owner, when joined): it can only roll back now.
+
+        A `ConflictError` of an in-memory repository calls this, as a database error
+        inside a transaction makes it rollback-only under `TransactionManager`.
+        """
+        target = self._owner or self
+        if not target._rollback_only:
+            target._rollback_only = True
+            target._rollback_cause = cause
+
+    def _rollback_only_error(self) -> RollbackOnlyError:
+        cause = self._rollback_cause
+        why = (
+            f"a {type(cause).__name__} inside it ({cause})"
+            if cause is not None
+            else "a joined unit of work failed and"
+        )
+        error = RollbackOnlyError(
+            f"{type(self).__name__}: {why} marked the work rollback-only, so it was rolled "
+            "back instead of committed; to go on after a conflict, catch it outside the "
+            "unit of work"
+        )
+        error.__cause__ = cause
+        return error
 
     def _require_active(self, action: str) -> None:
         if not self._active:
@@ -314,11 +344,9 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         if self._owner is not None:
             return
         if self._rollback_only:
+            error = self._rollback_only_error()
             await self.rollback()
-            raise RollbackOnlyError(
-                f"{type(self).__name__}: a joined unit of work failed and marked the work "
-                "rollback-only, so it was rolled back instead of committed"
-            )
+            raise error
         self._take_snapshots()
         self.committed = True
 
@@ -346,3 +374,4 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         for repo, saved in self._claimed.values():
             repo._restore(saved)  # pyright: ignore[reportPrivateUsage]
         self._rollback_only = False
+        self._rollback_cause = None
