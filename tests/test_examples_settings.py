@@ -28,6 +28,7 @@ class TestFromEnv:
                 "SHOP_ECHO_SQL": "1",
                 "SHOP_ENV": "production",
                 "SHOP_CURSOR_SECRET": SECRET,
+                "DATABASE_PGBOUNCER": "1",
             }
         )
 
@@ -36,7 +37,18 @@ class TestFromEnv:
             echo_sql=True,
             environment="production",
             cursor_secret=SECRET.encode(),
+            pgbouncer=True,
         )
+
+    def test_behind_pgbouncer_the_engine_keeps_statements_inside_transactions(self) -> None:
+        url = "postgresql+asyncpg://localhost/shop"
+        direct = Settings.from_env({"DATABASE_URL": url})
+        pooled = Settings.from_env({"DATABASE_URL": url, "DATABASE_PGBOUNCER": "1"})
+
+        assert direct.engine_options(echo=True) == {"echo": True}
+        options = pooled.engine_options(echo=True)
+        assert options["echo"] is True
+        assert options["connect_args"]["statement_cache_size"] == 0
 
     def test_an_empty_secret_is_no_secret(self) -> None:
         assert Settings.from_env({"SHOP_CURSOR_SECRET": "  "}).cursor_secret is None

@@ -38,7 +38,8 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
                 ...
         ```
     """
-    async with TransactionManager(settings.database_url, echo=settings.echo_sql) as tm:
+    options = settings.engine_options(echo=settings.echo_sql)
+    async with TransactionManager(settings.database_url, **options) as tm:
         if tm.engine.dialect.name == "sqlite":
             event.listen(tm.engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
         await upgrade_to_head(tm)

@@ -5,6 +5,8 @@
 - ``SHOP_CURSOR_SECRET``: the key that signs pagination cursors, 32 characters or more;
   required in production.
 - ``SHOP_ECHO_SQL``: ``1`` logs every SQL statement.
+- ``DATABASE_PGBOUNCER``: ``1`` when ``DATABASE_URL`` points at PgBouncer in transaction
+  pooling mode (the engine then gets `sqla_uow.pgbouncer_options`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
+
+from sqla_uow import pgbouncer_options
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///shop.db"
 """A SQLite file in the working directory: the demo runs with nothing to set up."""
@@ -42,6 +46,9 @@ class Settings:
             ``postgresql+asyncpg://...``).
         echo_sql: Log every SQL statement (``SHOP_ECHO_SQL=1``).
         environment: ``development`` (the default) or ``production`` (``SHOP_ENV``).
+        pgbouncer: ``DATABASE_URL`` points at PgBouncer in transaction pooling mode
+            (``DATABASE_PGBOUNCER=1``): no prepared statement may outlive its
+            transaction.
         cursor_secret: The key that signs the pagination cursors the API hands out
             (``SHOP_CURSOR_SECRET``), so that a client cannot make one up. Required in
             production; without it (in development) cursors are signed with sqla_uow's
@@ -62,6 +69,7 @@ class Settings:
     echo_sql: bool = False
     environment: Environment = "development"
     cursor_secret: bytes | None = None
+    pgbouncer: bool = False
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -96,4 +104,11 @@ class Settings:
             echo_sql=env.get("SHOP_ECHO_SQL", "").lower() in {"1", "true", "yes"},
             environment=cast("Environment", env.get("SHOP_ENV", "").strip() or "development"),
             cursor_secret=secret.encode() if secret else None,
+            pgbouncer=env.get("DATABASE_PGBOUNCER", "").lower() in {"1", "true", "yes"},
         )
+
+    def engine_options(self, **options: Any) -> dict[str, Any]:
+        """*options* for the engine of `database_url`, made safe behind PgBouncer if need be."""
+        if self.pgbouncer:
+            return pgbouncer_options(self.database_url, **options)
+        return options

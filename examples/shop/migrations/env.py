@@ -42,7 +42,8 @@ def run_migrations(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     """Open an engine on ``DATABASE_URL`` and run the migrations (the command line path)."""
-    engine = create_async_engine(Settings.from_env().database_url)
+    settings = Settings.from_env()
+    engine = create_async_engine(settings.database_url, **settings.engine_options())
     try:
         async with engine.begin() as connection:
             await connection.run_sync(run_migrations)
