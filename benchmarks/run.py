@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import platform
 import statistics
@@ -645,8 +646,18 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, two rounds")
     parser.add_argument("--cycles-only", action="store_true", help="leave out the bulk cases")
     parser.add_argument("--plot", type=Path, help="write a PNG chart of the ratios here")
+    parser.add_argument("--rounds", type=int, help="measured rounds (default 5; --quick 2)")
+    parser.add_argument("--cycles", type=int, help="cycles per timed run (default 300)")
+    parser.add_argument("--bulk", help="comma-separated bulk sizes in rows (default 20000,100000)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        sizes = dataclasses.replace(sizes, rounds=args.rounds)
+    if args.cycles is not None:
+        sizes = dataclasses.replace(sizes, cycles=args.cycles)
+    if args.bulk:
+        bulk = tuple(int(n) for n in args.bulk.split(","))
+        sizes = dataclasses.replace(sizes, bulk=bulk, seed=max(sizes.seed, *bulk))
     backends = ["sqlite", "postgresql"] if args.backend == "all" else [args.backend]
 
     results: list[Measured] = []
