@@ -9,6 +9,7 @@ skip into a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +19,7 @@ from sqlalchemy import ForeignKey, String, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from sqla_uow import (
     AsyncRepository,
@@ -139,24 +141,29 @@ async def tm(bouncer_url: str) -> AsyncIterator[TransactionManager]:
 
 
 async def test_the_pooler_hands_out_server_connections_per_transaction(
-    tm: TransactionManager,
+    tm: TransactionManager, bouncer_url: str
 ) -> None:
-    """The setting these tests need: one client connection, several server connections."""
-    seen: set[int] = set()
+    """The setting these tests need: one client connection, several server connections.
 
-    async def one_client_connection() -> None:
-        async with tm.engine.connect() as conn:
-            for _ in range(20):
-                async with conn.begin():
-                    seen.add((await conn.execute(select(func.pg_backend_pid()))).scalar_one())
-                await asyncio.sleep(0)
-
-    async def hold_server_connections() -> None:
-        async with tm.transaction() as session:
-            await session.execute(select(func.pg_sleep(0.01)))
-
-    await asyncio.gather(one_client_connection(), *(hold_server_connections() for _ in range(5)))
-    assert len(seen) > 1, "PgBouncer did not move the client between server connections"
+    Other clients hold transactions open until one of them holds the server connection
+    our client's last transaction ran on; our next transaction must then run on another.
+    """
+    pid = select(func.pg_backend_pid())
+    others = create_async_engine(bouncer_url, poolclass=NullPool, **pgbouncer_options(bouncer_url))
+    async with tm.engine.connect() as ours, contextlib.AsyncExitStack() as holders:
+        holders.push_async_callback(others.dispose)
+        async with ours.begin():
+            first = (await ours.execute(pid)).scalar_one()
+        for _ in range(40):  # PgBouncer's pool has 20 server connections
+            holder = await holders.enter_async_context(others.connect())
+            await holders.enter_async_context(holder.begin())
+            if (await holder.execute(pid)).scalar_one() == first:
+                break
+        else:
+            pytest.fail("no other client was handed our server connection")
+        async with ours.begin():
+            second = (await ours.execute(pid)).scalar_one()
+    assert second != first, "PgBouncer kept the client on one server connection"
 
 
 async def test_concurrent_units_of_work_commit_everything(tm: TransactionManager) -> None:
