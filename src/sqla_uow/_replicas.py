@@ -28,13 +28,14 @@ import contextvars
 import logging
 import re
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -48,6 +49,8 @@ logger = logging.getLogger("sqla_uow")
 __all__ = ["Replica", "ReplicaRouter", "is_connection_failure", "parse_lsn"]
 
 _WROTE_KEY = "sqla_uow_wrote"
+_WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""The primary engines whose statements are watched for writes."""
 _READ_STATEMENT = re.compile(r"\s*(select|show|values)\b", re.IGNORECASE)
 
 
@@ -167,7 +170,8 @@ class ReplicaRouter:
         self._window = read_your_writes_window
         self._check_interval = check_interval
         self._next = 0
-        if not event.contains(primary.sync_engine, "after_cursor_execute", _note_write):
+        if primary.sync_engine not in _WATCHED:  # not event.contains(): it keys by id()
+            _WATCHED.add(primary.sync_engine)
             event.listen(primary.sync_engine, "after_cursor_execute", _note_write)
         self._write: contextvars.ContextVar[_Write | None] = contextvars.ContextVar(
             f"sqla_uow_last_write_{id(self):x}", default=None

@@ -436,18 +436,22 @@ def _on_database_error(context: ExceptionContext) -> None:
     _mark_rollback_only(tx.level, error)
 
 
+_HOOKED: weakref.WeakSet[Engine] = weakref.WeakSet()
+"""The engines whose hooks are installed. SQLAlchemy's ``event.contains`` cannot tell:
+it keys its registry by ``id()``, so a new engine whose dialect or pool reuses the
+address of a collected one can look as if it had the listeners already."""
+
+
 def _install_engine_hooks(engine: AsyncEngine) -> None:
-    """Install the rollback-only and check-in hooks and the SQLite fix (idempotent)."""
+    """Install the rollback-only and check-in hooks and the SQLite fix, once per engine."""
     sync_engine: Engine = engine.sync_engine
-    if not event.contains(sync_engine, "checkin", _restore_on_checkin):
-        event.listen(sync_engine, "checkin", _restore_on_checkin)
-    if not event.contains(sync_engine, "handle_error", _on_database_error):
-        event.listen(sync_engine, "handle_error", _on_database_error)
-    if sync_engine.dialect.name != "sqlite":
+    if sync_engine in _HOOKED:
         return
-    if not event.contains(sync_engine, "connect", _sqlite_on_connect):
+    _HOOKED.add(sync_engine)
+    event.listen(sync_engine, "checkin", _restore_on_checkin)
+    event.listen(sync_engine, "handle_error", _on_database_error)
+    if sync_engine.dialect.name == "sqlite":
         event.listen(sync_engine, "connect", _sqlite_on_connect)
-    if not event.contains(sync_engine, "begin", _sqlite_on_begin):
         event.listen(sync_engine, "begin", _sqlite_on_begin)
 
 
