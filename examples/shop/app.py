@@ -105,7 +105,7 @@ async def order_rejected(request: Request, exc: Exception) -> ProblemResponse:
     return ProblemResponse(
         {
             "type": "about:blank",
-            "title": HTTPStatus.UNPROCESSABLE_ENTITY.phrase,
+            "title": HTTPStatus(422).phrase,
             "status": 422,
             "code": "order_rejected",
             "detail": str(exc),

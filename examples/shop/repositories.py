@@ -69,8 +69,8 @@ class OrderRepository(AsyncRepository[Order]):
             before: ``previous_cursor`` of a page, for the page before it.
 
         Raises:
-            InvalidCursorError: ``after`` or ``before`` is not a cursor of this user's listing, or
-                holds a value the columns cannot hold.
+            InvalidCursorError: ``after`` or ``before`` is not a cursor of this user's
+                listing, or holds a value the columns cannot hold.
         """
         try:
             return await self.paginate_cursor(
