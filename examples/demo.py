@@ -40,7 +40,8 @@ async def main() -> None:
         orders = OrderService(tm)
 
         def uow() -> ShopUnitOfWork:
-            # A unit of work per use case, as the API makes one per request.
+            # A unit of work per use case, as the API opens one per request; the
+            # services run inside it, and leaving the block commits.
             return ShopUnitOfWork(tm)
 
         async with uow() as work:
@@ -48,8 +49,10 @@ async def main() -> None:
         print(f"Removed {removed} user(s) left by an earlier run.")
 
         step("Register users (unit of work)")
-        ann = await services.register_user(uow(), UserCreate(email=f"ann{DOMAIN}", name="Ann"))
-        bob = await services.register_user(uow(), UserCreate(email=f"bob{DOMAIN}", name="Bob"))
+        async with uow() as work:
+            ann = await services.register_user(work, UserCreate(email=f"ann{DOMAIN}", name="Ann"))
+        async with uow() as work:
+            bob = await services.register_user(work, UserCreate(email=f"bob{DOMAIN}", name="Bob"))
         for user in (ann, bob):
             print(f"  #{user.id} {user.name} <{user.email}> active={user.is_active}")
 
@@ -60,29 +63,32 @@ async def main() -> None:
 
         step("A conflict: the same email address again")
         try:
-            await services.register_user(uow(), UserCreate(email=f"ann{DOMAIN}", name="Ann 2"))
+            async with uow() as work:
+                await services.register_user(work, UserCreate(email=f"ann{DOMAIN}", name="Ann 2"))
         except ConflictError as exc:
             print(f"  refused with ConflictError: {exc} (kind={exc.kind})")
 
         step("A rollback: a user and a first order, atomically")
         try:
-            await services.create_user_with_order(
-                uow(),
-                orders,
-                UserCreate(email=f"carol{DOMAIN}", name="Carol"),
-                OrderCreate(title="Grand piano", price=Decimal("25000.00")),
-            )
+            async with uow() as work:
+                await services.create_user_with_order(
+                    work,
+                    orders,
+                    UserCreate(email=f"carol{DOMAIN}", name="Carol"),
+                    OrderCreate(title="Grand piano", price=Decimal("25000.00")),
+                )
         except OrderRejectedError as exc:
             print(f"  the order was refused: {exc}")
         async with uow() as work:
             carol = await work.users.get_by_email(f"carol{DOMAIN}")
         print(f"  Carol in the database afterwards: {carol is not None} (nothing left behind)")
-        dave, first = await services.create_user_with_order(
-            uow(),
-            orders,
-            UserCreate(email=f"dave{DOMAIN}", name="Dave"),
-            OrderCreate(title="Guitar", price=Decimal("350.00")),
-        )
+        async with uow() as work:
+            dave, first = await services.create_user_with_order(
+                work,
+                orders,
+                UserCreate(email=f"dave{DOMAIN}", name="Dave"),
+                OrderCreate(title="Guitar", price=Decimal("350.00")),
+            )
         print(f"  with a valid order: user #{dave.id} {dave.name} and order #{first.id} committed")
 
         step("Composition: a @transactional service inside a unit of work")
@@ -90,13 +96,15 @@ async def main() -> None:
 
         step("Bulk import (create_many), then an upsert (upsert_many)")
         new_users = [UserCreate(email=f"user{i}{DOMAIN}", name=f"User {i}") for i in range(1, 6)]
-        count = await services.import_users(uow(), new_users)
+        async with uow() as work:
+            count = await services.import_users(work, new_users)
         print(f"  imported {count} users with one INSERT")
         renamed = [
             UserCreate(email=f"user1{DOMAIN}", name="User One"),
             UserCreate(email=f"erin{DOMAIN}", name="Erin"),
         ]
-        count = await services.import_users(uow(), renamed, update_existing=True)
+        async with uow() as work:
+            count = await services.import_users(work, renamed, update_existing=True)
         print(f"  upserted {count} users: user1 renamed, Erin added")
 
         step("Pagination")
@@ -114,7 +122,8 @@ async def main() -> None:
         cursor: str | None = None
         number = 1
         while True:
-            order_page = await services.list_orders(uow(), ann.id, limit=2, cursor=cursor)
+            async with uow() as work:
+                order_page = await services.list_orders(work, ann.id, limit=2, cursor=cursor)
             titles = ", ".join(order.title for order in order_page.items)
             print(f"  Ann's orders, newest first, page {number}: {titles}")
             if order_page.next_cursor is None:
@@ -122,7 +131,8 @@ async def main() -> None:
             cursor, number = order_page.next_cursor, number + 1
 
         step("Deactivate a user")
-        bob = await services.deactivate_user(uow(), bob.id)
+        async with uow() as work:
+            bob = await services.deactivate_user(work, bob.id)
         print(f"  {bob.name} active={bob.is_active}")
         try:
             await orders.place_order(bob.id, OrderCreate(title="Mouse", price=Decimal("19.00")))
@@ -130,7 +140,8 @@ async def main() -> None:
             print(f"  a new order is refused: {exc}")
 
         step("Profile: orders by one eager load, summary by one aggregate query")
-        profile = await services.user_profile(uow(), ann.id)
+        async with uow() as work:
+            profile = await services.user_profile(work, ann.id)
         for order in profile.orders:
             print(f"  #{order.id} {order.title:<10} {order.price:>8} {order.status}")
         summary = profile.summary

@@ -1,7 +1,9 @@
 """The shop example's unit-of-work services, tested on the in-memory fakes of sqla_uow.testing.
 
 No database: the services get a `FakeUnitOfWork` whose repositories keep rows in memory
-and really roll back, so each test checks the data a service left behind.
+and really roll back, so each test checks the data a service left behind. The services
+run inside the unit of work their caller opened (in the app, the request's), so each
+test opens the fake around the call.
 (`create_user_with_order` and `OrderService` need a `TransactionManager`; the API tests
 cover them on real databases.)
 """
@@ -15,6 +17,7 @@ import pytest
 
 import _shop  # noqa: F401  (puts examples/ on sys.path)
 from shop import services
+from shop.filters import UserFilters
 from shop.models import Order, User
 from shop.repositories import OrderSummary
 from shop.schemas import UserCreate
@@ -27,12 +30,18 @@ class FakeOrderRepository(InMemoryRepository[Order]):
     """`OrderRepository`'s queries, answered from memory."""
 
     async def list_for_user(
-        self, user_id: int, *, limit: int = 20, after: str | None = None
+        self,
+        user_id: int,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
     ) -> CursorPage[Order]:
         return await self.paginate_cursor(
             order_by=("-created_at", "-id"),
             limit=limit,
             after=after,
+            before=before,
             user_id=user_id,
             cursor_scope=f"user:{user_id}",
         )
@@ -92,7 +101,8 @@ def emails(fake: FakeShopUnitOfWork) -> list[str]:
 
 
 async def add_user(uow: ShopUnitOfWork, email: str, name: str = "Someone") -> User:
-    return await services.register_user(uow, UserCreate(email=email, name=name))
+    async with uow:
+        return await services.register_user(uow, UserCreate(email=email, name=name))
 
 
 async def add_orders(uow: ShopUnitOfWork, user: User, *prices: str) -> list[Order]:
@@ -132,7 +142,8 @@ class TestImportUsers:
     async def test_creates_every_user(self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork) -> None:
         batch = [UserCreate(email=f"u{i}@example.com", name=f"U{i}") for i in range(3)]
 
-        assert await services.import_users(uow, batch) == 3
+        async with uow:
+            assert await services.import_users(uow, batch) == 3
 
         assert emails(fake) == ["u0@example.com", "u1@example.com", "u2@example.com"]
 
@@ -146,7 +157,8 @@ class TestImportUsers:
         ]
 
         with pytest.raises(ConflictError):
-            await services.import_users(uow, batch)
+            async with uow:
+                await services.import_users(uow, batch)
 
         assert emails(fake) == ["ann@example.com"]
 
@@ -159,7 +171,8 @@ class TestImportUsers:
             UserCreate(email="bob@example.com", name="Bob"),
         ]
 
-        await services.import_users(uow, batch, update_existing=True)
+        async with uow:
+            await services.import_users(uow, batch, update_existing=True)
 
         assert [(u.email, u.name) for u in stored_users(fake)] == [
             ("ann@example.com", "Ann Smith"),
@@ -173,7 +186,8 @@ class TestChangeUsers:
     ) -> None:
         ann = await add_user(uow, "ann@example.com", "Ann")
 
-        await services.deactivate_user(uow, ann.id)
+        async with uow:
+            await services.deactivate_user(uow, ann.id)
 
         assert fake.committed
         assert [user.is_active for user in stored_users(fake)] == [False]
@@ -182,7 +196,8 @@ class TestChangeUsers:
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
     ) -> None:
         with pytest.raises(NotFoundError):
-            await services.deactivate_user(uow, 42)
+            async with uow:
+                await services.deactivate_user(uow, 42)
 
     async def test_update_refuses_an_unknown_field_and_changes_nothing(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
@@ -191,7 +206,8 @@ class TestChangeUsers:
         changes: dict[str, Any] = {"name": "Annie", "nickname": "A"}
 
         with pytest.raises(InvalidFieldError) as caught:
-            await services.update_user(uow, ann.id, changes)
+            async with uow:
+                await services.update_user(uow, ann.id, changes)
 
         assert caught.value.field == "nickname"
         assert [user.name for user in stored_users(fake)] == ["Ann"]
@@ -200,7 +216,8 @@ class TestChangeUsers:
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
     ) -> None:
         with pytest.raises(NotFoundError):
-            await services.delete_user(uow, 42)
+            async with uow:
+                await services.delete_user(uow, 42)
 
     async def test_delete_removes_the_user(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
@@ -208,7 +225,8 @@ class TestChangeUsers:
         ann = await add_user(uow, "ann@example.com", "Ann")
         await add_user(uow, "bob@example.com", "Bob")
 
-        await services.delete_user(uow, ann.id)
+        async with uow:
+            await services.delete_user(uow, ann.id)
 
         assert emails(fake) == ["bob@example.com"]
 
@@ -220,17 +238,32 @@ class TestReadUsers:
         ann = await add_user(uow, "ann@example.com", "Ann")
         placed = await add_orders(uow, ann, "1", "2", "3")
 
-        first = await services.list_orders(uow, ann.id, limit=2)
-        second = await services.list_orders(uow, ann.id, limit=2, cursor=first.next_cursor)
+        async with uow:
+            first = await services.list_orders(uow, ann.id, limit=2)
+        async with uow:
+            second = await services.list_orders(uow, ann.id, limit=2, cursor=first.next_cursor)
 
         assert [o.id for o in [*first.items, *second.items]] == [o.id for o in placed[::-1]]
         assert second.next_cursor is None
+
+    async def test_list_orders_pages_back_with_the_previous_cursor(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        await add_orders(uow, ann, "1", "2", "3")
+        async with uow:
+            first = await services.list_orders(uow, ann.id, limit=2)
+            second = await services.list_orders(uow, ann.id, limit=2, cursor=first.next_cursor)
+            back = await services.list_orders(uow, ann.id, limit=2, before=second.previous_cursor)
+
+        assert [o.id for o in back.items] == [o.id for o in first.items]
 
     async def test_list_orders_raises_not_found_for_an_unknown_user(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
     ) -> None:
         with pytest.raises(NotFoundError):
-            await services.list_orders(uow, 42, limit=2)
+            async with uow:
+                await services.list_orders(uow, 42, limit=2)
 
     async def test_profile_has_the_orders_and_their_summary(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
@@ -238,17 +271,33 @@ class TestReadUsers:
         ann = await add_user(uow, "ann@example.com", "Ann")
         await add_orders(uow, ann, "10.00", "20.50")
 
-        profile = await services.user_profile(uow, ann.id)
+        async with uow:
+            profile = await services.user_profile(uow, ann.id)
 
         assert profile.user is ann
         assert [order.price for order in profile.orders] == [Decimal("10.00"), Decimal("20.50")]
         assert profile.summary.count == 2
         assert profile.summary.total == Decimal("30.50")
 
-    async def test_list_users_refuses_an_unknown_order_by(
+    async def test_list_users_filters_and_sorts_as_the_filter_set_says(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
     ) -> None:
-        with pytest.raises(InvalidFieldError) as caught:
-            await services.list_users(uow, limit=10, offset=0, order_by="emial")
+        for name in ("Ann", "Bob", "Anna", "Al"):
+            await add_user(uow, f"{name.lower()}@example.com", name)
+        filters = UserFilters.from_query({"name__istartswith": "an", "order_by": "-name"})
 
-        assert "email" in caught.value.choices
+        async with uow:
+            page = await services.list_users(uow, filters, limit=1, offset=0)
+
+        assert [user.name for user in page.items] == ["Anna"]
+        assert page.total == 2
+
+    async def test_list_users_without_filters_lists_everyone_by_id(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        added = [await add_user(uow, f"{name}@example.com") for name in ("cy", "bo", "al")]
+
+        async with uow:
+            page = await services.list_users(uow, limit=10, offset=0)
+
+        assert [user.id for user in page.items] == [user.id for user in added]

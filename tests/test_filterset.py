@@ -282,6 +282,18 @@ class TestParityWithTheInMemoryFake:
         assert sorted(o.id for o in await fake.list(filters)) == expected
         assert await fake.count(filters) == await orders.count(filters)
 
+    async def test_a_filterset_that_only_sorts_selects_every_row(
+        self, orders: OrderRepository
+    ) -> None:
+        fake = InMemoryRepository(Order, rows=order_rows())
+        filters = OrderFilters.from_query({"order_by": "-price"})
+
+        real = [o.id for o in await orders.list(filters, order_by=filters.ordering)]
+        faked = [o.id for o in await fake.list(filters, order_by=filters.ordering)]
+
+        assert faked == real
+        assert sorted(real) == [1, 2, 3, 4, 5]
+
     async def test_a_relationship_path_is_a_clear_error_in_the_fake(self) -> None:
         fake = InMemoryRepository(Order, rows=order_rows())
         filters = OrderFilters.from_query({"customer__email": "ann@example.com"})

@@ -510,4 +510,4 @@ class TestTheHowToPage:
         pytester.makepyfile(test_page=source)
         monkeypatch.setenv("TEST_DATABASE_URL", database_url)
         result = pytester.runpytest_subprocess()
-        result.assert_outcomes(passed=3)
+        result.assert_outcomes(passed=4)

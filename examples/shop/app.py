@@ -1,18 +1,25 @@
-"""The shop's HTTP API (FastAPI).
+"""The shop's HTTP API (FastAPI), on `sqla_uow.ext.fastapi`.
 
 Serve it with ``uvicorn shop.app:app --app-dir examples`` (``DATABASE_URL`` picks the
 database; the default is ``shop.db``, a SQLite file in the working directory).
 
-Three things to notice:
+What to notice:
 
-- one `TransactionManager`, made in the lifespan and disposed at shutdown;
-- each request gets a fresh, not yet opened `ShopUnitOfWork` from a dependency: the
-  service opens it, so the transaction ends (and commits) before the response is
-  built, never after it was sent;
-- exceptions become HTTP answers in one place, `ERROR_STATUS`: no route catches
-  `NotFoundError` or `ConflictError` itself;
-- a request that fails validation is a 422 whatever it holds: `validation_error`
-  answers even for input that cannot be echoed as JSON (``1e400``, a lone surrogate).
+- one `TransactionManager`, made in the lifespan and disposed at shutdown, handed to
+  the routes by the `transaction_manager` dependency (a test overrides that one
+  dependency to run the app on another manager);
+- each request gets an open `ShopUnitOfWork` from `unit_of_work`: it commits when the
+  route function returns, before the response is sent, so a failed commit is an error
+  answer, never a 200 for lost work; an exception rolls it back;
+- errors become RFC 9457 ``application/problem+json`` answers in one place,
+  `add_exception_handlers` (404 not found, 409 conflict, 422 for invalid input: a
+  request that fails validation, a bad filter, a bad cursor), plus the shop's own
+  `OrderRejectedError` (422); no route catches an exception itself, and a request that
+  fails validation is a 422 even when its input cannot be echoed as JSON (``1e400``, a
+  lone surrogate);
+- the users list takes its filters and sort order from the query string through a
+  `FilterSet` (`shop.filters.UserFilters`), its page from `offset_params`; a user's
+  orders are paged by keyset cursors (`cursor_params`).
 
 Settings come from the environment (`shop.settings`): ``SHOP_ENV=production`` requires
 ``SHOP_CURSOR_SECRET``, the key that makes pagination cursors unforgeable.
@@ -20,27 +27,34 @@ Settings come from the environment (`shop.settings`): ``SHOP_ENV=production`` re
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, cast
+from http import HTTPStatus
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
 
-from sqla_uow import ConflictError, InvalidFieldError, NotFoundError, TransactionManager
+from sqla_uow import TransactionManager
+from sqla_uow.ext.fastapi import (
+    CursorPageResponse,
+    CursorParams,
+    OffsetParams,
+    PageResponse,
+    ProblemResponse,
+    add_exception_handlers,
+    cursor_params,
+    filter_params,
+    offset_params,
+    problem_responses,
+    unit_of_work,
+)
 
 from . import services
 from .database import open_database
+from .filters import UserFilters
 from .models import INT32_MAX
 from .schemas import (
-    CursorPageRead,
-    ErrorBody,
     ImportResult,
-    OffsetPage,
     OrderCreate,
     OrderRead,
     OrderSummaryRead,
@@ -65,113 +79,39 @@ def transaction_manager(request: Request) -> TransactionManager:
     return tm
 
 
-def unit_of_work(tm: Annotated[TransactionManager, Depends(transaction_manager)]) -> ShopUnitOfWork:
-    """A new unit of work for this request; the service it is passed to opens it."""
-    return ShopUnitOfWork(tm)
+def order_service(
+    tm: Annotated[TransactionManager, Depends(transaction_manager)],
+) -> OrderService:
+    """The order service, on the request's `TransactionManager`."""
+    return OrderService(tm)
 
 
-def order_service(request: Request) -> OrderService:
-    """The order service, bound to the application's `TransactionManager`."""
-    orders: OrderService = request.app.state.orders
-    return orders
-
-
-UnitOfWork = Annotated[ShopUnitOfWork, Depends(unit_of_work)]
+UnitOfWork = Annotated[ShopUnitOfWork, unit_of_work(ShopUnitOfWork, transaction_manager)]
+"""An open unit of work, committed when the route returns (before the response)."""
 Orders = Annotated[OrderService, Depends(order_service)]
-
-# -- parameters ------------------------------------------------------------------------
+Filters = Annotated[UserFilters, filter_params(UserFilters)]
+Pages = Annotated[OffsetParams, offset_params(max_limit=100)]
+Cursor = Annotated[CursorParams, cursor_params(max_limit=100)]
 
 # The ids are INTEGER columns, 32-bit on PostgreSQL: a larger number in a URL must be a
-# 422 from validation, not a database error (a 500) when it is bound to the query. The
-# same bound keeps ?offset= within what every database accepts.
+# 422 from validation, not a database error (a 500) when it is bound to the query.
 UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
-Limit = Annotated[int, Query(ge=1, le=100)]
-Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 
-# -- errors: the one place where exceptions become HTTP answers -------------------------
-
-ERROR_STATUS: dict[type[Exception], int] = {
-    NotFoundError: status.HTTP_404_NOT_FOUND,
-    ConflictError: status.HTTP_409_CONFLICT,
-    # InvalidCursorError is an InvalidFieldError: a bad ?cursor= or ?order_by= is a 400.
-    InvalidFieldError: status.HTTP_400_BAD_REQUEST,
-    OrderRejectedError: 422,  # well-formed, but the shop refuses it
-}
+# -- errors ----------------------------------------------------------------------------
 
 
-class ConflictBody(ErrorBody):
-    """A 409 answer: which kind of rule the request broke, on which columns."""
-
-    kind: str
-    columns: list[str]
-
-
-class InvalidFieldBody(ErrorBody):
-    """A 400 answer: which parameter was wrong and what it could have been."""
-
-    field: str | None
-    choices: list[str]
-
-
-def json_safe(value: Any) -> Any:
-    """*value* with whatever JSON cannot carry made printable.
-
-    A lone surrogate (``"\\ud800"`` in a request) has no UTF-8 form: it is escaped
-    (``\\ud800``). Infinity and NaN (``1e400`` parses as infinity) are not JSON
-    numbers: they become strings. Without this, answering with the input would fail,
-    and the client would get a 500 instead of the 422 its input deserves.
-    """
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {json_safe(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """Answer a `RequestValidationError` with 422 and the errors, as FastAPI does.
-
-    FastAPI's own handler echoes each error's input as is, and fails (a 500) on input
-    that JSON cannot carry; this one passes the errors through `json_safe` first.
-    """
-    errors = json_safe(jsonable_encoder(cast(RequestValidationError, exc).errors()))
-    return JSONResponse(status_code=422, content={"detail": errors})
-
-
-def not_found_detail(exc: NotFoundError) -> str:
-    """One wording for every 404 (the library's message differs from the services')."""
-    if exc.model is None or exc.ident is None:
-        return str(exc)
-    return f"no {exc.model.__name__.lower()} with id {exc.ident!r}"
-
-
-async def error_response(request: Request, exc: Exception) -> JSONResponse:
-    """Answer one of the `ERROR_STATUS` exceptions with its status and a JSON body."""
-    body: ErrorBody
-    if isinstance(exc, ConflictError):
-        body = ConflictBody(detail=str(exc), kind=exc.kind, columns=list(exc.columns))
-    elif isinstance(exc, InvalidFieldError):
-        body = InvalidFieldBody(detail=str(exc), field=exc.field, choices=list(exc.choices))
-    elif isinstance(exc, NotFoundError):
-        body = ErrorBody(detail=not_found_detail(exc))
-    else:
-        body = ErrorBody(detail=str(exc))
-    code = next(code for cls, code in ERROR_STATUS.items() if isinstance(exc, cls))
-    return JSONResponse(status_code=code, content=json_safe(body.model_dump()))
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI documentation of the error answers a route can give."""
-    models: dict[int, type[BaseModel]] = {409: ConflictBody, 400: InvalidFieldBody}
-    return {code: {"model": models.get(code, ErrorBody)} for code in codes}
+async def order_rejected(request: Request, exc: Exception) -> ProblemResponse:
+    """Answer `OrderRejectedError` (well-formed, but the shop refuses it) with 422."""
+    return ProblemResponse(
+        {
+            "type": "about:blank",
+            "title": HTTPStatus(422).phrase,
+            "status": 422,
+            "code": "order_rejected",
+            "detail": str(exc),
+        },
+        status_code=422,
+    )
 
 
 # -- routes ----------------------------------------------------------------------------
@@ -179,30 +119,26 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 router = APIRouter()
 
 
-@router.post("/users", status_code=status.HTTP_201_CREATED, responses=_errors(409))
+@router.post("/users", status_code=status.HTTP_201_CREATED, responses=problem_responses(409))
 async def create_user(body: UserCreate, uow: UnitOfWork) -> UserRead:
     """Register a user; 409 when the email address is taken."""
     return UserRead.model_validate(await services.register_user(uow, body))
 
 
-@router.get("/users", responses=_errors(400))
-async def list_users(
-    uow: UnitOfWork,
-    limit: Limit = 20,
-    offset: Offset = 0,
-    order_by: Annotated[str, Query(description='a column; "-name" sorts descending')] = "id",
-) -> OffsetPage[UserRead]:
-    """A page of users and the total count; an unknown ``order_by`` column is a 400."""
-    page = await services.list_users(uow, limit=limit, offset=offset, order_by=order_by)
-    return OffsetPage[UserRead](
-        items=[UserRead.model_validate(user) for user in page.items],
-        total=page.total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+@router.get("/users", responses=problem_responses(422))
+async def list_users(filters: Filters, page: Pages, uow: UnitOfWork) -> PageResponse[UserRead]:
+    """A page of the users the filters select, and their total count.
+
+    An undeclared filter, a lookup not allowed, a value of the wrong type or an unknown
+    ``order_by`` field is a 422 naming the parameter and the choices. (FastAPI solves
+    dependencies in the order of the parameters: the filters are checked before the
+    unit of work takes a connection.)
+    """
+    found = await services.list_users(uow, filters, limit=page.limit, offset=page.offset)
+    return PageResponse[UserRead].from_page(found)
 
 
-@router.post("/users/import", responses=_errors(409))
+@router.post("/users/import", responses=problem_responses(409))
 async def import_users(body: UserImport, uow: UnitOfWork) -> ImportResult:
     """Create (or with ``update_existing``, upsert) many users in one transaction.
 
@@ -213,13 +149,13 @@ async def import_users(body: UserImport, uow: UnitOfWork) -> ImportResult:
     return ImportResult(count=count)
 
 
-@router.get("/users/{user_id}", responses=_errors(404))
+@router.get("/users/{user_id}", responses=problem_responses(404))
 async def get_user(user_id: UserId, uow: UnitOfWork) -> UserRead:
     """One user."""
     return UserRead.model_validate(await services.get_user(uow, user_id))
 
 
-@router.get("/users/{user_id}/profile", responses=_errors(404))
+@router.get("/users/{user_id}/profile", responses=problem_responses(404))
 async def get_profile(user_id: UserId, uow: UnitOfWork) -> UserProfile:
     """A user with their orders and the order summary."""
     profile = await services.user_profile(uow, user_id)
@@ -230,7 +166,7 @@ async def get_profile(user_id: UserId, uow: UnitOfWork) -> UserProfile:
     )
 
 
-@router.patch("/users/{user_id}", responses=_errors(404, 409))
+@router.patch("/users/{user_id}", responses=problem_responses(404, 409))
 async def update_user(user_id: UserId, body: UserUpdate, uow: UnitOfWork) -> UserRead:
     """Change the fields the body names (an explicit null changes nothing)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -241,7 +177,7 @@ async def update_user(user_id: UserId, body: UserUpdate, uow: UnitOfWork) -> Use
     "/users/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=_errors(404),
+    responses=problem_responses(404),
 )
 async def delete_user(user_id: UserId, uow: UnitOfWork) -> None:
     """Delete a user and their orders."""
@@ -249,29 +185,37 @@ async def delete_user(user_id: UserId, uow: UnitOfWork) -> None:
 
 
 @router.post(
-    "/users/{user_id}/orders", status_code=status.HTTP_201_CREATED, responses=_errors(404, 422)
+    "/users/{user_id}/orders",
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(404, 422),
 )
 async def place_order(user_id: UserId, body: OrderCreate, orders: Orders) -> OrderRead:
-    """Place an order; 404 for an unknown user, 422 when the shop refuses it."""
+    """Place an order; 404 for an unknown user, 422 when the shop refuses it.
+
+    `OrderService.place_order` is ``@transactional``: the call is the transaction, so
+    this route needs no unit of work.
+    """
     return OrderRead.model_validate(await orders.place_order(user_id, body))
 
 
-@router.get("/users/{user_id}/orders", responses=_errors(400, 404))
+@router.get("/users/{user_id}/orders", responses=problem_responses(404, 422))
 async def list_orders(
-    user_id: UserId,
-    uow: UnitOfWork,
-    limit: Limit = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> CursorPageRead[OrderRead]:
-    """A user's orders, newest first, a page at a time (keyset pagination)."""
-    page = await services.list_orders(uow, user_id, limit=limit, cursor=cursor)
-    return CursorPageRead[OrderRead](
-        items=[OrderRead.model_validate(order) for order in page.items],
-        next_cursor=page.next_cursor,
+    user_id: UserId, page: Cursor, uow: UnitOfWork
+) -> CursorPageResponse[OrderRead]:
+    """A user's orders, newest first, a page at a time (keyset pagination).
+
+    ``?cursor=`` takes a page's ``next_cursor``, ``?before=`` its ``previous_cursor``;
+    a cursor the app did not make for this user's listing is a 422.
+    """
+    found = await services.list_orders(
+        uow, user_id, limit=page.limit, cursor=page.after, before=page.before
     )
+    return CursorPageResponse[OrderRead].from_page(found)
 
 
-@router.post("/users-with-order", status_code=status.HTTP_201_CREATED, responses=_errors(409, 422))
+@router.post(
+    "/users-with-order", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422)
+)
 async def create_user_with_order(
     body: UserWithOrderCreate, uow: UnitOfWork, orders: Orders
 ) -> UserWithOrderRead:
@@ -310,13 +254,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the schema migrated to the newest revision. Shutdown: the pool is disposed.
         async with open_database(settings) as tm:
             app.state.tm = tm
-            app.state.orders = OrderService(tm)
             yield
 
     app = FastAPI(title="sqla_uow shop", lifespan=lifespan)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    for exc_class in ERROR_STATUS:
-        app.add_exception_handler(exc_class, error_response)
+    add_exception_handlers(app)
+    app.add_exception_handler(OrderRejectedError, order_rejected)
     app.include_router(router)
     return app
 

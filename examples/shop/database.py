@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sqla_uow import TransactionManager
 
@@ -20,6 +21,22 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, connection_record: Any) -
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def enable_foreign_keys(engine: AsyncEngine) -> None:
+    """Make every new SQLite connection of *engine* enforce foreign keys.
+
+    The shop relies on them (``ON DELETE CASCADE`` removes a user's orders). Other
+    databases always enforce them: there this does nothing.
+
+    Example:
+        ```python
+        engine = create_async_engine("sqlite+aiosqlite:///shop.db")
+        enable_foreign_keys(engine)
+        ```
+    """
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
 
 
 @asynccontextmanager
@@ -40,8 +57,7 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
     """
     options = settings.engine_options(echo=settings.echo_sql)
     async with TransactionManager(settings.database_url, **options) as tm:
-        if tm.engine.dialect.name == "sqlite":
-            event.listen(tm.engine.sync_engine, "connect", _enable_sqlite_foreign_keys)
+        enable_foreign_keys(tm.engine)
         await upgrade_to_head(tm)
         # cursor_secret is a class attribute: one key per process, as there is one
         # shop per process (restored on exit, for tests that open several in turn).

@@ -50,7 +50,12 @@ class OrderRepository(AsyncRepository[Order]):
     """Orders: keyset pages per user and a summary computed by the database."""
 
     async def list_for_user(
-        self, user_id: int, *, limit: int = 20, after: str | None = None
+        self,
+        user_id: int,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        before: str | None = None,
     ) -> CursorPage[Order]:
         """One page of a user's orders, newest first.
 
@@ -61,10 +66,11 @@ class OrderRepository(AsyncRepository[Order]):
             user_id: Whose orders.
             limit: The page size.
             after: ``next_cursor`` of the previous page; ``None`` for the first page.
+            before: ``previous_cursor`` of a page, for the page before it.
 
         Raises:
-            InvalidCursorError: ``after`` is not a cursor of this user's listing, or
-                holds a value the columns cannot hold.
+            InvalidCursorError: ``after`` or ``before`` is not a cursor of this user's
+                listing, or holds a value the columns cannot hold.
         """
         try:
             return await self.paginate_cursor(
@@ -74,6 +80,7 @@ class OrderRepository(AsyncRepository[Order]):
                 order_by=("-created_at", "-id"),
                 limit=limit,
                 after=after,
+                before=before,
                 user_id=user_id,
                 # A cursor names the model and ordering, not the filters: binding it to
                 # the user makes one user's cursor an error in another user's listing,
@@ -88,7 +95,7 @@ class OrderRepository(AsyncRepository[Order]):
             raise InvalidCursorError(
                 f"cursor holds a value the orders table cannot hold: {exc.orig}",
                 model=Order,
-                field="cursor",
+                field="cursor" if before is None else "before",
             ) from exc
 
     async def summary_for_user(self, user_id: int) -> OrderSummary:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated
 
 from pydantic import (
     AfterValidator,
@@ -21,8 +21,6 @@ from pydantic import (
 )
 
 from .models import AVERAGE_ROUNDING, CENT, OrderStatus
-
-_ItemT = TypeVar("_ItemT")
 
 
 def storable(text: str) -> str:
@@ -201,25 +199,3 @@ class ImportResult(BaseModel):
     """How many users an import wrote (inserted or updated)."""
 
     count: int
-
-
-class OffsetPage(BaseModel, Generic[_ItemT]):
-    """A page by offset, with the total count of matching rows."""
-
-    items: list[_ItemT]
-    total: int
-    limit: int
-    offset: int
-
-
-class CursorPageRead(BaseModel, Generic[_ItemT]):
-    """A page by keyset cursor: pass ``next_cursor`` as ``?cursor=`` for the next page."""
-
-    items: list[_ItemT]
-    next_cursor: str | None
-
-
-class ErrorBody(BaseModel):
-    """The body of every error answer."""
-
-    detail: str

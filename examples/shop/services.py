@@ -2,14 +2,17 @@
 
 Two styles, one transaction model:
 
-- *Unit-of-work services* take a `ShopUnitOfWork` and open it: ``async with uow:`` is
-  the transaction; leaving the block cleanly commits, an exception rolls back.
+- *Unit-of-work services* take an open `ShopUnitOfWork`: the caller owns the
+  transaction. In the HTTP API it is the request's (`sqla_uow.ext.fastapi.unit_of_work`
+  opens it before the route runs and commits it before the response is sent); in a
+  script or a test it is ``async with ShopUnitOfWork(tm) as uow:`` around the calls.
+  A service raises, and the owner of the transaction rolls back.
 - *Transactional services* (`OrderService`) are decorated with ``@transactional``: the
   call is the transaction, and the repositories use ``tm.session``.
 
 Both go through the same `TransactionManager`, so they compose: a transactional service
-called inside ``async with uow:`` joins the unit of work's transaction instead of opening
-a second one (`create_user_with_order` relies on it), and a failure anywhere rolls back
+called inside an open unit of work joins its transaction instead of opening a second
+one (`create_user_with_order` relies on it), and a failure anywhere rolls back
 everything.
 
 A service takes validated input (the pydantic schemas) and returns model instances;
@@ -25,6 +28,7 @@ from typing import Any
 
 from sqla_uow import CursorPage, NotFoundError, Page, TransactionManager, transactional
 
+from .filters import UserFilters
 from .models import Order, User
 from .repositories import OrderRepository, OrderSummary, UserRepository
 from .schemas import OrderCreate, UserCreate
@@ -57,8 +61,7 @@ async def register_user(uow: ShopUnitOfWork, data: UserCreate) -> User:
         ConflictError: the email address is taken (the database's unique constraint
             says so; there is no check-then-insert race).
     """
-    async with uow:
-        return await uow.users.create(data)
+    return await uow.users.create(data)
 
 
 async def update_user(uow: ShopUnitOfWork, user_id: int, changes: Mapping[str, Any]) -> User:
@@ -69,8 +72,7 @@ async def update_user(uow: ShopUnitOfWork, user_id: int, changes: Mapping[str, A
         InvalidFieldError: a name in *changes* is not a column of users.
         ConflictError: the new email address is taken.
     """
-    async with uow:
-        return await uow.users.update(user_id, changes)
+    return await uow.users.update(user_id, changes)
 
 
 async def deactivate_user(uow: ShopUnitOfWork, user_id: int) -> User:
@@ -79,8 +81,7 @@ async def deactivate_user(uow: ShopUnitOfWork, user_id: int) -> User:
     Raises:
         NotFoundError: no user has this id.
     """
-    async with uow:
-        return await uow.users.update(user_id, is_active=False)
+    return await uow.users.update(user_id, is_active=False)
 
 
 async def delete_user(uow: ShopUnitOfWork, user_id: int) -> None:
@@ -89,9 +90,11 @@ async def delete_user(uow: ShopUnitOfWork, user_id: int) -> None:
     Raises:
         NotFoundError: no user has this id.
     """
-    async with uow:
-        if not await uow.users.delete(user_id):
-            raise NotFoundError(f"no user with id {user_id}", model=User, ident=user_id)
+    if not await uow.users.delete(user_id):
+        # Worded as the repository's own NotFoundError, so every 404 reads the same.
+        raise NotFoundError(
+            f"User with primary key {user_id!r} not found", model=User, ident=user_id
+        )
 
 
 async def import_users(
@@ -112,11 +115,10 @@ async def import_users(
         ConflictError: ``update_existing`` is false and an email exists already.
     """
     rows = [user.model_dump() for user in users]
-    async with uow:
-        if update_existing:
-            await uow.users.upsert_many(rows, on_conflict=("email",), update=("name",))
-        else:
-            await uow.users.create_many(rows)
+    if update_existing:
+        await uow.users.upsert_many(rows, on_conflict=("email",), update=("name",))
+    else:
+        await uow.users.create_many(rows)
     return len(rows)
 
 
@@ -126,34 +128,44 @@ async def get_user(uow: ShopUnitOfWork, user_id: int) -> User:
     Raises:
         NotFoundError: no user has this id.
     """
-    async with uow:
-        return await uow.users.get_one(user_id)
+    return await uow.users.get_one(user_id)
 
 
 async def list_users(
-    uow: ShopUnitOfWork, *, limit: int, offset: int, order_by: str = "id"
+    uow: ShopUnitOfWork, filters: UserFilters | None = None, *, limit: int, offset: int
 ) -> Page[User]:
-    """One page of users with the total count.
+    """One page of the users *filters* selects, sorted as it says, with the total count.
 
-    Raises:
-        InvalidFieldError: ``order_by`` names no column of users.
+    Without *filters*, every user, by id.
     """
-    async with uow:
-        return await uow.users.paginate(order_by=order_by, limit=limit, offset=offset)
+    if filters is None:
+        filters = UserFilters()
+    return await uow.users.paginate(filters, order_by=filters.ordering, limit=limit, offset=offset)
 
 
 async def list_orders(
-    uow: ShopUnitOfWork, user_id: int, *, limit: int, cursor: str | None = None
+    uow: ShopUnitOfWork,
+    user_id: int,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    before: str | None = None,
 ) -> CursorPage[Order]:
     """One page of a user's orders, newest first.
 
+    Args:
+        uow: The open unit of work.
+        user_id: Whose orders.
+        limit: The page size.
+        cursor: ``next_cursor`` of the previous page: the page after it.
+        before: ``previous_cursor`` of a page: the page before it.
+
     Raises:
         NotFoundError: no user has this id.
-        InvalidCursorError: ``cursor`` did not come from this listing.
+        InvalidCursorError: a cursor did not come from this listing.
     """
-    async with uow:
-        await uow.users.get_one(user_id)  # an unknown user is a NotFoundError, not []
-        return await uow.orders.list_for_user(user_id, limit=limit, after=cursor)
+    await uow.users.get_one(user_id)  # an unknown user is a NotFoundError, not []
+    return await uow.orders.list_for_user(user_id, limit=limit, after=cursor, before=before)
 
 
 async def user_profile(uow: ShopUnitOfWork, user_id: int) -> Profile:
@@ -162,9 +174,8 @@ async def user_profile(uow: ShopUnitOfWork, user_id: int) -> Profile:
     Raises:
         NotFoundError: no user has this id.
     """
-    async with uow:
-        user = await uow.users.get_with_orders(user_id)
-        summary = await uow.orders.summary_for_user(user_id)
+    user = await uow.users.get_with_orders(user_id)
+    summary = await uow.orders.summary_for_user(user_id)
     return Profile(user=user, orders=list(user.orders), summary=summary)
 
 
@@ -177,12 +188,11 @@ async def create_user_with_order(
         ConflictError: the email address is taken.
         OrderRejectedError: the order breaks a rule; the user is not created either.
     """
-    async with uow:
-        new_user = await uow.users.create(user)
-        # place_order is @transactional. Inside this block it joins the unit of work's
-        # transaction (same session, no second connection), so when it fails, the
-        # user created above is rolled back with it.
-        new_order = await orders.place_order(new_user.id, order)
+    new_user = await uow.users.create(user)
+    # place_order is @transactional. Called while the unit of work is open, it joins
+    # its transaction (same session, no second connection), so when it fails, the
+    # user created above is rolled back with it.
+    new_order = await orders.place_order(new_user.id, order)
     return new_user, new_order
 
 

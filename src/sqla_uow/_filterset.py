@@ -380,7 +380,9 @@ class FilterSet(Generic[ModelT]):
 
     def __clause_element__(self) -> ColumnElement[bool]:
         """The conditions as one SQL boolean expression (``true()`` when there are none)."""
-        return and_(true(), *(condition.compile() for condition in self._conditions))
+        if not self._conditions:
+            return true()
+        return and_(*(condition.compile() for condition in self._conditions))
 
     @property
     def uses_relationships(self) -> bool:

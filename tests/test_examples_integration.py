@@ -1,0 +1,282 @@
+"""The shop example's HTTP API on the pytest plugin: each test rolled back, nothing committed.
+
+The routes run as in production, through the app's unit-of-work dependency and its
+``@transactional`` service, but on ``sqla_uow_tm``: the app's `transaction_manager`
+dependency is overridden, every transaction of a request is a SAVEPOINT in the test's
+one transaction, and that transaction is rolled back when the test ends. So no test
+cleans up, two tests may write the same email, and the test reads what a request
+stored through the same manager.
+
+The end-to-end tests that need real commits (the lifespan and its migrations, two
+workers, the demo, the cursor secret) stay in ``test_examples_api.py``,
+``test_examples_migrations.py`` and ``test_examples_demo.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from _shop import drop_shop_schema
+from shop.app import create_app, transaction_manager
+from shop.database import enable_foreign_keys
+from shop.migrations import upgrade_to_head
+from shop.settings import Settings
+from shop.uow import ShopUnitOfWork
+from sqla_uow import TransactionManager
+
+pytestmark = pytest.mark.backends("sqlite", "postgresql", "mariadb")
+
+
+async def _migrate(engine: AsyncEngine) -> None:
+    await drop_shop_schema(engine)
+    await upgrade_to_head(TransactionManager(engine))
+
+
+@pytest.fixture(scope="module")
+def sqla_uow_engine(database_url: str) -> Iterator[AsyncEngine]:
+    """The plugin's engine: this session's test database, migrated by the shop's Alembic.
+
+    Module-scoped rather than session-scoped: the other example tests drop and migrate
+    the shop's tables on the same database, so this module migrates when it starts and
+    drops the tables when it ends. A ``NullPool`` gives each test a connection of its
+    own (no connection crosses the event loops of two tests).
+    """
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    enable_foreign_keys(engine)
+    asyncio.run(_migrate(engine))
+    yield engine
+    asyncio.run(drop_shop_schema(engine))
+
+
+@pytest.fixture
+async def client(sqla_uow_tm: TransactionManager) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the shop app whose requests run on the test's manager.
+
+    The lifespan does not run (it would open the database of the settings): the one
+    dependency that hands out the manager is overridden instead.
+    """
+    app = create_app(Settings())
+    app.dependency_overrides[transaction_manager] = lambda: sqla_uow_tm
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        yield client
+
+
+async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
+    response = await client.post("/users", json={"email": email, "name": name})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def new_order(
+    client: httpx.AsyncClient, user_id: int, title: str, price: str = "10.00"
+) -> dict[str, Any]:
+    response = await client.post(f"/users/{user_id}/orders", json={"title": title, "price": price})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def stored(tm: TransactionManager) -> tuple[list[tuple[str, str]], list[str]]:
+    """``([(email, name), ...], [order title, ...])`` as the database holds them, by id."""
+    async with ShopUnitOfWork(tm) as uow:
+        users = [(user.email, user.name) for user in await uow.users.list(order_by="id")]
+        orders = [order.title for order in await uow.orders.list(order_by="id")]
+    return users, orders
+
+
+class TestEachTestIsRolledBack:
+    @pytest.mark.parametrize("attempt", [1, 2])
+    async def test_two_tests_register_the_same_email_and_both_pass(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager, attempt: int
+    ) -> None:
+        assert await stored(sqla_uow_tm) == ([], [])
+
+        await new_user(client, "ann@example.com", f"Ann {attempt}")
+
+        assert await stored(sqla_uow_tm) == ([("ann@example.com", f"Ann {attempt}")], [])
+
+    async def test_rows_the_test_writes_are_what_the_app_reads(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        async with ShopUnitOfWork(sqla_uow_tm) as uow:
+            ann = await uow.users.create(email="ann@example.com", name="Ann")
+
+        response = await client.get(f"/users/{ann.id}")
+
+        assert response.status_code == 200
+        assert response.json()["email"] == "ann@example.com"
+
+
+class TestCreateUser:
+    async def test_stores_the_user(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        body = await new_user(client, "Ann@Example.com", "Ann")
+
+        async with ShopUnitOfWork(sqla_uow_tm) as uow:
+            user = await uow.users.get_one(body["id"])
+        assert (user.email, user.name, user.is_active) == ("ann@example.com", "Ann", True)
+
+    async def test_a_taken_email_is_409_and_the_test_goes_on(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+
+        taken = await client.post("/users", json={"email": "ann@example.com", "name": "Other"})
+        # The failed request rolled back to its savepoint: the test's transaction (and
+        # the next request) carry on, on PostgreSQL too.
+        await new_user(client, "bob@example.com", "Bob")
+
+        assert taken.status_code == 409
+        assert (taken.json()["code"], taken.json()["columns"]) == ("conflict", ["email"])
+        assert await stored(sqla_uow_tm) == (
+            [("ann@example.com", "Ann"), ("bob@example.com", "Bob")],
+            [],
+        )
+
+
+class TestRequestsRollBack:
+    async def test_a_refused_order_leaves_no_user_behind(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        response = await client.post(
+            "/users-with-order",
+            json={
+                "user": {"email": "ann@example.com", "name": "Ann"},
+                "order": {"title": "Grand piano", "price": "25000.00"},
+            },
+        )
+
+        assert response.status_code == 422
+        assert response.json()["code"] == "order_rejected"
+        assert await stored(sqla_uow_tm) == ([], [])
+
+    async def test_a_user_with_an_order_is_stored_together(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        response = await client.post(
+            "/users-with-order",
+            json={
+                "user": {"email": "ann@example.com", "name": "Ann"},
+                "order": {"title": "Book", "price": "12.5"},
+            },
+        )
+
+        assert response.status_code == 201, response.text
+        assert await stored(sqla_uow_tm) == ([("ann@example.com", "Ann")], ["Book"])
+
+    async def test_a_patch_to_a_taken_email_changes_nothing(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+
+        response = await client.patch(
+            f"/users/{bob['id']}", json={"email": "ann@example.com", "name": "Robert"}
+        )
+
+        assert response.status_code == 409
+        users, _ = await stored(sqla_uow_tm)
+        assert users == [("ann@example.com", "Ann"), ("bob@example.com", "Bob")]
+
+
+class TestOrders:
+    async def test_the_transactional_service_stores_the_order(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        order = await new_order(client, ann["id"], "Book", "12.50")
+
+        async with ShopUnitOfWork(sqla_uow_tm) as uow:
+            price = (await uow.orders.get_one(order["id"])).price
+        assert price == Decimal("12.50")
+
+    async def test_an_inactive_user_cannot_order(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        await client.patch(f"/users/{ann['id']}", json={"is_active": False})
+
+        response = await client.post(
+            f"/users/{ann['id']}/orders", json={"title": "Book", "price": "1"}
+        )
+
+        assert response.status_code == 422
+        assert await stored(sqla_uow_tm) == ([("ann@example.com", "Ann")], [])
+
+    async def test_deleting_a_user_deletes_their_orders(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        bob = await new_user(client, "bob@example.com", "Bob")
+        await new_order(client, ann["id"], "Book")
+        await new_order(client, bob["id"], "Pen")
+
+        assert (await client.delete(f"/users/{ann['id']}")).status_code == 204
+
+        assert await stored(sqla_uow_tm) == ([("bob@example.com", "Bob")], ["Pen"])
+
+    async def test_pages_forward_and_back_by_cursor(self, client: httpx.AsyncClient) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+        placed = [(await new_order(client, ann["id"], f"Order {i}"))["id"] for i in range(5)]
+        url = f"/users/{ann['id']}/orders"
+
+        first = (await client.get(url, params={"limit": 2})).json()
+        second = (await client.get(url, params={"limit": 2, "cursor": first["next_cursor"]})).json()
+        back = (
+            await client.get(url, params={"limit": 2, "before": second["previous_cursor"]})
+        ).json()
+
+        assert [o["id"] for o in first["items"] + second["items"]] == placed[::-1][:4]
+        assert back["items"] == first["items"]
+
+
+class TestListUsers:
+    async def test_filters_sorts_and_pages_rows_the_test_wrote(
+        self, client: httpx.AsyncClient, sqla_uow_tm: TransactionManager
+    ) -> None:
+        async with ShopUnitOfWork(sqla_uow_tm) as uow:
+            await uow.users.create_many(
+                [
+                    {"email": f"{name.lower()}@example.com", "name": name, "is_active": active}
+                    for name, active in [
+                        ("Ann", True),
+                        ("Anna", True),
+                        ("Andy", False),
+                        ("Bob", True),
+                    ]
+                ]
+            )
+
+        response = await client.get(
+            "/users",
+            params={
+                "name__istartswith": "an",
+                "is_active": "true",
+                "order_by": "-name",
+                "limit": 1,
+            },
+        )
+
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [user["name"] for user in body["items"]] == ["Anna"]
+        assert (body["total"], body["has_next"], body["pages"]) == (2, True, 2)
+
+    async def test_a_filter_it_does_not_offer_is_422(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/users", params={"email__startswith": "ann"})
+
+        assert response.status_code == 422
+        assert response.json()["field"] == "email__startswith"
+        assert "email__icontains" in response.json()["choices"]
