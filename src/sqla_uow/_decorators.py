@@ -96,10 +96,10 @@ def transactional(
 
     Raises:
         TypeError: the decorated object is not a coroutine function, *tm* is neither a
-            manager nor a coroutine function, *propagation* is not a `Propagation`, or
-            *read_only* is not a bool.
-        ValueError: *retries* is negative, a delay is negative, or (with a manager
-            given) the isolation level is unknown to its database.
+            manager nor a coroutine function, or *read_only* is not a bool.
+        ValueError: *propagation* is not a `Propagation`, *isolation_level* is not a
+            str, *retries* is negative, a delay is negative, or (with a manager given)
+            the isolation level is unknown to its database (without one: at the call).
         TransactionRequiredError: (at a call, without a manager) no scope is open and
             no default manager is set.
 
@@ -125,15 +125,16 @@ def transactional(
             "retry_base_delay and retry_max_delay must be >= 0, not "
             f"{retry_base_delay!r} and {retry_max_delay!r}"
         )
+    # The same errors as TransactionManager.transaction() raises for these options.
     if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(
+        raise ValueError(
             f"propagation must be a Propagation, not {propagation!r}; choices: "
             + ", ".join(f"Propagation.{p.name}" for p in Propagation)
         )
     if not isinstance(read_only, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise TypeError(f"read_only must be True or False, not {read_only!r}")
     if isolation_level is not None and not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"isolation_level must be a str or None, not {isolation_level!r}")
+        raise ValueError(f"isolation_level must be a str or None, not {isolation_level!r}")
     if tm is not None:
         # With the manager known, check the options against its database now, at
         # decoration time, rather than at the first call.

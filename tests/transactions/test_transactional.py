@@ -239,8 +239,13 @@ class TestManagerFoundAtCallTime:
     async def test_a_task_created_inside_a_scope_uses_its_manager(
         self, tm: TransactionManager
     ) -> None:
-        async with tm.transaction(read_only=True):
-            found = await asyncio.create_task(asyncio.sleep(0, current_manager()))
+        async def in_a_child_task() -> TransactionManager:
+            assert not tm.in_transaction  # the child does not share the transaction
+            return current_manager()
+
+        with use_default_manager(None):
+            async with tm.transaction(read_only=True):
+                found = await asyncio.create_task(in_a_child_task())
         assert found is tm
 
     async def test_scopes_of_two_managers_make_the_call_ambiguous(
@@ -315,8 +320,10 @@ class TestManagerFoundAtCallTime:
     def test_rejects_bad_arguments_at_decoration(self) -> None:
         with pytest.raises(TypeError, match="TransactionManager"):
             transactional(42)  # type: ignore[call-overload]
-        with pytest.raises(TypeError, match="propagation"):
+        with pytest.raises(ValueError, match="propagation"):
             transactional(propagation="REQUIRED")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="isolation_level"):
+            transactional(isolation_level=1)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="read_only"):
             transactional(read_only=1)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="retries"):
