@@ -48,17 +48,19 @@ def transactional(
 ) -> Any:
     """Run the decorated coroutine function inside a transaction scope.
 
-    Three spellings, all keeping the function's signature::
+    Three spellings, all keeping the function's signature:
 
-        @transactional                        # the manager is found at each call
-        async def register(email: str) -> User: ...
+    ```python
+    @transactional                        # the manager is found at each call
+    async def register(email: str) -> User: ...
 
-        class OrderService:
-            @transactional(retries=3)         # options; in a class body too
-            async def place_order(self, user_id: int) -> Order: ...
+    class OrderService:
+        @transactional(retries=3)         # options; in a class body too
+        async def place_order(self, user_id: int) -> Order: ...
 
-        @transactional(tm, read_only=True)    # this manager (or tm=tm)
-        async def report() -> Report: ...
+    @transactional(tm, read_only=True)    # this manager (or tm=tm)
+    async def report() -> Report: ...
+    ```
 
     Without a manager, each call uses `current_manager`: the manager whose scope is
     open around the call (a unit of work, another decorated function), else the
