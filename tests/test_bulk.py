@@ -580,6 +580,13 @@ class TestUpsertMany:
         await items.upsert_many([{"code": "c0", "name": "fresh"}], on_conflict=("code",))
         assert item.name == "fresh"
 
+    async def test_on_conflict_is_required(
+        self, items: ItemRepository, counter: StatementCounter
+    ) -> None:
+        with counter, pytest.raises(TypeError, match="on_conflict"):
+            await items.upsert_many(rows(1))  # type: ignore[call-arg]
+        assert counter.count == 0
+
     async def test_on_conflict_must_name_columns(
         self, items: ItemRepository, counter: StatementCounter
     ) -> None:

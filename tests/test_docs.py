@@ -65,7 +65,6 @@ _PG_URL = re.compile(r"postgresql\+asyncpg://[^\"'\s]+")
 EXPECTED_SKIPS: dict[str, int] = {
     "docs/explanation/scaling-out.md": 1,
     "docs/explanation/why-unit-of-work.md": 1,
-    "docs/how-to/retries.md": 1,
 }
 # Blocks that run but are not type-checked, by page; the same rule.
 EXPECTED_UNTYPED: dict[str, int] = {

@@ -387,6 +387,9 @@ class TestWrites:
         assert (eve.name, eve.age) == ("Eve", 9)
         with pytest.raises(InvalidFieldError, match="unique"):
             await repo.upsert_many(rows, on_conflict=("name",))
+        with pytest.raises(TypeError, match="on_conflict"):
+            await repo.upsert_many(rows)  # type: ignore[call-arg]
+        assert await repo.count() == 5
 
 
 class TestFakeUnitOfWork:

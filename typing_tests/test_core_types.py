@@ -16,7 +16,10 @@ from sqla_uow import (
     Propagation,
     SQLAlchemyUnitOfWork,
     TransactionManager,
+    current_manager,
+    set_default_manager,
     transactional,
+    use_default_manager,
 )
 
 from ._models import Order, User
@@ -119,3 +122,51 @@ async def decorators(tm: TransactionManager) -> None:
         return None
 
     _audited: Callable[[], Coroutine[Any, Any, None]] = audit
+
+
+@transactional
+async def register(email: str, *, admin: bool = False) -> User:
+    return User(email=email)
+
+
+class OrderService:
+    @transactional(retries=3)
+    async def place_order(self, user_id: int, title: str) -> Order:
+        return Order(user_id=user_id, title=title)
+
+    @transactional
+    async def cancel(self, order_id: int) -> bool:
+        return order_id > 0
+
+
+async def decorators_without_a_manager(tm: TransactionManager) -> None:
+    assert_type(await register("a@example.com"), User)
+    assert_type(await register("a@example.com", admin=True), User)
+    await register(1)  # type: ignore[arg-type]
+    await register("a@example.com", True)  # type: ignore[call-arg]
+
+    service = OrderService()
+    assert_type(await service.place_order(1, "Book"), Order)
+    assert_type(await service.cancel(7), bool)
+    await service.place_order("1", "Book")  # type: ignore[arg-type]
+    await service.cancel()  # type: ignore[call-arg]
+    _unbound: Callable[[OrderService, int, str], Coroutine[Any, Any, Order]] = (
+        OrderService.place_order
+    )
+
+    @transactional(tm=tm, read_only=True)
+    async def report() -> int:
+        return 0
+
+    assert_type(await report(), int)
+
+    @transactional()
+    async def nothing() -> None:
+        return None
+
+    _nothing: Callable[[], Coroutine[Any, Any, None]] = nothing
+
+    assert_type(current_manager(), TransactionManager)
+    assert_type(set_default_manager(tm), TransactionManager | None)
+    with use_default_manager(tm) as given:
+        assert_type(given, TransactionManager | None)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sqla_uow import TransactionManager
+from sqla_uow import TransactionManager, set_default_manager
 
 from .migrations import upgrade_to_head
 from .repositories import OrderRepository
@@ -44,9 +44,10 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
     """Yield the shop's `TransactionManager`, with the schema migrated to the newest revision.
 
     The migrations run under a lock, so several processes starting at once on an empty
-    database migrate it once. ``settings.cursor_secret`` is the key of
-    `OrderRepository`'s cursors until the block exits, when the engine (and its
-    connection pool) is disposed.
+    database migrate it once. Until the block exits, when the engine (and its
+    connection pool) is disposed, the manager is the process's default (the one the
+    ``@transactional`` services use) and ``settings.cursor_secret`` is the key of
+    `OrderRepository`'s cursors.
 
     Example:
         ```python
@@ -63,7 +64,10 @@ async def open_database(settings: Settings) -> AsyncIterator[TransactionManager]
         # shop per process (restored on exit, for tests that open several in turn).
         previous_secret = OrderRepository.cursor_secret
         OrderRepository.cursor_secret = settings.cursor_secret
+        # The manager of @transactional services called outside a transaction.
+        previous_manager = set_default_manager(tm)
         try:
             yield tm
         finally:
+            set_default_manager(previous_manager)
             OrderRepository.cursor_secret = previous_secret

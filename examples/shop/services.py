@@ -211,11 +211,11 @@ class OrderService:
 
     def __init__(self, tm: TransactionManager) -> None:
         self.tm = tm
-        # transactional(tm) needs the manager, which the app makes at startup: so the
-        # methods are decorated here, per service object, rather than in the class body.
-        self.place_order = transactional(tm)(self._place_order)
 
-    async def _place_order(self, user_id: int, data: OrderCreate) -> Order:
+    # Decorated in the class body: the manager is found at each call (the one whose
+    # transaction is open around the call, else the default that open_database sets).
+    @transactional
+    async def place_order(self, user_id: int, data: OrderCreate) -> Order:
         """Place an order for an existing, active user.
 
         Raises:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._current import current_manager, set_default_manager, use_default_manager
 from ._decorators import transactional
 from ._pagination import CursorPage, Page
 from ._pgbouncer import pgbouncer_options
@@ -69,6 +70,9 @@ __all__ = [
     "TransactionRequiredError",
     "UnsupportedDialectError",
     "__version__",
+    "current_manager",
     "pgbouncer_options",
+    "set_default_manager",
     "transactional",
+    "use_default_manager",
 ]

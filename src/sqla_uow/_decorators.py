@@ -7,8 +7,9 @@ import functools
 import inspect
 import random
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
+from ._current import current_manager
 from ._errors import is_retryable_error
 from ._transaction import Propagation, TransactionManager, TransactionScope
 
@@ -18,8 +19,25 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+@overload
 def transactional(
-    tm: TransactionManager,
+    tm: Callable[_P, Coroutine[Any, Any, _R]], /
+) -> Callable[_P, Coroutine[Any, Any, _R]]: ...
+@overload
+def transactional(
+    tm: TransactionManager | None = None,
+    *,
+    propagation: Propagation = ...,
+    isolation_level: str | None = ...,
+    read_only: bool = ...,
+    retries: int = ...,
+    retry_base_delay: float = ...,
+    retry_max_delay: float = ...,
+) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]: ...
+
+
+def transactional(
+    tm: TransactionManager | Callable[..., Coroutine[Any, Any, Any]] | None = None,
     *,
     propagation: Propagation = Propagation.REQUIRED,
     isolation_level: str | None = None,
@@ -27,8 +45,28 @@ def transactional(
     retries: int = 0,
     retry_base_delay: float = 0.05,
     retry_max_delay: float = 2.0,
-) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]:
-    """Run the decorated coroutine function inside ``tm.transaction(...)``.
+) -> Any:
+    """Run the decorated coroutine function inside a transaction scope.
+
+    Three spellings, all keeping the function's signature:
+
+    ```python
+    @transactional                        # the manager is found at each call
+    async def register(email: str) -> User: ...
+
+    class OrderService:
+        @transactional(retries=3)         # options; in a class body too
+        async def place_order(self, user_id: int) -> Order: ...
+
+    @transactional(tm, read_only=True)    # this manager (or tm=tm)
+    async def report() -> Report: ...
+    ```
+
+    Without a manager, each call uses `current_manager`: the manager whose scope is
+    open around the call (a unit of work, another decorated function), else the
+    default set with `set_default_manager` (at startup) or `use_default_manager` (in
+    tests); a call that finds none raises `TransactionRequiredError`. A method gets
+    ``self`` (or ``cls``) as its first argument, untouched.
 
     Inside the function, `TransactionManager.session` is the session. The scope
     follows *propagation*, so a decorated service called inside another transaction
@@ -45,7 +83,8 @@ def transactional(
     attempt are dropped with its transaction.
 
     Args:
-        tm: The transaction manager.
+        tm: The transaction manager; ``None`` (or the bare ``@transactional``): the
+            one `current_manager` finds at each call.
         propagation: The scope's `Propagation`.
         isolation_level: Isolation level where the scope begins a transaction.
         read_only: Begin a read-only transaction.
@@ -54,24 +93,33 @@ def transactional(
         retry_max_delay: Upper bound of one backoff delay in seconds.
 
     Returns:
-        A decorator; the decorated function keeps its signature.
+        The decorated function (bare ``@transactional``), or a decorator; the decorated
+        function keeps its signature.
 
     Raises:
-        TypeError: the decorated object is not a coroutine function, or *read_only*
-            is not a bool.
-        ValueError: *retries* is negative or a delay is negative.
+        TypeError: the decorated object is not a coroutine function, *tm* is neither a
+            manager nor a coroutine function, or *read_only* is not a bool.
+        ValueError: *propagation* is not a `Propagation`, *isolation_level* is not a
+            str, *retries* is negative, a delay is negative, or (with a manager given)
+            the isolation level is unknown to its database (without one: at the call).
+        TransactionRequiredError: (at a call, without a manager) no scope is open and
+            no default manager is set.
 
     Example:
         ```python
-        @transactional(tm, isolation_level="SERIALIZABLE", retries=3)
+        @transactional(isolation_level="SERIALIZABLE", retries=3)
         async def transfer(source: int, target: int, amount: int) -> None:
-            session = tm.session
+            session = current_manager().session
             (await session.get_one(Account, source)).balance -= amount
             (await session.get_one(Account, target)).balance += amount
         ```
     """
-    if not isinstance(tm, TransactionManager):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise TypeError(f"transactional() needs a TransactionManager as first argument, not {tm!r}")
+    if tm is not None and not isinstance(tm, TransactionManager):
+        if callable(tm):  # bare @transactional: the function itself
+            return _decorate(tm, None, Propagation.REQUIRED, None, False, 0, 0.05, 2.0)
+        raise TypeError(
+            f"transactional() takes a TransactionManager (or nothing) as first argument, not {tm!r}"
+        )
     if type(retries) is not int or retries < 0:
         raise ValueError(f"retries must be an int >= 0, not {retries!r}")
     if retry_base_delay < 0 or retry_max_delay < 0:
@@ -79,38 +127,75 @@ def transactional(
             "retry_base_delay and retry_max_delay must be >= 0, not "
             f"{retry_base_delay!r} and {retry_max_delay!r}"
         )
-    # Validate the scope options now, at decoration time, rather than at the first call.
-    tm.transaction(propagation=propagation, isolation_level=isolation_level, read_only=read_only)
+    # The same errors as TransactionManager.transaction() raises for these options.
+    if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(
+            f"propagation must be a Propagation, not {propagation!r}; choices: "
+            + ", ".join(f"Propagation.{p.name}" for p in Propagation)
+        )
+    if not isinstance(read_only, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise TypeError(f"read_only must be True or False, not {read_only!r}")
+    if isolation_level is not None and not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ValueError(f"isolation_level must be a str or None, not {isolation_level!r}")
+    if tm is not None:
+        # With the manager known, check the options against its database now, at
+        # decoration time, rather than at the first call.
+        tm.transaction(
+            propagation=propagation, isolation_level=isolation_level, read_only=read_only
+        )
 
     def decorate(
         fn: Callable[_P, Coroutine[Any, Any, _R]],
     ) -> Callable[_P, Coroutine[Any, Any, _R]]:
-        if not inspect.iscoroutinefunction(fn):
-            raise TypeError(
-                f"@transactional decorates coroutine functions (async def); "
-                f"{getattr(fn, '__qualname__', fn)!r} is not one"
-            )
-
-        @functools.wraps(fn)
-        async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            attempt = 0
-            while True:
-                scope = tm.transaction(
-                    propagation=propagation,
-                    isolation_level=isolation_level,
-                    read_only=read_only,
-                )
-                try:
-                    async with scope:
-                        return await fn(*args, **kwargs)
-                except Exception as exc:
-                    began = isinstance(scope, TransactionScope) and scope.kind == "root"
-                    if attempt >= retries or not began or not is_retryable_error(exc):
-                        raise
-                delay = min(retry_max_delay, retry_base_delay * (2**attempt))
-                attempt += 1
-                await asyncio.sleep(random.uniform(0, delay))
-
-        return wrapper
+        return _decorate(
+            fn,
+            tm,
+            propagation,
+            isolation_level,
+            read_only,
+            retries,
+            retry_base_delay,
+            retry_max_delay,
+        )
 
     return decorate
+
+
+def _decorate(
+    fn: Callable[_P, Coroutine[Any, Any, _R]],
+    tm: TransactionManager | None,
+    propagation: Propagation,
+    isolation_level: str | None,
+    read_only: bool,
+    retries: int,
+    retry_base_delay: float,
+    retry_max_delay: float,
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"@transactional decorates coroutine functions (async def); "
+            f"{getattr(fn, '__qualname__', fn)!r} is not one"
+        )
+
+    @functools.wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        manager = tm if tm is not None else current_manager()
+        attempt = 0
+        while True:
+            scope = manager.transaction(
+                propagation=propagation,
+                isolation_level=isolation_level,
+                read_only=read_only,
+            )
+            try:
+                async with scope:
+                    return await fn(*args, **kwargs)
+            except Exception as exc:
+                began = isinstance(scope, TransactionScope) and scope.kind == "root"
+                if attempt >= retries or not began or not is_retryable_error(exc):
+                    raise
+            delay = min(retry_max_delay, retry_base_delay * (2**attempt))
+            attempt += 1
+            await asyncio.sleep(random.uniform(0, delay))
+
+    return wrapper

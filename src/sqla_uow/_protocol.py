@@ -185,7 +185,7 @@ class Repository(Protocol[ModelT]):
         self,
         rows: Iterable[Any],
         *,
-        on_conflict: Sequence[str] = ...,
+        on_conflict: Sequence[str],
         update: Sequence[str] | None = None,
         chunk_size: int | None = None,
     ) -> int:

@@ -901,6 +901,20 @@ def _sqlite_locked_error(what: str) -> IllegalTransactionStateError:
     )
 
 
+_MANAGERS: weakref.WeakSet[TransactionManager] = weakref.WeakSet()
+"""Every live manager, for `managers_in_scope`."""
+
+
+def managers_in_scope() -> list[TransactionManager]:
+    """The managers with a scope open in this context, in this task or the task that made it.
+
+    A scope of any kind counts, also one that runs without a transaction
+    (NOT_SUPPORTED, SUPPORTS with nothing to join): code inside it belongs to that
+    manager's database.
+    """
+    return [tm for tm in list(_MANAGERS) if tm._has_open_scope()]  # pyright: ignore[reportPrivateUsage]
+
+
 def _why_none(frame: _Frame | None, task: asyncio.Task[Any] | None) -> str:
     if frame is not None and frame.task is not task:
         return (
@@ -1147,6 +1161,7 @@ class TransactionManager:
             f"sqla_uow_scope_{id(self):x}", default=None
         )
         _install_engine_hooks(engine)
+        _MANAGERS.add(self)
         if self._router is not None:
             for replica_engine in self._router.engines:
                 _install_engine_hooks(replica_engine)
@@ -1540,6 +1555,10 @@ class TransactionManager:
             await _run_callbacks(callbacks)
 
     # -- ambient scope
+
+    def _has_open_scope(self) -> bool:
+        """Whether a scope of this manager is open in this context (any kind, any task)."""
+        return self._var.get() is not None
 
     def _active_frame(self) -> _Frame | None:
         frame = self._var.get()

@@ -4,15 +4,73 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Iterator
 
 import pytest
 from _accounts import Account
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from sqla_uow import Propagation, TransactionManager, transactional
+from sqla_uow import (
+    Propagation,
+    TransactionManager,
+    current_manager,
+    set_default_manager,
+    transactional,
+    use_default_manager,
+)
 from sqla_uow._errors import is_retryable_error
 from sqla_uow.exceptions import IllegalTransactionStateError, TransactionRequiredError
+
+
+@pytest.fixture
+def default_tm(tm: TransactionManager) -> Iterator[TransactionManager]:
+    """*tm* as the default manager for this test only."""
+    with use_default_manager(tm):
+        yield tm
+
+
+@transactional
+async def open_account(name: str, *, balance: int = 0) -> Account:
+    """A module-level service decorated bare: the manager is found at each call."""
+    account = Account(name=name, balance=balance)
+    current_manager().session.add(account)
+    return account
+
+
+class Bank:
+    """A service whose methods are decorated in the class body, with options and without."""
+
+    def __init__(self, fee: int) -> None:
+        self.fee = fee
+        self.attempts = 0
+
+    @transactional(retries=2, retry_base_delay=0)
+    async def open(self, name: str) -> Bank:
+        current_manager().session.add(Account(name=name, balance=-self.fee))
+        return self
+
+    @transactional(propagation=Propagation.MANDATORY)
+    async def charge(self, name: str) -> None:
+        session = current_manager().session
+        account = await session.scalar(select(Account).where(Account.name == name))
+        assert account is not None
+        account.balance -= self.fee
+
+    @transactional(read_only=True)
+    async def total(self) -> int:
+        return await current_manager().session.scalar(select(func.sum(Account.balance))) or 0
+
+    @transactional(isolation_level="REPEATABLE READ", retries=2, retry_base_delay=0)
+    async def withdraw(self, name: str, amount: int) -> None:
+        self.attempts += 1
+        session = current_manager().session
+        account = await session.scalar(select(Account).where(Account.name == name))
+        assert account is not None
+        if self.attempts == 1:
+            await write_concurrently(current_manager().engine, name)
+        account.balance -= amount
+        await session.flush()
 
 
 async def balances(engine: AsyncEngine) -> dict[str, int]:
@@ -120,6 +178,160 @@ class TestDecoration:
     def test_rejects_an_unknown_isolation_level_at_decoration(self, tm: TransactionManager) -> None:
         with pytest.raises(ValueError, match="unknown isolation level"):
             transactional(tm, isolation_level="SNAPSHOT")
+
+
+class TestManagerFoundAtCallTime:
+    async def test_a_bare_module_function_uses_the_default_manager(
+        self, default_tm: TransactionManager
+    ) -> None:
+        account = await open_account("Ann", balance=10)
+        assert account.id == 1
+        assert await balances(default_tm.engine) == {"Ann": 10}
+
+    def test_a_bare_function_keeps_its_signature_and_name(self) -> None:
+        assert open_account.__name__ == "open_account"
+        assert str(inspect.signature(open_account)) == (
+            "(name: 'str', *, balance: 'int' = 0) -> 'Account'"
+        )
+        assert inspect.iscoroutinefunction(open_account)
+
+    async def test_a_method_decorated_in_the_class_body_gets_self_untouched(
+        self, default_tm: TransactionManager
+    ) -> None:
+        bank = Bank(fee=2)
+        assert await bank.open("Ann") is bank
+        assert await bank.total() == -2
+        assert await balances(default_tm.engine) == {"Ann": -2}
+
+    async def test_propagation_applies_without_a_manager(
+        self, default_tm: TransactionManager
+    ) -> None:
+        await open_account("Ann", balance=10)
+        bank = Bank(fee=3)
+        with pytest.raises(TransactionRequiredError, match="MANDATORY"):
+            await bank.charge("Ann")
+        async with default_tm.transaction():
+            await bank.charge("Ann")
+        assert await balances(default_tm.engine) == {"Ann": 7}
+
+    async def test_read_only_applies_without_a_manager(
+        self, default_tm: TransactionManager
+    ) -> None:
+        bank = Bank(fee=1)
+        async with default_tm.transaction(read_only=True):
+            assert await bank.total() == 0  # a read-only scope joins
+            with pytest.raises(IllegalTransactionStateError, match="read-only"):
+                await bank.open("Ann")  # a read-write one cannot
+        assert await balances(default_tm.engine) == {}
+
+    async def test_the_manager_of_the_enclosing_scope_comes_first(
+        self, tm: TransactionManager, engine: AsyncEngine
+    ) -> None:
+        other = TransactionManager(engine)
+        with use_default_manager(other):
+            async with tm.transaction() as session:
+                account = await open_account("Ann")
+                assert account in session  # joined tm's transaction, not the default's
+                assert current_manager() is tm
+            assert current_manager() is other
+        assert await balances(engine) == {"Ann": 0}
+
+    async def test_a_task_created_inside_a_scope_uses_its_manager(
+        self, tm: TransactionManager
+    ) -> None:
+        async def in_a_child_task() -> TransactionManager:
+            assert not tm.in_transaction  # the child does not share the transaction
+            return current_manager()
+
+        with use_default_manager(None):
+            async with tm.transaction(read_only=True):
+                found = await asyncio.create_task(in_a_child_task())
+        assert found is tm
+
+    async def test_scopes_of_two_managers_make_the_call_ambiguous(
+        self, tm: TransactionManager, engine: AsyncEngine
+    ) -> None:
+        other = TransactionManager(engine)
+        with use_default_manager(tm):
+            async with (
+                tm.transaction(),
+                other.transaction(propagation=Propagation.NOT_SUPPORTED),
+            ):
+                with pytest.raises(IllegalTransactionStateError, match="2 managers") as info:
+                    await open_account("Ann")
+                assert "@transactional(tm)" in str(info.value)
+        assert await balances(engine) == {}
+
+    async def test_without_any_manager_the_call_says_how_to_set_one(
+        self, tm: TransactionManager
+    ) -> None:
+        with use_default_manager(None), pytest.raises(TransactionRequiredError) as info:
+            await open_account("Ann")
+        message = str(info.value)
+        assert "set_default_manager(tm)" in message
+        assert "@transactional(tm)" in message
+        with pytest.raises(TransactionRequiredError, match="no TransactionManager"):
+            await open_account("Ann")  # no process-wide default is set in the suite
+        assert await balances(tm.engine) == {}
+
+    async def test_the_process_default_is_set_and_reset(self, tm: TransactionManager) -> None:
+        assert set_default_manager(tm) is None
+        try:
+            await open_account("Ann")
+            assert current_manager() is tm
+            with use_default_manager(None), pytest.raises(TransactionRequiredError):
+                await open_account("Bob")  # hidden inside the block
+        finally:
+            assert set_default_manager(None) is tm
+        with pytest.raises(TransactionRequiredError):
+            await open_account("Cid")
+        assert await balances(tm.engine) == {"Ann": 0}
+
+    async def test_the_context_default_ends_with_its_block(
+        self, tm: TransactionManager, engine: AsyncEngine
+    ) -> None:
+        other = TransactionManager(engine)
+        with use_default_manager(tm) as given:
+            assert given is tm
+            with use_default_manager(other):
+                assert current_manager() is other
+            assert current_manager() is tm
+        with pytest.raises(TransactionRequiredError):
+            current_manager()
+
+    async def test_the_manager_may_be_given_by_keyword(self, tm: TransactionManager) -> None:
+        @transactional(tm=tm, read_only=True)
+        async def count() -> int:
+            return await tm.session.scalar(select(func.count(Account.id))) or 0
+
+        with use_default_manager(None):
+            assert await count() == 0
+
+    async def test_an_unknown_isolation_level_fails_at_the_call(
+        self, default_tm: TransactionManager
+    ) -> None:
+        @transactional(isolation_level="SNAPSHOT")
+        async def never_runs() -> None:
+            raise AssertionError("the scope must not begin")
+
+        with pytest.raises(ValueError, match="unknown isolation level"):
+            await never_runs()
+
+    def test_rejects_bad_arguments_at_decoration(self) -> None:
+        with pytest.raises(TypeError, match="TransactionManager"):
+            transactional(42)  # type: ignore[call-overload]
+        with pytest.raises(ValueError, match="propagation"):
+            transactional(propagation="REQUIRED")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="isolation_level"):
+            transactional(isolation_level=1)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="read_only"):
+            transactional(read_only=1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="retries"):
+            transactional(retries=-1)
+        with pytest.raises(TypeError, match="coroutine functions"):
+            transactional(lambda: None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="TransactionManager or None"):
+            set_default_manager("sqlite://")  # type: ignore[arg-type]
 
 
 async def write_concurrently(engine: AsyncEngine, name: str) -> None:
@@ -248,6 +460,15 @@ class TestRetries:
         final = await balances(tm.engine)
         assert sum(final.values()) == 300
         assert final == {"a": 130, "b": 80, "c": 90}
+
+    async def test_retries_a_method_decorated_in_the_class_body(
+        self, default_tm: TransactionManager
+    ) -> None:
+        await open_accounts(default_tm, ann=10)
+        bank = Bank(fee=0)
+        await bank.withdraw("ann", 5)
+        assert bank.attempts == 2
+        assert await balances(default_tm.engine) == {"ann": 105}
 
     async def test_a_read_only_serializable_call_needs_no_retry(
         self, tm: TransactionManager

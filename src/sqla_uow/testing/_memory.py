@@ -858,7 +858,7 @@ class InMemoryRepository(Generic[ModelT]):
         self,
         rows: Iterable[Any],
         *,
-        on_conflict: Sequence[str] = ("code",),
+        on_conflict: Sequence[str],
         update: Sequence[str] | None = None,
         chunk_size: int | None = None,
     ) -> int:
