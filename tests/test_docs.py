@@ -12,8 +12,8 @@ Conventions:
   ``<!-- docs-test: skip (reason) -->`` never runs the block (kept few: counted below);
   ``<!-- docs-test: postgresql -->`` runs the block only in the page's PostgreSQL run,
   which exists when ``SQLA_UOW_TEST_POSTGRES_URL`` is set; every
-  ``postgresql+asyncpg://...`` URL literal in the page is replaced by this test session's
-  private database there.
+  ``postgresql+asyncpg://...`` URL literal in such a block is replaced by this test
+  session's private database there (whatever its driver).
 - A block that calls ``asyncio.run(...)`` at its top level is a complete program: it runs
   in a worker thread, where no event loop is running.
 - A ``#> text`` comment (after a ``print`` call, or on the lines below it) is output:
@@ -202,7 +202,7 @@ async def _run_block(
     block: Block, namespace: dict[str, object], output: io.StringIO, *, postgres_url: str | None
 ) -> None:
     source = block.source
-    if postgres_url is not None:
+    if postgres_url is not None and block.marker == "postgresql":
         source = _PG_URL.sub(postgres_url, source)
     # Pad with blank lines so tracebacks point at the right line of the page.
     padded = "\n" * (block.line) + source
