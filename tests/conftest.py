@@ -50,7 +50,8 @@ EXAMPLE_URLS = {
 
 
 def _through_pgbouncer() -> None:
-    """Give every asyncpg connection `pgbouncer_options`' arguments (``..._OPTIONS=pgbouncer``).
+    """Give every PostgreSQL connection `pgbouncer_options`' arguments for its driver
+    (asyncpg or psycopg; ``..._OPTIONS=pgbouncer``).
 
     With ``SQLA_UOW_TEST_POSTGRES_URL`` pointing at PgBouncer in transaction mode, this runs
     the whole PostgreSQL tier through the pooler, as `pgbouncer_options()` documents.
@@ -60,12 +61,11 @@ def _through_pgbouncer() -> None:
 
     from sqla_uow import pgbouncer_options
 
-    connect_args = pgbouncer_options("postgresql+asyncpg://")["connect_args"]
-
     @event.listens_for(Engine, "do_connect")
     def _pgbouncer_safe(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        if dialect.name == "postgresql" and dialect.driver == "asyncpg":
-            for key, value in connect_args.items():
+        if dialect.name == "postgresql" and dialect.driver in ("asyncpg", "psycopg"):
+            url = f"postgresql+{dialect.driver}://"
+            for key, value in pgbouncer_options(url)["connect_args"].items():
                 cparams.setdefault(key, value)
 
 

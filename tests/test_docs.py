@@ -12,8 +12,9 @@ Conventions:
   ``<!-- docs-test: skip (reason) -->`` never runs the block (kept few: counted below);
   ``<!-- docs-test: postgresql -->`` runs the block only in the page's PostgreSQL run,
   which exists when ``SQLA_UOW_TEST_POSTGRES_URL`` is set; every
-  ``postgresql+asyncpg://...`` URL literal in the page is replaced by this test session's
-  private database there.
+  ``postgresql+asyncpg://...`` URL literal in such a block is replaced by this test
+  session's private database there (with the session's driver), and every
+  ``postgresql+psycopg://...`` literal by the same database with the psycopg driver.
 - A block that calls ``asyncio.run(...)`` at its top level is a complete program: it runs
   in a worker thread, where no event loop is running.
 - A ``#> text`` comment (after a ``print`` call, or on the lines below it) is output:
@@ -51,6 +52,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,7 @@ _FENCE_OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)
 _MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<kind>[a-z]+)\s*(?P<reason>.*?)\s*-->\s*$")
 _EXPECTED = re.compile(r"#> ?(.+)$", re.MULTILINE)
 _PG_URL = re.compile(r"postgresql\+asyncpg://[^\"'\s]+")
+_PSYCOPG_URL = re.compile(r"postgresql\+psycopg://[^\"'\s]+")
 
 # Blocks that do not run, by page. Adding a skip means adding it here: keep this short.
 EXPECTED_SKIPS: dict[str, int] = {
@@ -201,8 +204,10 @@ async def _run_block(
     block: Block, namespace: dict[str, object], output: io.StringIO, *, postgres_url: str | None
 ) -> None:
     source = block.source
-    if postgres_url is not None:
+    if postgres_url is not None and block.marker == "postgresql":
         source = _PG_URL.sub(postgres_url, source)
+        psycopg_url = make_url(postgres_url).set(drivername="postgresql+psycopg")
+        source = _PSYCOPG_URL.sub(psycopg_url.render_as_string(hide_password=False), source)
     # Pad with blank lines so tracebacks point at the right line of the page.
     padded = "\n" * (block.line) + source
     code = compile(padded, str(block.path), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)

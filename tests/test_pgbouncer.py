@@ -119,14 +119,16 @@ async def _admin(url: str, statement: str) -> None:
         await admin.dispose()
 
 
-@pytest.fixture(scope="module")
-def bouncer_url() -> Iterator[str]:
-    """A URL through PgBouncer to a database of this module's own, with its tables."""
+@pytest.fixture(scope="module", params=["asyncpg", "psycopg"])
+def bouncer_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL through PgBouncer to a database of this module's own, with the driver of the
+    parameter (each test runs with asyncpg and with psycopg 3)."""
     bouncer, server = _urls()
     name = f"sqla_uow_{uuid.uuid4().hex[:12]}"
     asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
     try:
-        yield make_url(bouncer).set(database=name).render_as_string(hide_password=False)
+        url = make_url(bouncer).set(drivername=f"postgresql+{request.param}", database=name)
+        yield url.render_as_string(hide_password=False)
     finally:
         asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 

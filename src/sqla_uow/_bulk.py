@@ -560,9 +560,19 @@ class BulkOperationsMixin(Generic[ModelT]):
                 raise conflict_error(exc, model=self.model) from exc
             raise
 
-    async def _execute(self, statement: Any, params: Any = None, **kwargs: Any) -> Any:
+    async def _execute(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any:
+        # preserve_rowcount: SQLAlchemy closes the cursor of an INSERT without RETURNING
+        # before its row count is read, and psycopg resets the count on close (asyncpg
+        # keeps it); with the option the count is read first, on every driver.
+        options = {"preserve_rowcount": True, **(execution_options or {})}
         with self._conflicts_translated():
-            return await self.session.execute(statement, params, **kwargs)
+            return await self.session.execute(statement, params, execution_options=options)
 
     async def _execute_in_chunks(
         self, statement: Any, params: list[dict[str, Any]], chunk_size: int | None

@@ -14,6 +14,7 @@ import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
 from sqlalchemy import ColumnElement, String, any_, bindparam, func, inspect, select
@@ -377,6 +378,20 @@ def _lookup_in(lookup: _Lookup, value: Any) -> Any:
     return in_list(lookup.column, values, lookup.dialect)
 
 
+def _one_number_type(values: list[Any]) -> list[Any]:
+    """*values* with mixed ``int`` / ``float`` / ``Decimal`` made one type, for an array.
+
+    A driver sends a list as an array of one element type: psycopg refuses a list that
+    mixes numbers of different Python types (asyncpg converts each element), so
+    ``[Decimal("9.99"), 1]`` and ``[0.5, 2]`` become lists of ``Decimal`` (exact, and
+    cast to the column's type by the statement). Other lists are returned as they are.
+    """
+    kinds: set[type] = {type(value) for value in values}
+    if len(kinds) < 2 or not kinds <= {int, float, Decimal}:
+        return values
+    return [value if isinstance(value, Decimal) else Decimal(str(value)) for value in values]
+
+
 def in_list(column: ColumnElement[Any], values: list[Any], dialect: Dialect | None) -> Any:
     """``column IN values`` in the form that takes any number of values on *dialect*.
 
@@ -387,7 +402,7 @@ def in_list(column: ColumnElement[Any], values: list[Any], dialect: Dialect | No
     """
     name = dialect.name if dialect is not None else None
     if name == "postgresql" and values and None not in values:
-        array = bindparam(None, values, type_=ARRAY(column.type), unique=True)
+        array = bindparam(None, _one_number_type(values), type_=ARRAY(column.type), unique=True)
         return column == any_(array)
     if name == "sqlite" and dialect is not None and len(values) > IN_LIST_INLINE:
         processor = column.type.dialect_impl(dialect).bind_processor(dialect)
