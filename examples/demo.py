@@ -37,7 +37,7 @@ async def main() -> None:
     # The schema comes from the Alembic migrations, applied when the database opens.
     async with open_database(settings) as tm:
         print("Schema migrated to the newest revision.")
-        orders = OrderService(tm)
+        orders = OrderService()
 
         def uow() -> ShopUnitOfWork:
             # A unit of work per use case, as the API opens one per request; the

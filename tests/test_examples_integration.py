@@ -30,7 +30,7 @@ from shop.database import enable_foreign_keys
 from shop.migrations import upgrade_to_head
 from shop.settings import Settings
 from shop.uow import ShopUnitOfWork
-from sqla_uow import TransactionManager
+from sqla_uow import TransactionManager, set_default_manager
 
 pytestmark = pytest.mark.backends("sqlite", "postgresql", "mariadb")
 
@@ -65,9 +65,14 @@ async def client(sqla_uow_tm: TransactionManager) -> AsyncIterator[httpx.AsyncCl
     """
     app = create_app(Settings())
     app.dependency_overrides[transaction_manager] = lambda: sqla_uow_tm
+    # What open_database does at startup: services that name no manager use this one.
+    previous = set_default_manager(sqla_uow_tm)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
-        yield client
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as c:
+            yield c
+    finally:
+        set_default_manager(previous)
 
 
 async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:

@@ -79,11 +79,9 @@ def transaction_manager(request: Request) -> TransactionManager:
     return tm
 
 
-def order_service(
-    tm: Annotated[TransactionManager, Depends(transaction_manager)],
-) -> OrderService:
-    """The order service, on the request's `TransactionManager`."""
-    return OrderService(tm)
+def order_service() -> OrderService:
+    """The order service (it runs on the default manager, set by `open_database`)."""
+    return OrderService()
 
 
 UnitOfWork = Annotated[ShopUnitOfWork, unit_of_work(ShopUnitOfWork, transaction_manager)]

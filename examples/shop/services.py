@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqla_uow import CursorPage, NotFoundError, Page, TransactionManager, transactional
+from sqla_uow import CursorPage, NotFoundError, Page, current_manager, transactional
 
 from .filters import UserFilters
 from .models import Order, User
@@ -202,15 +202,16 @@ async def create_user_with_order(
 class OrderService:
     """Order use cases; every call of a public method is one transaction.
 
+    It names no manager: each call runs on the manager whose transaction is open around
+    it, else on the default that `open_database` sets at startup (a test sets its own
+    with `set_default_manager` or `use_default_manager`).
+
     Example:
         ```python
-        orders = OrderService(tm)
+        orders = OrderService()
         order = await orders.place_order(user.id, OrderCreate(title="Book", price=12))
         ```
     """
-
-    def __init__(self, tm: TransactionManager) -> None:
-        self.tm = tm
 
     # Decorated in the class body: the manager is found at each call (the one whose
     # transaction is open around the call, else the default that open_database sets).
@@ -222,9 +223,10 @@ class OrderService:
             NotFoundError: no user has this id.
             OrderRejectedError: the user is inactive, or the price is over the limit.
         """
-        # Inside a @transactional function, tm.session is the transaction's session.
-        users = UserRepository(self.tm.session)
-        orders = OrderRepository(self.tm.session)
+        # Inside a @transactional function, the manager it runs on holds the session.
+        session = current_manager().session
+        users = UserRepository(session)
+        orders = OrderRepository(session)
         user = await users.get_one(user_id)
         if not user.is_active:
             raise OrderRejectedError(f"user {user_id} is inactive and cannot order")
