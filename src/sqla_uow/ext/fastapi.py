@@ -574,17 +574,7 @@ class PageResponse(BaseModel, Generic[ItemT]):
             PageResponse[UserRead].from_page(page)
             ```
         """
-        return cls.model_validate(
-            {
-                "items": page.items,
-                "total": page.total,
-                "limit": page.limit,
-                "offset": page.offset,
-                "has_next": page.has_next,
-                "pages": page.pages,
-            },
-            from_attributes=True,
-        )
+        return cls.model_validate(page, from_attributes=True)
 
 
 class CursorPageResponse(BaseModel, Generic[ItemT]):
@@ -611,13 +601,4 @@ class CursorPageResponse(BaseModel, Generic[ItemT]):
             CursorPageResponse[OrderRead].from_page(page)
             ```
         """
-        return cls.model_validate(
-            {
-                "items": page.items,
-                "limit": page.limit,
-                "next_cursor": page.next_cursor,
-                "previous_cursor": page.previous_cursor,
-                "has_next": page.has_next,
-            },
-            from_attributes=True,
-        )
+        return cls.model_validate(page, from_attributes=True)
