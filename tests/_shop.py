@@ -9,7 +9,9 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -37,3 +39,21 @@ async def clean_shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     finally:
         await drop_shop_schema(engine)
         await engine.dispose()
+
+
+async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
+    """POST /users through the shop app's *client*; the created user's body (201 asserted)."""
+    response = await client.post("/users", json={"email": email, "name": name})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def new_order(
+    client: httpx.AsyncClient, user_id: int, title: str, price: str = "10.00"
+) -> dict[str, Any]:
+    """POST an order for *user_id* through *client*; the created order's body (201 asserted)."""
+    response = await client.post(f"/users/{user_id}/orders", json={"title": title, "price": price})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from _shop import clean_shop_engine
+from _shop import clean_shop_engine, new_order, new_user
 from shop.app import create_app
 from shop.models import Order, User
 from shop.repositories import OrderRepository
@@ -98,22 +98,6 @@ async def count_users(engine: AsyncEngine, **filters: Any) -> int:
 async def count_orders(engine: AsyncEngine, **filters: Any) -> int:
     statement = select(func.count()).select_from(Order).filter_by(**filters)
     return int(await scalar(engine, statement))
-
-
-async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
-    response = await client.post("/users", json={"email": email, "name": name})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def new_order(
-    client: httpx.AsyncClient, user_id: int, title: str, price: str = "10.00"
-) -> dict[str, Any]:
-    response = await client.post(f"/users/{user_id}/orders", json={"title": title, "price": price})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def post_user_with_order(

@@ -17,14 +17,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from _shop import drop_shop_schema
+from _shop import drop_shop_schema, new_order, new_user
 from shop.app import create_app, transaction_manager
 from shop.database import enable_foreign_keys
 from shop.migrations import upgrade_to_head
@@ -73,22 +72,6 @@ async def client(sqla_uow_tm: TransactionManager) -> AsyncIterator[httpx.AsyncCl
             yield c
     finally:
         set_default_manager(previous)
-
-
-async def new_user(client: httpx.AsyncClient, email: str, name: str = "Someone") -> dict[str, Any]:
-    response = await client.post("/users", json={"email": email, "name": name})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def new_order(
-    client: httpx.AsyncClient, user_id: int, title: str, price: str = "10.00"
-) -> dict[str, Any]:
-    response = await client.post(f"/users/{user_id}/orders", json={"title": title, "price": price})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 async def stored(tm: TransactionManager) -> tuple[list[tuple[str, str]], list[str]]:
