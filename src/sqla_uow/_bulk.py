@@ -37,7 +37,6 @@ import contextlib
 from collections.abc import (
     AsyncGenerator,
     Callable,
-    Generator,
     Iterable,
     Iterator,
     Mapping,
@@ -76,7 +75,7 @@ from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import Subquery
 from sqlalchemy.sql import column as sql_column
 
-from ._errors import conflict_error, is_conflict_error, is_unmatched_conflict_target
+from ._errors import database_errors, is_unmatched_conflict_target
 from ._filters import (
     as_values,
     check_assignable,
@@ -550,16 +549,6 @@ class BulkOperationsMixin(Generic[ModelT]):
             if first != index:
                 raise _duplicate_row_error(self.model, index, first, conflict, identity)
 
-    @contextlib.contextmanager
-    def _conflicts_translated(self) -> Generator[None, None, None]:
-        """Raise an integrity violation inside the block as `ConflictError`."""
-        try:
-            yield
-        except sa_exc.DBAPIError as exc:
-            if is_conflict_error(exc):
-                raise conflict_error(exc, model=self.model) from exc
-            raise
-
     async def _execute(
         self,
         statement: Any,
@@ -571,7 +560,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         # before its row count is read, and psycopg resets the count on close (asyncpg
         # keeps it); with the option the count is read first, on every driver.
         options = {"preserve_rowcount": True, **(execution_options or {})}
-        with self._conflicts_translated():
+        with database_errors(self.model):
             return await self.session.execute(statement, params, execution_options=options)
 
     async def _execute_in_chunks(
@@ -647,7 +636,7 @@ class BulkOperationsMixin(Generic[ModelT]):
             # The unit of work reads each generated key from cursor.lastrowid.
             objects = [self.model(**row) for row in rows_values]
             self.session.add_all(objects)
-            with self._conflicts_translated():
+            with database_errors(self.model):
                 await self.session.flush(objects)
             return objects
         results: list[Any] = [None] * len(rows_values)
@@ -1344,7 +1333,7 @@ class BulkOperationsMixin(Generic[ModelT]):
         per_statement = chunk_size or len(params)
         written = 0
         for start in range(0, len(params), per_statement):
-            with self._conflicts_translated():
+            with database_errors(self.model):
                 result = await connection.exec_driver_sql(
                     compiled.string, params[start : start + per_statement]
                 )

@@ -8,9 +8,10 @@ columns or constraint named) once the code has classified the error, and on Pyth
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, TypeGuard
 
 from sqlalchemy import exc as sa_exc
@@ -22,6 +23,7 @@ from .exceptions import ConflictError, ConflictKind
 
 __all__ = [
     "conflict_error",
+    "database_errors",
     "error_chain",
     "is_conflict_error",
     "is_retryable_error",
@@ -381,3 +383,20 @@ def conflict_error(exc: sa_exc.DBAPIError, *, model: type[Any] | None = None) ->
     return ConflictError(
         message, kind=kind, model=model, constraint=constraint, columns=columns, code=code
     )
+
+
+@contextlib.contextmanager
+def database_errors(model: type[Any] | None = None) -> Generator[None, None, None]:
+    """The error boundary: an integrity violation raised in the block becomes `ConflictError`.
+
+    Every repository call, flush and commit runs its statements inside this one context
+    manager (a plain ``with`` works around ``await``), so a driver error is translated
+    in one place; *model* names the model being written, when there is one. Other
+    errors pass through unchanged.
+    """
+    try:
+        yield
+    except sa_exc.DBAPIError as exc:
+        if is_conflict_error(exc):
+            raise conflict_error(exc, model=model) from exc
+        raise

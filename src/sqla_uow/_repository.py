@@ -26,14 +26,13 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.engine import ScalarResult
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapper, QueryableAttribute
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 
 from ._bulk import BulkOperationsMixin
-from ._errors import conflict_error, is_conflict_error
+from ._errors import database_errors
 from ._filters import (
     INT64_MAX,
     ModelMeta,
@@ -210,12 +209,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
         return result
 
     async def _flush(self) -> None:
-        try:
+        with database_errors(self.model):
             await self.session.flush()
-        except DBAPIError as exc:
-            if is_conflict_error(exc):
-                raise conflict_error(exc, model=self.model) from exc
-            raise
 
     async def _load_expired(self, obj: ModelT) -> None:
         """Load column attributes a flush expired (server-side defaults / onupdate values).

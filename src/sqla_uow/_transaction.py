@@ -58,7 +58,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
-from ._errors import conflict_error, is_conflict_error
+from ._errors import database_errors
 from ._replicas import Replica, ReplicaRouter, is_connection_failure
 from .exceptions import (
     IllegalTransactionStateError,
@@ -251,12 +251,8 @@ def _is_outcome_unknown(exc: BaseException) -> bool:
 
 async def flush_session(session: AsyncSession) -> None:
     """Flush *session*; an integrity violation surfaces as `ConflictError`."""
-    try:
+    with database_errors():
         await session.flush()
-    except sa_exc.DBAPIError as exc:
-        if is_conflict_error(exc):
-            raise conflict_error(exc) from exc
-        raise
 
 
 _Snapshot = list[tuple["InstanceState[Any]", dict[str, Any]]]
@@ -873,10 +869,8 @@ async def _commit(tx: _Tx) -> None:
         await session.commit()
     except BaseException as error:
         await _shielded(_discard(session, invalidate=_is_outcome_unknown(error)))
-        # A deferred constraint.
-        if isinstance(error, sa_exc.DBAPIError) and is_conflict_error(error):
-            raise conflict_error(error) from error
-        raise
+        with database_errors():  # a deferred constraint fails at COMMIT
+            raise
     if wrote and router is not None:
         await router.note_commit()
 
