@@ -20,7 +20,7 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Final
 
-from ._transaction import TransactionManager, managers_in_scope
+from ._transactions import TransactionManager, managers_in_scope
 from .exceptions import IllegalTransactionStateError, TransactionRequiredError
 
 __all__ = ["current_manager", "set_default_manager", "use_default_manager"]

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ._current import current_manager
 from ._errors import is_retryable_error
-from ._transaction import Propagation, TransactionManager, TransactionScope
+from ._transactions import Propagation, TransactionManager
 
 __all__ = ["transactional"]
 
@@ -191,8 +191,7 @@ def _decorate(
                 async with scope:
                     return await fn(*args, **kwargs)
             except Exception as exc:
-                began = isinstance(scope, TransactionScope) and scope.kind == "root"
-                if attempt >= retries or not began or not is_retryable_error(exc):
+                if attempt >= retries or not scope.began_transaction or not is_retryable_error(exc):
                     raise
             delay = min(retry_max_delay, retry_base_delay * (2**attempt))
             attempt += 1

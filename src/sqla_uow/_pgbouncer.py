@@ -12,45 +12,34 @@ the isolation level and ``read_only`` are part of the ``BEGIN`` statement on Pos
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import NoSuchModuleError
 
+from ._dialects import backend_for
 from .exceptions import UnsupportedDialectError
 
 __all__ = ["pgbouncer_options"]
 
 
-def _asyncpg_statement_name() -> str:
-    # Unique per statement: names from asyncpg's per-connection counter collide on a
-    # server connection that another client connection used before.
-    return f"__asyncpg_{uuid.uuid4().hex}__"
-
-
 def _driver_connect_args(url: URL) -> dict[str, Any]:
-    driver = url.get_driver_name()
-    if url.get_backend_name() != "postgresql":
+    try:
+        dialect = url.get_dialect()()
+    except NoSuchModuleError as exc:
         raise UnsupportedDialectError(
-            f"pgbouncer_options() is for PostgreSQL URLs, got {url.drivername!r}",
+            f"pgbouncer_options() does not know the database of {url.drivername!r}",
+            dialect=url.get_backend_name(),
+        ) from exc
+    connect_args = backend_for(dialect).transaction_pooler_connect_args()
+    if connect_args is None:
+        raise UnsupportedDialectError(
+            "pgbouncer_options() is for PostgreSQL URLs with the asyncpg or psycopg driver, "
+            f"got {url.drivername!r}",
             dialect=url.get_backend_name(),
         )
-    if driver == "asyncpg":
-        return {
-            # asyncpg's own statement cache, and SQLAlchemy's cache of prepared
-            # statements in its asyncpg adapter: both keep statements across transactions.
-            "statement_cache_size": 0,
-            "prepared_statement_cache_size": 0,
-            "prepared_statement_name_func": _asyncpg_statement_name,
-        }
-    if driver == "psycopg":
-        # psycopg 3 prepares a statement after it ran `prepare_threshold` times; None never.
-        return {"prepare_threshold": None}
-    raise UnsupportedDialectError(
-        f"pgbouncer_options() knows the asyncpg and psycopg drivers, got {url.drivername!r}",
-        dialect=url.get_backend_name(),
-    )
+    return connect_args
 
 
 def pgbouncer_options(url: str | URL, /, **engine_options: Any) -> dict[str, Any]:

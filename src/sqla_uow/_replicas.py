@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.ext.asyncio import (
@@ -44,9 +44,11 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from ._dialects import backend_for
+
 logger = logging.getLogger("sqla_uow")
 
-__all__ = ["Replica", "ReplicaRouter", "is_connection_failure", "parse_lsn"]
+__all__ = ["Replica", "ReplicaRouter", "is_connection_failure"]
 
 _WROTE_KEY = "sqla_uow_wrote"
 _WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -68,12 +70,6 @@ def _note_write(
         or (context.is_text and not _READ_STATEMENT.match(statement))
     ):
         conn.info[_WROTE_KEY] = True
-
-
-def parse_lsn(value: str) -> int:
-    """PostgreSQL's text form of a WAL position (``16/B374D848``) as an integer."""
-    high, _, low = value.partition("/")
-    return (int(high, 16) << 32) | int(low, 16)
 
 
 def is_connection_failure(error: BaseException) -> bool:
@@ -135,8 +131,8 @@ class ReplicaRouter:
                 "replica_cooldown, read_your_writes_window and check_interval must be >= 0"
             )
         self._primary = primary
-        self._dialect = primary.sync_engine.dialect.name
-        self._lsn = self._dialect == "postgresql"
+        self._backend = backend_for(primary.sync_engine.dialect)
+        self._lsn = self._backend.wal_positions
         self.replicas: list[Replica] = []
         for index, replica in enumerate(replicas):
             if isinstance(replica, AsyncEngine):
@@ -150,10 +146,10 @@ class ReplicaRouter:
                     "replicas takes URLs (str or sqlalchemy.URL) or AsyncEngines, "
                     f"not {type(replica).__name__}"
                 )
-            dialect = engine.sync_engine.dialect.name
-            if dialect != self._dialect:
+            backend = backend_for(engine.sync_engine.dialect)
+            if type(backend) is not type(self._backend):
                 raise ValueError(
-                    f"replica {index} is {dialect}, the primary is {self._dialect}: "
+                    f"replica {index} is {backend.name}, the primary is {self._backend.name}: "
                     "replicas must be of the primary's database"
                 )
             url = engine.url
@@ -233,19 +229,10 @@ class ReplicaRouter:
         lag_due = self._max_lag is not None and now - replica.checked_at >= self._check_interval
         if not lag_due and (needed is None or replica.replayed >= needed):
             return True
-        row = (
-            await connection.execute(
-                text(
-                    "SELECT pg_last_wal_replay_lsn()::text, CASE WHEN pg_last_wal_receive_lsn()"
-                    " = pg_last_wal_replay_lsn() THEN 0 ELSE EXTRACT(EPOCH FROM now() - "
-                    "pg_last_xact_replay_timestamp()) END"
-                )
-            )
-        ).one()
-        replayed, lag = row
+        replayed, lag = await self._backend.replica_position(connection)
         if replayed is None:  # not a standby: it serves what it has committed
             return True
-        replica.replayed = max(replica.replayed, parse_lsn(replayed))
+        replica.replayed = max(replica.replayed, replayed)
         if lag_due:
             replica.checked_at = now
             if self._max_lag is not None and lag is not None and float(lag) > self._max_lag:
@@ -277,8 +264,7 @@ class ReplicaRouter:
             try:
                 async with self._primary.connect() as conn:
                     autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    found = await autocommit.scalar(text("SELECT pg_current_wal_lsn()::text"))
-                lsn = parse_lsn(str(found))
+                    lsn = await self._backend.primary_position(autocommit)
             except Exception:
                 logger.warning(
                     "could not read the primary's WAL position after a commit; this "

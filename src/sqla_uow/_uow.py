@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar, cast, get_args, get_origin, get_type_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ._repository import AsyncRepository
-from ._transaction import (
+from ._transactions import (
     WITH_TRANSACTION,
     Propagation,
     TransactionManager,
@@ -210,7 +210,7 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         self._propagation = propagation
         self._isolation_level = isolation_level
         self._read_only = read_only
-        self._scope: TransactionScope | None = None
+        self._scope: TransactionScope[AsyncSession | None] | None = None
         self._session: AsyncSession | None = None
         self._specs = self._resolve_repositories()
 
@@ -310,7 +310,6 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             isolation_level=self._isolation_level,
             read_only=self._read_only,
         )
-        assert isinstance(scope, TransactionScope)
         # Explicit style: in an outer transaction, run in a savepoint so that the work
         # not committed with `commit` can be rolled back at exit.
         scope.discard_on_exit = not self.autocommit
@@ -355,7 +354,7 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
         try:
             if exc is None:
                 scope.discard_on_exit = not self.autocommit
-                if self.autocommit and scope.kind == "join":
+                if self.autocommit and scope.joined:
                     try:
                         await flush_session(self.session)
                     except BaseException as error:
@@ -368,7 +367,7 @@ class SQLAlchemyUnitOfWork(AbstractUnitOfWork):
             for name in self._specs:
                 vars(self).pop(name, None)
 
-    def _active_scope(self, action: str) -> TransactionScope:
+    def _active_scope(self, action: str) -> TransactionScope[AsyncSession | None]:
         if self._scope is None:
             raise TransactionRequiredError(
                 f"{type(self).__name__}.{action}() needs an active unit of work; call it "

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from sqlalchemy import event
 from sqlalchemy.engine import Dialect
 
+from sqla_uow.exceptions import IllegalTransactionStateError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
 __all__ = ["Backend"]
+
+_RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
+"""Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
 
 
 class Backend:
@@ -29,7 +41,103 @@ class Backend:
         return f"<{type(self).__name__} {self.dialect.name}+{self.driver}>"
 
     # -- transactions: engine hooks, begin, read-only, locking -----------------------
-    # (transaction behaviour goes here)
+    supports_read_only: ClassVar[bool] = False
+    """Whether a transaction can begin read-only (``transaction(read_only=True)``)."""
+
+    one_writer: ClassVar[bool] = False
+    """One writer at a time: a transaction that begins while an enclosing one is open
+    may wait for the enclosing one's lock forever, so it begins *guarded* (waits
+    briefly, then fails with `locked_error`)."""
+
+    wal_positions: ClassVar[bool] = False
+    """Whether replicas report the primary's log positions they replayed
+    (`primary_position`, `replica_position`), for read-your-writes and lag."""
+
+    def install_transaction_hooks(self, engine: Engine) -> None:
+        """Install the engine hooks the backend's transactions need; once per engine."""
+        event.listen(engine, "checkin", Backend._restore_on_checkin)
+
+    @staticmethod
+    def restore_at_checkin(info: dict[Any, Any], statement: str) -> None:
+        """Run *statement* on the pooled connection of *info* when it is checked in."""
+        pending: list[str] = info.setdefault(_RESTORE_KEY, [])
+        if statement not in pending:
+            pending.append(statement)
+
+    @staticmethod
+    def pending_restores(info: dict[Any, Any]) -> list[str]:
+        """The statements `restore_at_checkin` queued on the connection of *info*."""
+        pending: list[str] = info.get(_RESTORE_KEY, [])
+        return pending
+
+    @staticmethod
+    def _restore_on_checkin(dbapi_connection: Any, connection_record: ConnectionPoolEntry) -> None:
+        statements: list[str] | None = connection_record.info.pop(_RESTORE_KEY, None)
+        if not statements or dbapi_connection is None:
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in statements:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+
+    @functools.cached_property
+    def isolation_levels(self) -> tuple[str, ...]:
+        """The isolation levels a transaction may ask for, as SQLAlchemy spells them."""
+        try:
+            values = tuple(self.dialect.get_isolation_level_values(None))  # type: ignore[arg-type]
+        except (NotImplementedError, AttributeError, TypeError):
+            values = ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED")
+        return tuple(v for v in values if v != "AUTOCOMMIT")
+
+    def begin_options(
+        self, *, read_only: bool, apply_read_only: bool, guarded: bool
+    ) -> dict[str, Any]:
+        """Execution options for the connection a transaction begins on.
+
+        *apply_read_only*: the transaction really begins (not as a SAVEPOINT of an outer
+        one) and read-only is to be applied. *guarded*: it begins inside an open one
+        on a `one_writer` database.
+        """
+        return {}
+
+    async def begin_read_only(self, connection: AsyncConnection) -> None:
+        """Make the transaction just begun on *connection* read-only (after BEGIN)."""
+
+    def is_busy(self, error: BaseException) -> bool:
+        """Whether *error* says that the database is locked by another transaction."""
+        return False
+
+    def locked_error(self, what: str) -> IllegalTransactionStateError:
+        """The error for a guarded transaction that found the database locked."""
+        return IllegalTransactionStateError(
+            f"{what}: the database is locked, most likely by an enclosing transaction that "
+            "is still open (the suspended outer transaction of this task, or the "
+            f"transaction of the task that created this one). {self.name} allows one "
+            "writer at a time, and the enclosing transaction cannot finish while it waits "
+            "for this one; write in the enclosing transaction, use Propagation.NESTED, or "
+            "run this work after it ends"
+        )
+
+    def memory_database(self, url: URL) -> bool:
+        """Whether *url* names a database that lives only as long as its one connection."""
+        return False
+
+    def transaction_pooler_connect_args(self) -> dict[str, Any] | None:
+        """Driver options that keep no prepared statement past its transaction (PgBouncer).
+
+        None where the backend or driver has no known settings.
+        """
+        return None
+
+    async def primary_position(self, connection: AsyncConnection) -> int:
+        """The primary's current log position (only where `wal_positions`)."""
+        raise NotImplementedError(f"{self.name} has no WAL positions")
+
+    async def replica_position(self, connection: AsyncConnection) -> tuple[int | None, Any]:
+        """A replica's replayed log position (None: not a standby) and lag in seconds."""
+        raise NotImplementedError(f"{self.name} has no WAL positions")
 
     # -- statements: bulk writes, keyset, NULL ordering, limits ----------------------
     # (statement builders go here)

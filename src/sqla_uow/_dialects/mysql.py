@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ._base import Backend
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["MySQLBackend"]
 
@@ -15,7 +18,10 @@ class MySQLBackend(Backend):
     name: ClassVar[str] = "MySQL / MariaDB"
 
     # -- transactions -----------------------------------------------------------------
-    # (transaction behaviour goes here)
+    supports_read_only: ClassVar[bool] = True
+
+    async def begin_read_only(self, connection: AsyncConnection) -> None:
+        await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     # -- statements -------------------------------------------------------------------
     # (statement builders go here)

@@ -60,7 +60,7 @@ from sqla_uow import exceptions
 from sqla_uow._filters import INT64_MAX
 from sqla_uow._filterset import FilterSet
 from sqla_uow._pagination import CursorPage, Page
-from sqla_uow._transaction import TransactionManager
+from sqla_uow._transactions import TransactionManager
 from sqla_uow._uow import AbstractUnitOfWork
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
-from sqla_uow._transaction import OnCommitCallback, TransactionManager
+from sqla_uow._transactions import OnCommitCallback, TransactionManager
 
 __all__ = ["capture_on_commit"]
 

@@ -59,7 +59,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, StaticPool
 
-from sqla_uow._transaction import TransactionManager
+from sqla_uow import TransactionManager
+from sqla_uow._dialects import backend_for
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -121,7 +122,7 @@ def _make_engine(url: str) -> AsyncEngine:
             f"{URL_OPTION} / {URL_INI}: {url!r} is not a database URL; "
             "expected e.g. sqlite+aiosqlite:///test.db or postgresql+asyncpg://user@host/db"
         ) from exc
-    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+    if backend_for(parsed.get_dialect()()).memory_database(parsed):
         # One in-memory database lives as long as its one connection.
         return create_async_engine(parsed, poolclass=StaticPool)
     # A connection per test: connections never cross the event loops of different tests.

@@ -1,0 +1,85 @@
+"""Reads of private SQLAlchemy and driver attributes, each behind one named function.
+
+Everything here depends on internals that a release of SQLAlchemy, of a driver or of
+Python may change; `tests/test_compat.py` checks each function against the installed
+versions (CI runs it on the oldest and the newest supported SQLAlchemy). Code outside
+this module calls these functions instead of reading underscore attributes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.orm import InstanceState, Session
+    from sqlalchemy.pool import Pool
+
+__all__ = [
+    "flushed_states",
+    "on_connect_isolation_level",
+    "pool_max_overflow",
+    "sqlite3_connection",
+    "sqlite_autocommit",
+    "sqlite_error_code",
+    "sqlite_legacy_transaction_control",
+]
+
+# -- transactions -----------------------------------------------------------------------
+
+
+def sqlite3_connection(dbapi_connection: Any) -> sqlite3.Connection | None:
+    """The `sqlite3.Connection` behind an aiosqlite (or pysqlite) DBAPI connection.
+
+    Walks SQLAlchemy's adapted connection (``driver_connection``), then aiosqlite's
+    ``_conn`` / ``_connection``; None where the chain ends elsewhere.
+    """
+    candidate = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    for _ in range(3):
+        if isinstance(candidate, sqlite3.Connection):
+            return candidate
+        candidate = getattr(candidate, "_conn", None) or getattr(candidate, "_connection", None)
+        if candidate is None:
+            return None
+    return None
+
+
+def sqlite_legacy_transaction_control() -> object:
+    """`sqlite3.LEGACY_TRANSACTION_CONTROL` (Python 3.12+), else -1."""
+    return getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
+
+
+def sqlite_autocommit(raw: sqlite3.Connection) -> object:
+    """The ``autocommit`` attribute of a sqlite3 connection (Python 3.12+), else -1."""
+    return getattr(raw, "autocommit", -1)
+
+
+def sqlite_error_code(error: BaseException) -> int | None:
+    """The extended SQLite result code of a sqlite3 error (Python 3.11+), else None."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code if isinstance(code, int) else None
+
+
+def on_connect_isolation_level(dialect: Dialect) -> str | None:
+    """The isolation level the engine sets on every new connection, if one was given."""
+    level = getattr(dialect, "_on_connect_isolation_level", None)
+    return level if isinstance(level, str) else None
+
+
+def pool_max_overflow(pool: Pool) -> int | None:
+    """A `QueuePool`'s ``max_overflow``; None when unbounded (-1) or not a QueuePool."""
+    max_overflow = getattr(pool, "_max_overflow", -1)
+    if not isinstance(max_overflow, int) or max_overflow < 0:
+        return None
+    return max_overflow
+
+
+def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
+    """The objects whose changes the session flushed in its transaction (savepoints included)."""
+    flushed: set[InstanceState[Any]] = set()
+    transaction: Any = getattr(sync_session, "_transaction", None)
+    while transaction is not None:
+        flushed.update(getattr(transaction, "_dirty", None) or ())
+        transaction = getattr(transaction, "_parent", None)
+    return flushed
