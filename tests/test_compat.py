@@ -1,0 +1,137 @@
+"""`sqla_uow._compat`: each read of a private SQLAlchemy or driver attribute still works.
+
+These run against the installed SQLAlchemy, Python and drivers (CI: the oldest supported
+SQLAlchemy on the oldest Python, and the newest), so an internal that moved fails here
+with its name instead of somewhere deep in a transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import String
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+
+from sqla_uow._compat import (
+    flushed_states,
+    on_connect_isolation_level,
+    pool_max_overflow,
+    sqlite3_connection,
+    sqlite_autocommit,
+    sqlite_error_code,
+    sqlite_legacy_transaction_control,
+)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Note(_Base):
+    __tablename__ = "compat_notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'compat.db'}")
+    yield engine
+    await engine.dispose()
+
+
+class TestTransactionReads:
+    async def test_finds_the_sqlite3_connection_behind_aiosqlite(
+        self, sqlite_engine: AsyncEngine
+    ) -> None:
+        async with sqlite_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            found = sqlite3_connection(raw.dbapi_connection)
+        assert isinstance(found, sqlite3.Connection)
+
+    def test_finds_no_sqlite3_connection_behind_something_else(self) -> None:
+        assert sqlite3_connection(object()) is None
+
+    def test_reads_the_legacy_transaction_control_constant(self) -> None:
+        if sys.version_info >= (3, 12):
+            assert sqlite_legacy_transaction_control() == sqlite3.LEGACY_TRANSACTION_CONTROL
+        else:
+            assert sqlite_legacy_transaction_control() == -1
+
+    def test_reads_the_autocommit_mode_of_a_sqlite3_connection(self) -> None:
+        raw = sqlite3.connect(":memory:")
+        try:
+            assert sqlite_autocommit(raw) == sqlite_legacy_transaction_control()
+        finally:
+            raw.close()
+
+    def test_reads_the_result_code_of_a_sqlite3_error(self, tmp_path: Path) -> None:
+        path = tmp_path / "locked.db"
+        holder = sqlite3.connect(path, isolation_level=None)
+        waiter = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            with pytest.raises(sqlite3.OperationalError) as caught:
+                waiter.execute("BEGIN EXCLUSIVE")
+        finally:
+            holder.close()
+            waiter.close()
+        code = sqlite_error_code(caught.value)
+        if sys.version_info >= (3, 11):
+            assert code is not None
+            assert code & 0xFF == 5  # SQLITE_BUSY
+        else:
+            assert code is None
+
+    def test_has_no_result_code_on_other_errors(self) -> None:
+        assert sqlite_error_code(ValueError("no code")) is None
+
+    async def test_reads_the_isolation_level_set_on_connect(self, tmp_path: Path) -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'iso.db'}"
+        autocommit = create_async_engine(url, isolation_level="AUTOCOMMIT")
+        plain = create_async_engine(url)
+        try:
+            async with autocommit.connect(), plain.connect():
+                pass  # the dialect learns its settings at the first connect
+            assert on_connect_isolation_level(autocommit.sync_engine.dialect) == "AUTOCOMMIT"
+            assert on_connect_isolation_level(plain.sync_engine.dialect) is None
+        finally:
+            await autocommit.dispose()
+            await plain.dispose()
+
+    async def test_reads_the_max_overflow_of_a_queue_pool(self, tmp_path: Path) -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'pool.db'}"
+        bounded = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, max_overflow=3)
+        unbounded = create_async_engine(url, poolclass=AsyncAdaptedQueuePool, max_overflow=-1)
+        unpooled = create_async_engine(url, poolclass=NullPool)
+        try:
+            assert pool_max_overflow(bounded.pool) == 3
+            assert pool_max_overflow(unbounded.pool) is None
+            assert pool_max_overflow(unpooled.pool) is None
+        finally:
+            for engine in (bounded, unbounded, unpooled):
+                await engine.dispose()
+
+    async def test_lists_the_objects_whose_changes_were_flushed(
+        self, sqlite_engine: AsyncEngine
+    ) -> None:
+        async with sqlite_engine.begin() as conn:
+            await conn.run_sync(_Base.metadata.create_all)
+        async with AsyncSession(sqlite_engine) as session, session.begin():
+            session.add_all([_Note(id=1, text="one"), _Note(id=2, text="two")])
+        async with AsyncSession(sqlite_engine) as session, session.begin():
+            one, two = await session.get_one(_Note, 1), await session.get_one(_Note, 2)
+            one.text = "changed"
+            assert flushed_states(session.sync_session) == set()
+            await session.flush()
+            async with session.begin_nested():
+                two.text = "changed in a savepoint"
+                await session.flush()
+                states = flushed_states(session.sync_session)
+            assert {state.obj() for state in states} == {one, two}
