@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from sqlalchemy.engine import Dialect
+
+from sqla_uow.exceptions import ConflictKind
 
 __all__ = ["Backend"]
 
@@ -35,4 +38,57 @@ class Backend:
     # (statement builders go here)
 
     # -- errors: code tables and classification ---------------------------------------
-    # (error classification goes here)
+    # Class-level: an error may arrive without a dialect at hand (``@transactional``'s
+    # retry loop), so `sqla_uow._errors` asks every backend class whether an error is
+    # one of its drivers'.
+
+    driver_modules: ClassVar[tuple[str, ...]] = ()
+    """Top-level modules of this backend's drivers: their exceptions are this backend's."""
+    conflicts: ClassVar[dict[str | int, ConflictKind]] = {}
+    """The error codes of integrity violations, by the kind of rule violated."""
+    retryable: ClassVar[frozenset[str | int]] = frozenset()
+    """The error codes of serialization failures and deadlocks (worth a retry)."""
+
+    @classmethod
+    def owns(cls, err: BaseException) -> bool:
+        """Whether *err* was raised by one of this backend's drivers."""
+        return type(err).__module__.partition(".")[0] in cls.driver_modules
+
+    @classmethod
+    def error_code(cls, err: BaseException) -> str | int | None:
+        """The error code of *err*, an exception this backend `owns` (``None``: it has none)."""
+        return None
+
+    @classmethod
+    def reported_code(cls, err: BaseException, code: str | int) -> str | int | None:
+        """The code `ConflictError.code` shows: *code*, unless the driver did not report it."""
+        return code
+
+    @classmethod
+    def is_unmatched_conflict_target(cls, err: BaseException) -> bool:
+        """Whether *err* (which this backend `owns`) refuses an unmatched ``ON CONFLICT`` target.
+
+        That is a target no unique key of the table matches.
+        """
+        return False
+
+    @classmethod
+    def conflict_context(
+        cls,
+        chain: Sequence[BaseException],
+        err: BaseException,
+        kind: ConflictKind,
+        model: type[Any] | None,
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """(constraint name, column names) an integrity violation *err* names, if it does.
+
+        *chain* is the whole error chain *err* was found in; *model* the model written.
+        """
+        return None, ()
+
+    @classmethod
+    def default_constraint_names(
+        cls, table: str, columns: tuple[str, ...], primary: bool
+    ) -> tuple[str, ...]:
+        """The names the database gives an unnamed (*primary*) key over *columns* of *table*."""
+        return ()
