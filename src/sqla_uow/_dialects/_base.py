@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 from sqla_uow.exceptions import ConflictKind
 
@@ -92,3 +94,23 @@ class Backend:
     ) -> tuple[str, ...]:
         """The names the database gives an unnamed (*primary*) key over *columns* of *table*."""
         return ()
+
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    integer_bits: ClassVar[int] = 64
+    """The width of a plain ``Integer`` column (``SmallInteger`` and ``BigInteger`` are
+    16 and 64 bits everywhere); filter and key values are checked within it."""
+
+    def in_list(self, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+        """``column IN values`` in the form that takes any number of values: ``IN (...)``."""
+        return column.in_(values)
+
+    def keyset_text(
+        self, expression: ColumnElement[Any], column_type: TypeEngine[Any]
+    ) -> ColumnElement[Any] | None:
+        """The stored text a keyset orders and compares a column of *column_type* by.
+
+        ``None``: the column itself, where the database orders and compares it as the
+        value SQLAlchemy binds for it.
+        """
+        return None

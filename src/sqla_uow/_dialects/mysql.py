@@ -6,6 +6,9 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from sqlalchemy import ColumnElement, Enum, String, cast
+from sqlalchemy.types import TypeEngine
+
 from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend
@@ -88,6 +91,19 @@ class MySQLBackend(Backend):
     ) -> tuple[str, ...]:
         """``PRIMARY``; a unique key is named after its first column."""
         return ("PRIMARY",) if primary else (columns[0],)
+
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    integer_bits: ClassVar[int] = 32
+
+    def keyset_text(
+        self, expression: ColumnElement[Any], column_type: TypeEngine[Any]
+    ) -> ColumnElement[Any] | None:
+        """Native ``ENUM`` columns, which sort by declaration order but compare with a
+        string as text: the page is ordered by the text instead."""
+        if isinstance(column_type, Enum):
+            return cast(expression, String())
+        return None
 
 
 # Context read from messages once the error code has classified them.

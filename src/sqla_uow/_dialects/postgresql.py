@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any, ClassVar
+
+from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
 
 from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend
 from ._diagnostics import constraint_columns, sqlstate
+from ._elements import NullFlag, native_null_flag
 
 __all__ = ["PostgreSQLBackend"]
 
@@ -71,6 +77,23 @@ class PostgreSQLBackend(Backend):
         """``<table>_pkey``, ``<table>_<col>_<col>_key``."""
         return (f"{table}_pkey",) if primary else (_default_name(table, columns, "key"),)
 
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    integer_bits: ClassVar[int] = 32
+
+    def in_list(self, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+        """``column = ANY(:array)``: one parameter whatever the length (the statement stays
+        cacheable); ``IN (...)`` for a list holding ``None`` or none at all."""
+        if values and None not in values:
+            array = bindparam(None, _one_number_type(values), type_=ARRAY(column.type), unique=True)
+            return column == any_(array)
+        return column.in_(values)
+
+
+# PostgreSQL sorts NULL as the greatest value: the NULL flag of an ordering is the
+# column itself (see `NullFlag`).
+compiles(NullFlag, "postgresql")(native_null_flag)
+
 
 def _diagnostic(chain: Sequence[BaseException], field: str) -> str | None:
     """A field of the server's error report: an attribute (asyncpg) or ``diag``'s (psycopg)."""
@@ -101,3 +124,17 @@ def _default_name(table: str, columns: tuple[str, ...], label: str) -> str:
         else:
             len2 -= 1
     return f"{name1[:len1]}_{name2[:len2]}_{label}"
+
+
+def _one_number_type(values: list[Any]) -> list[Any]:
+    """*values* with mixed ``int`` / ``float`` / ``Decimal`` made one type, for an array.
+
+    A driver sends a list as an array of one element type: psycopg refuses a list that
+    mixes numbers of different Python types (asyncpg converts each element), so
+    ``[Decimal("9.99"), 1]`` and ``[0.5, 2]`` become lists of ``Decimal`` (exact, and
+    cast to the column's type by the statement). Other lists are returned as they are.
+    """
+    kinds: set[type] = {type(value) for value in values}
+    if len(kinds) < 2 or not kinds <= {int, float, Decimal}:
+        return values
+    return [value if isinstance(value, Decimal) else Decimal(str(value)) for value in values]

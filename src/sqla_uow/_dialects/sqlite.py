@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    DateTime,
+    String,
+    Time,
+    bindparam,
+    func,
+    select,
+    type_coerce,
+)
+from sqlalchemy import column as sql_column
+from sqlalchemy.types import TypeEngine
 
 from sqla_uow.exceptions import ConflictKind
 
@@ -74,6 +90,43 @@ class SQLiteBackend(Backend):
             constraint = names[0] if len(names) == 1 else None
             return constraint, constraint_columns(model, constraint, cls.default_constraint_names)
         return (named_constraint(model, names) if kind == "unique" else None), names
+
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    in_list_inline: ClassVar[int] = 500
+    """``__in`` lists up to this long are sent as one parameter per value; longer ones as
+    one JSON parameter (a statement takes at most 32,766 parameters)."""
+
+    def in_list(self, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+        """A long list becomes one JSON parameter read by ``json_each``.
+
+        Values a JSON document cannot carry are sent as ``IN (...)``.
+        """
+        if len(values) > self.in_list_inline:
+            dialect = self.dialect
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            processed = [processor(v) for v in values] if processor is not None else values
+            with contextlib.suppress(TypeError, ValueError):
+                payload = json.dumps(processed)
+                value_column: ColumnElement[Any] = sql_column("value")
+                source = select(value_column).select_from(
+                    func.json_each(bindparam(None, payload, type_=String(), unique=True))
+                )
+                return column.in_(source.scalar_subquery())
+        return column.in_(values)
+
+    def keyset_text(
+        self, expression: ColumnElement[Any], column_type: TypeEngine[Any]
+    ) -> ColumnElement[Any] | None:
+        """Date and time columns, stored as text.
+
+        A value written by the database (such as ``CURRENT_TIMESTAMP``) need not have
+        the text SQLAlchemy would bind for the same value: the cursor carries the
+        stored text instead.
+        """
+        if isinstance(column_type, (Date, DateTime, Time)):
+            return type_coerce(expression, String())
+        return None
 
 
 # Python 3.10's sqlite3 exceptions carry no error code; SQLite's fixed message prefix
