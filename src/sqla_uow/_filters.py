@@ -8,28 +8,22 @@ attribute, and values are always bound parameters.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
-from sqlalchemy import ColumnElement, String, any_, bindparam, func, inspect, select
-from sqlalchemy import column as sql_column
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column, UniqueConstraint
 from sqlalchemy.sql import ClauseElement, operators
 from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.sqltypes import NULLTYPE
-from sqlalchemy.sql.visitors import InternalTraversal
 
+from ._dialects import backend_for
+from ._dialects._elements import NullFlag
 from ._values import ValueMismatch, ValueRule, check_text, describe, rule_for_type
 from .exceptions import InvalidFieldError, MultipleResultsError, NotFoundError
 
@@ -362,12 +356,6 @@ def _lookup_ne(lookup: _Lookup, value: Any) -> Any:
     return col.is_not(None) if value is None else col != lookup.value(value)
 
 
-IN_LIST_INLINE = 500
-"""``__in`` lists up to this long are sent as one parameter per value on SQLite (and
-always on MySQL / MariaDB, whose drivers inline the values); longer ones on SQLite as one
-JSON parameter. PostgreSQL always gets one array parameter."""
-
-
 def _lookup_in(lookup: _Lookup, value: Any) -> Any:
     # isinstance() on an object alias: the Any value keeps no unknown type arguments.
     checked: object = value
@@ -375,46 +363,11 @@ def _lookup_in(lookup: _Lookup, value: Any) -> Any:
         raise lookup.error(f"needs a list, tuple or set of values, got {type(value).__name__}")
     items: Iterable[Any] = value
     values = [item if item is None else lookup.value(item) for item in items]
-    return in_list(lookup.column, values, lookup.dialect)
-
-
-def _one_number_type(values: list[Any]) -> list[Any]:
-    """*values* with mixed ``int`` / ``float`` / ``Decimal`` made one type, for an array.
-
-    A driver sends a list as an array of one element type: psycopg refuses a list that
-    mixes numbers of different Python types (asyncpg converts each element), so
-    ``[Decimal("9.99"), 1]`` and ``[0.5, 2]`` become lists of ``Decimal`` (exact, and
-    cast to the column's type by the statement). Other lists are returned as they are.
-    """
-    kinds: set[type] = {type(value) for value in values}
-    if len(kinds) < 2 or not kinds <= {int, float, Decimal}:
-        return values
-    return [value if isinstance(value, Decimal) else Decimal(str(value)) for value in values]
-
-
-def in_list(column: ColumnElement[Any], values: list[Any], dialect: Dialect | None) -> Any:
-    """``column IN values`` in the form that takes any number of values on *dialect*.
-
-    PostgreSQL: ``column = ANY(:array)``, one parameter whatever the length (the
-    statement stays cacheable). SQLite: a long list becomes one JSON parameter read by
-    ``json_each``, past the limit of 32,766 parameters a statement may carry. Other
-    databases, and values a JSON document cannot carry: ``IN (...)``.
-    """
-    name = dialect.name if dialect is not None else None
-    if name == "postgresql" and values and None not in values:
-        array = bindparam(None, _one_number_type(values), type_=ARRAY(column.type), unique=True)
-        return column == any_(array)
-    if name == "sqlite" and dialect is not None and len(values) > IN_LIST_INLINE:
-        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-        processed = [processor(v) for v in values] if processor is not None else values
-        with contextlib.suppress(TypeError, ValueError):
-            payload = json.dumps(processed)
-            value_column: ColumnElement[Any] = sql_column("value")
-            source = select(value_column).select_from(
-                func.json_each(bindparam(None, payload, type_=String(), unique=True))
-            )
-            return column.in_(source.scalar_subquery())
-    return column.in_(values)
+    if lookup.dialect is None:
+        return lookup.column.in_(values)
+    # Any number of values: one array on PostgreSQL, one JSON document for a long list
+    # on SQLite (see the backends' ``in_list``).
+    return backend_for(lookup.dialect).in_list(lookup.column, values)
 
 
 def _comparison(op: Callable[[Any, Any], Any]) -> Callable[[_Lookup, Any], Any]:
@@ -681,58 +634,20 @@ def order_items(model: type[Any], order_by: Any) -> list[Any]:
     return [order_by]
 
 
-class _NullFlag(ColumnElement[Any]):
-    """The leading sort key that makes NULL sort as the greatest value.
-
-    ``expression IS NULL`` (false before true) on SQLite, MySQL, MariaDB and other
-    databases that sort NULL as the smallest value. PostgreSQL (and Oracle) sort NULL
-    as the greatest value already: there it is the expression itself, a sort key the
-    planner drops as redundant, so an index on the column still serves the ordering.
-
-    It is ordered with ``asc()`` / ``desc()`` like any column, so SQLAlchemy can move
-    it into a subquery's columns (as it does for joined eager loading with a limit).
-    """
-
-    __visit_name__ = "sqla_uow_null_flag"
-    inherit_cache = True
-    _traverse_internals = [  # noqa: RUF012 - SQLAlchemy's declared traversal
-        ("element", InternalTraversal.dp_clauseelement),
-    ]
-
-    def __init__(self, element: ColumnElement[Any]) -> None:
-        self.element = element
-        self.type = NULLTYPE  # never read back: no result processing
-
-
-def _compile_null_flag(element: _NullFlag, compiler: Any, **kw: Any) -> str:
-    rendered: str = compiler.process(element.element.is_(None), **kw)
-    return rendered
-
-
-def _compile_null_flag_native(element: _NullFlag, compiler: Any, **kw: Any) -> str:
-    rendered: str = compiler.process(element.element, **kw)
-    return rendered
-
-
-compiles(_NullFlag)(_compile_null_flag)
-compiles(_NullFlag, "postgresql")(_compile_null_flag_native)
-compiles(_NullFlag, "oracle")(_compile_null_flag_native)
-
-
 def order_clauses(
     expression: ColumnElement[Any], *, descending: bool, nullable: bool
 ) -> list[ColumnElement[Any]]:
     """The ORDER BY clauses for one column: NULL last ascending, first descending.
 
     A column that cannot be NULL gets the plain ascending column or its ``DESC``; a
-    nullable one is preceded by a NULL flag (see `_NullFlag`).
+    nullable one is preceded by a NULL flag (see `NullFlag`).
     """
     ordering = expression.desc() if descending else expression
     if not nullable:
         # Ascending is the default: a bare column keeps the statement (and the key
         # SQLAlchemy caches its compiled form under) as small as a hand-written one.
         return [ordering]
-    flag = _NullFlag(expression)
+    flag = NullFlag(expression)
     return [flag.desc() if descending else flag.asc(), ordering]
 
 

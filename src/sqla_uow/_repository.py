@@ -8,22 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeGuard, TypeVar, get_args, g
 
 from sqlalchemy import (
     ColumnElement,
-    Date,
-    DateTime,
-    Enum,
     Select,
-    String,
-    Time,
-    and_,
-    cast,
-    false,
     func,
     inspect,
     literal,
-    or_,
     select,
     tuple_,
-    type_coerce,
 )
 from sqlalchemy.engine import ScalarResult
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,8 +24,6 @@ from sqlalchemy.orm.state import InstanceState
 from ._bulk import BulkOperationsMixin
 from ._errors import database_errors
 from ._filters import (
-    INT64_MAX,
-    ModelMeta,
     Where,
     as_values,
     check_assignable,
@@ -51,11 +39,11 @@ from ._filters import (
     model_meta,
     not_found_error,
     one_or_none,
-    order_clauses,
     order_items,
     parse_order_item,
 )
-from ._pagination import CursorPage, KeysetRequest, Page, check_secret, keyset_order
+from ._keyset import keyset_columns, keyset_select
+from ._pagination import CursorPage, KeysetRequest, Page, check_secret
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError
 
@@ -591,12 +579,8 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             ```
         """
         model = self.model
-        bind_dialect = self._dialect()
-        dialect = bind_dialect.name
-        columns = {
-            key: _KeysetColumn.of(self._meta, model, key, descending=descending, dialect=dialect)
-            for key, descending in keyset_order(model, order_by)
-        }
+        dialect = self._dialect()
+        columns = keyset_columns(model, order_by, dialect)
         request = KeysetRequest.parse(
             model,
             order_by,
@@ -606,18 +590,15 @@ class AsyncRepository(BulkOperationsMixin[ModelT]):
             scope=cursor_scope,
             secret=self.cursor_secret,
             types=lambda key: columns[key].python_type,
-            dialect=bind_dialect,
+            dialect=dialect,
         )
-        keys = builtins.list(columns.values())
-        walk = [k.reversed() for k in keys] if request.backwards else keys
-        criteria = compile_where(model, where, filters, dialect=bind_dialect)
-        if request.position is not None:
-            criteria.append(_keyset_after(walk, request.position))
-        stmt = (
-            select(model, *(k.selected for k in keys))
-            .where(*criteria)
-            .order_by(*(clause for k in walk for clause in k.order_clauses()))
-            .limit(min(limit + 1, INT64_MAX))
+        stmt = keyset_select(
+            model,
+            builtins.list(columns.values()),
+            compile_where(model, where, filters, dialect=dialect),
+            position=request.position,
+            backwards=request.backwards,
+            limit=limit,
         )
         if options:
             stmt = stmt.options(*options)
@@ -836,132 +817,6 @@ def _first(row: Any) -> Any:
 
 def _rest(row: Any) -> Any:
     return row[1:]
-
-
-_TEMPORAL = (Date, DateTime, Time)
-
-
-class _KeysetColumn:
-    """One column of a keyset ordering, with its direction and NULL handling.
-
-    ``compared`` is what the page is ordered by, the cursor records and the keyset
-    condition compares. It is the column itself, except where the database would order
-    and compare the column differently from the value SQLAlchemy binds for it:
-
-    - date and time columns on SQLite, which stores them as text: a value written by
-      the database (such as ``CURRENT_TIMESTAMP``) need not have the text SQLAlchemy
-      would bind for the same value. The cursor carries the stored text instead.
-    - native ``ENUM`` columns on MySQL / MariaDB, which sort by declaration order but
-      compare with a string as text. The page is ordered by the text instead.
-
-    So a page never skips or repeats rows.
-    """
-
-    __slots__ = ("compared", "descending", "expression", "name", "nullable", "python_type")
-
-    def __init__(
-        self,
-        name: str,
-        expression: ColumnElement[Any],
-        *,
-        compared: ColumnElement[Any],
-        descending: bool,
-        nullable: bool,
-        python_type: type[Any] | None,
-    ) -> None:
-        self.name = name
-        self.expression = expression
-        self.compared = compared
-        self.descending = descending
-        self.nullable = nullable
-        self.python_type = python_type
-
-    @classmethod
-    def of(
-        cls,
-        meta: ModelMeta,
-        model: type[Any],
-        name: str,
-        *,
-        descending: bool,
-        dialect: str,
-    ) -> _KeysetColumn:
-        prop = meta.filterable[name]
-        expression: ColumnElement[Any] = getattr(model, name).expression
-        compared = expression
-        python_type = meta.python_types[name]
-        column_type = prop.columns[0].type
-        if dialect == "sqlite" and isinstance(column_type, _TEMPORAL):
-            compared = type_coerce(expression, String())
-            python_type = str
-        elif dialect in ("mysql", "mariadb") and isinstance(column_type, Enum):
-            compared = cast(expression, String())
-            python_type = str
-        return cls(
-            name,
-            expression,
-            compared=compared,
-            descending=descending,
-            nullable=name in meta.nullable,
-            python_type=python_type,
-        )
-
-    @property
-    def selected(self) -> ColumnElement[Any]:
-        # Labelled: the ORM would otherwise match a coerced column to the entity's own.
-        return self.compared if self.compared is self.expression else self.compared.label(None)
-
-    def reversed(self) -> _KeysetColumn:
-        return _KeysetColumn(
-            self.name,
-            self.expression,
-            compared=self.compared,
-            descending=not self.descending,
-            nullable=self.nullable,
-            python_type=self.python_type,
-        )
-
-    def order_clauses(self) -> builtins.list[ColumnElement[Any]]:
-        # NULL sorts as the greatest value: last ascending, first descending, as in
-        # every ordering of the package (see `order_clauses`).
-        return order_clauses(self.compared, descending=self.descending, nullable=self.nullable)
-
-    def equals(self, value: Any) -> ColumnElement[bool]:
-        return self.expression.is_(None) if value is None else self.compared == value
-
-    def beyond(self, value: Any) -> ColumnElement[bool] | None:
-        """Rows strictly after *value* in this column's direction (None: no such rows)."""
-        if not self.descending:
-            if value is None:
-                return None
-            greater: ColumnElement[bool] = self.compared > value
-            if self.nullable:
-                return or_(greater, self.expression.is_(None))
-            return greater
-        if value is None:
-            return self.expression.is_not(None)
-        smaller: ColumnElement[bool] = self.compared < value
-        return smaller
-
-
-def _keyset_after(keys: Sequence[_KeysetColumn], values: Sequence[Any]) -> ColumnElement[bool]:
-    """Rows strictly after the position *values* in the ordering *keys*."""
-    branches: builtins.list[ColumnElement[bool]] = []
-    for index, key in enumerate(keys):
-        step = key.beyond(values[index])
-        if step is None:
-            continue
-        prefix = [keys[j].equals(values[j]) for j in range(index)]
-        branches.append(and_(*prefix, step))
-    if not branches:
-        return false()
-    condition = or_(*branches)
-    first, first_value = keys[0], values[0]
-    if not first.nullable and first_value is not None:
-        # A redundant range bound on the leading column lets an index narrow the scan.
-        bound = first.compared <= first_value if first.descending else first.compared >= first_value
-        condition = and_(bound, condition)
-    return condition
 
 
 def _is_repository_class(value: object) -> TypeGuard[type[AsyncRepository[Any]]]:

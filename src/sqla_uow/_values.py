@@ -44,9 +44,10 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultDialect
 
+from ._dialects import backend_for
+
 __all__ = ["ValueMismatch", "ValueRule", "check_text", "describe", "rule_for_type"]
 
-_NARROW_INTEGER_DIALECTS = frozenset({"postgresql", "mysql", "mariadb"})
 _INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
 _NUMBER_TEXT = re.compile(
     r"[+-]?(?:[0-9]{1,1000}(?:\.[0-9]{0,1000})?|\.[0-9]{1,1000})(?:[eE][+-]?[0-9]{1,5})?"
@@ -386,7 +387,6 @@ def rule_for_type(column_type: Any, dialect: Dialect | None, *, write: bool = Fa
 
 
 def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
-    name = dialect.name if dialect is not None else None
     if isinstance(column_type, sqltypes.Boolean):
         return _bool_rule()
     if isinstance(column_type, sqltypes.Enum):
@@ -396,7 +396,7 @@ def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
     if isinstance(column_type, sqltypes.BigInteger):
         return _int_rule(64)
     if isinstance(column_type, sqltypes.Integer):
-        return _int_rule(32 if name in _NARROW_INTEGER_DIALECTS else 64)
+        return _int_rule(backend_for(dialect).integer_bits if dialect is not None else 64)
     if isinstance(column_type, sqltypes.Float):
         return _float_rule()
     if isinstance(column_type, sqltypes.Numeric):

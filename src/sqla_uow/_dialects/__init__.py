@@ -22,7 +22,7 @@ from .mysql import MySQLBackend
 from .postgresql import PostgreSQLBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "backend_for"]
+__all__ = ["Backend", "backend_classes", "backend_for"]
 
 _BACKENDS: dict[str, type[Backend]] = {
     "sqlite": SQLiteBackend,
@@ -40,3 +40,11 @@ def backend_for(dialect: Dialect) -> Backend:
     if backend is None:
         backend = _CACHE[dialect] = _BACKENDS.get(dialect.name, Backend)(dialect)
     return backend
+
+
+def backend_classes() -> tuple[type[Backend], ...]:
+    """Every backend class, once each: what classifies an error that comes without a dialect."""
+    return _CLASSES
+
+
+_CLASSES = tuple(dict.fromkeys(_BACKENDS.values()))

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import ColumnElement, Enum, String, cast
+from sqlalchemy.types import TypeEngine
+
+from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend
+from ._diagnostics import constraint_columns, mapper_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -27,4 +35,86 @@ class MySQLBackend(Backend):
     # (statement builders go here)
 
     # -- errors -----------------------------------------------------------------------
-    # (error classification goes here)
+    # Server error codes, which PyMySQL and aiomysql report as the first argument.
+    # (PyMySQL also reports the generic SQLSTATE "23000" for every integrity error;
+    # the numeric code is the precise one.)
+
+    driver_modules: ClassVar[tuple[str, ...]] = ("pymysql", "aiomysql")
+    conflicts: ClassVar[dict[str | int, ConflictKind]] = {
+        1062: "unique",  # ER_DUP_ENTRY
+        1586: "unique",  # ER_DUP_ENTRY_WITH_KEY_NAME
+        1451: "foreign_key",  # ER_ROW_IS_REFERENCED_2
+        1452: "foreign_key",  # ER_NO_REFERENCED_ROW_2
+        1048: "not_null",  # ER_BAD_NULL_ERROR
+        1364: "not_null",  # ER_NO_DEFAULT_FOR_FIELD: a NOT NULL column without a value
+        3819: "check",  # ER_CHECK_CONSTRAINT_VIOLATED (MySQL)
+        4025: "check",  # ER_CONSTRAINT_FAILED (MariaDB)
+    }
+    retryable: ClassVar[frozenset[str | int]] = frozenset({1213})  # ER_LOCK_DEADLOCK
+
+    @classmethod
+    def error_code(cls, err: BaseException) -> str | int | None:
+        """The server's numeric error code."""
+        if err.args and isinstance(err.args[0], int):
+            return err.args[0]
+        return None
+
+    @classmethod
+    def conflict_context(
+        cls,
+        chain: Sequence[BaseException],
+        err: BaseException,
+        kind: ConflictKind,
+        model: type[Any] | None,
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The key, constraint or column the message names, once the code classified it."""
+        message = str(err.args[1]) if len(err.args) > 1 else ""
+        constraint: str | None = None
+        columns: tuple[str, ...] = ()
+        if kind == "unique" and (match := _KEY.search(message)):
+            constraint = match.group(1)
+            mapper = mapper_or_none(model)
+            if constraint == "PRIMARY" and mapper is not None:
+                columns = tuple(col.name for col in mapper.primary_key)
+        elif kind == "foreign_key":
+            if match := _CONSTRAINT.search(message):
+                constraint = match.group(1)
+            if match := _FK_COLUMNS.search(message):
+                columns = tuple(part.strip(" `") for part in match.group(1).split(","))
+        elif kind == "not_null" and (match := _COLUMN.search(message)):
+            columns = (match.group(1),)
+        elif kind == "check":
+            match = _CONSTRAINT.search(message) or _CHECK.search(message)
+            if match:
+                constraint = match.group(1)
+        if constraint and not columns:
+            columns = constraint_columns(model, constraint, cls.default_constraint_names)
+        return constraint, columns
+
+    @classmethod
+    def default_constraint_names(
+        cls, table: str, columns: tuple[str, ...], primary: bool
+    ) -> tuple[str, ...]:
+        """``PRIMARY``; a unique key is named after its first column."""
+        return ("PRIMARY",) if primary else (columns[0],)
+
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    integer_bits: ClassVar[int] = 32
+
+    def keyset_text(
+        self, expression: ColumnElement[Any], column_type: TypeEngine[Any]
+    ) -> ColumnElement[Any] | None:
+        """Native ``ENUM`` columns, which sort by declaration order but compare with a
+        string as text: the page is ordered by the text instead."""
+        if isinstance(column_type, Enum):
+            return cast(expression, String())
+        return None
+
+
+# Context read from messages once the error code has classified them.
+_KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")
+_CONSTRAINT = re.compile(r"CONSTRAINT [`'\"]?([^`'\" ]+)[`'\"]?")
+_FK_COLUMNS = re.compile(r"FOREIGN KEY \(([^)]*)\)")
+_CHECK = re.compile(r"[Cc]heck constraint '([^']+)'")
+_COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+
+from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend
+from ._diagnostics import constraint_columns, sqlstate
+from ._elements import NullFlag, native_null_flag
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,4 +87,110 @@ class PostgreSQLBackend(Backend):
     # (statement builders go here)
 
     # -- errors -----------------------------------------------------------------------
-    # (error classification goes here)
+    # SQLSTATEs, which asyncpg and psycopg both report.
+
+    driver_modules: ClassVar[tuple[str, ...]] = ("asyncpg", "psycopg")
+    conflicts: ClassVar[dict[str | int, ConflictKind]] = {
+        "23505": "unique",
+        "23503": "foreign_key",
+        "23502": "not_null",
+        "23514": "check",
+        "23P01": "exclusion",
+    }
+    retryable: ClassVar[frozenset[str | int]] = frozenset(
+        {"40001", "40P01"}  # serialization_failure, deadlock_detected
+    )
+
+    @classmethod
+    def error_code(cls, err: BaseException) -> str | int | None:
+        """The SQLSTATE."""
+        return sqlstate(err)
+
+    @classmethod
+    def is_unmatched_conflict_target(cls, err: BaseException) -> bool:
+        """SQLSTATE 42P10 (invalid_column_reference)."""
+        return sqlstate(err) == "42P10"
+
+    @classmethod
+    def conflict_context(
+        cls,
+        chain: Sequence[BaseException],
+        err: BaseException,
+        kind: ConflictKind,
+        model: type[Any] | None,
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """The constraint and column the server's diagnostics name (asyncpg, psycopg)."""
+        constraint = _diagnostic(chain, "constraint_name")
+        columns = constraint_columns(model, constraint, cls.default_constraint_names)
+        if not columns and (column := _diagnostic(chain, "column_name")) is not None:
+            columns = (column,)
+        return constraint, columns
+
+    @classmethod
+    def default_constraint_names(
+        cls, table: str, columns: tuple[str, ...], primary: bool
+    ) -> tuple[str, ...]:
+        """``<table>_pkey``, ``<table>_<col>_<col>_key``."""
+        return (f"{table}_pkey",) if primary else (_default_name(table, columns, "key"),)
+
+    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    integer_bits: ClassVar[int] = 32
+
+    def in_list(self, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+        """``column = ANY(:array)``: one parameter whatever the length (the statement stays
+        cacheable); ``IN (...)`` for a list holding ``None`` or none at all."""
+        if values and None not in values:
+            array = bindparam(None, _one_number_type(values), type_=ARRAY(column.type), unique=True)
+            return column == any_(array)
+        return column.in_(values)
+
+
+# PostgreSQL sorts NULL as the greatest value: the NULL flag of an ordering is the
+# column itself (see `NullFlag`).
+compiles(NullFlag, "postgresql")(native_null_flag)
+
+
+def _diagnostic(chain: Sequence[BaseException], field: str) -> str | None:
+    """A field of the server's error report: an attribute (asyncpg) or ``diag``'s (psycopg)."""
+    for err in chain:
+        for source in (err, getattr(err, "diag", None)):
+            value = getattr(source, field, None)
+            if isinstance(value, str):
+                return value
+    return None
+
+
+# PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
+_MAX_IDENTIFIER = 63
+
+
+def _default_name(table: str, columns: tuple[str, ...], label: str) -> str:
+    """The name PostgreSQL gives an unnamed constraint: ``<table>_<col>_<col>_<label>``.
+
+    Follows PostgreSQL's ``makeObjectName``: when the name would be too long, the
+    longer of the table part and the column part is shortened first.
+    """
+    name1, name2 = table, "_".join(columns)
+    available = _MAX_IDENTIFIER - len(label) - 2
+    len1, len2 = len(name1), len(name2)
+    while len1 + len2 > available:
+        if len1 > len2:
+            len1 -= 1
+        else:
+            len2 -= 1
+    return f"{name1[:len1]}_{name2[:len2]}_{label}"
+
+
+def _one_number_type(values: list[Any]) -> list[Any]:
+    """*values* with mixed ``int`` / ``float`` / ``Decimal`` made one type, for an array.
+
+    A driver sends a list as an array of one element type: psycopg refuses a list that
+    mixes numbers of different Python types (asyncpg converts each element), so
+    ``[Decimal("9.99"), 1]`` and ``[0.5, 2]`` become lists of ``Decimal`` (exact, and
+    cast to the column's type by the statement). Other lists are returned as they are.
+    """
+    kinds: set[type] = {type(value) for value in values}
+    if len(kinds) < 2 or not kinds <= {int, float, Decimal}:
+        return values
+    return [value if isinstance(value, Decimal) else Decimal(str(value)) for value in values]
