@@ -108,6 +108,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_stream(session: nox.Session) -> None:
+    """Peak memory of ``stream()`` from 10k to 1M rows, and compiled-cache hits of bulk writes."""
+    install(session, "test")
+    session.run("python", "benchmarks/stream.py", *session.posargs)
+
+
+@nox.session
 def build(session: nox.Session) -> None:
     """Build the wheel and sdist and check their metadata."""
     session.install("build", "twine")

@@ -40,29 +40,17 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import String, delete, insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import _test_models  # noqa: F401  (puts tests/ on sys.path for models.items)
 import sqla_uow
+from models.items import Base, Item
 from sqla_uow import AsyncRepository, SQLAlchemyUnitOfWork, TransactionManager, transactional
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class BenchItem(Base):
-    __tablename__ = "bench_item"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(80))
-    qty: Mapped[int] = mapped_column(default=0)
-
-
-class ItemRepository(AsyncRepository[BenchItem]):
+class ItemRepository(AsyncRepository[Item]):
     pass
 
 
@@ -151,8 +139,8 @@ class Bench:
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.drop_all)
             await conn.run_sync(Base.metadata.create_all)
-            await conn.execute(insert(BenchItem), item_rows(self.sizes.seed, "s"))
-            found = await conn.execute(select(BenchItem.id).order_by(BenchItem.id))
+            await conn.execute(insert(Item), item_rows(self.sizes.seed, "s"))
+            found = await conn.execute(select(Item.id).order_by(Item.id))
             self.ids = list(found.scalars())
         if self.backend == "postgresql":
             import asyncpg
@@ -175,7 +163,7 @@ class Bench:
 
     async def delete_codes(self, prefix: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(delete(BenchItem).where(BenchItem.code.startswith(prefix)))
+            await conn.execute(delete(Item).where(Item.code.startswith(prefix)))
 
     # -- cycles -------------------------------------------------------------------------
 
@@ -231,7 +219,7 @@ class Bench:
 
         async def hand_get(i: int) -> Any:
             async with maker() as s:
-                found = await s.get(BenchItem, ids[i])
+                found = await s.get(Item, ids[i])
                 await s.commit()
                 return found
 
@@ -243,12 +231,7 @@ class Bench:
 
         async def hand_list(i: int) -> Any:
             async with maker() as s:
-                stmt = (
-                    select(BenchItem)
-                    .where(BenchItem.code >= f"s{i}")
-                    .order_by(BenchItem.id)
-                    .limit(50)
-                )
+                stmt = select(Item).where(Item.code >= f"s{i}").order_by(Item.id).limit(50)
                 found = list((await s.scalars(stmt)).all())
                 await s.commit()
                 return found
@@ -270,7 +253,7 @@ class Bench:
 
         async def hand_create(i: int) -> Any:
             async with maker() as s:
-                item = BenchItem(code=f"c{next(unique)}", name="new")
+                item = Item(code=f"c{next(unique)}", name="new")
                 s.add(item)
                 await s.commit()
                 return item
@@ -293,7 +276,7 @@ class Bench:
 
         async def hand_update(i: int) -> Any:
             async with maker() as s:
-                item = await s.get(BenchItem, ids[i])
+                item = await s.get(Item, ids[i])
                 assert item is not None
                 item.qty = next(unique)
                 await s.commit()
@@ -318,15 +301,15 @@ class Bench:
 
         async def refill() -> None:
             async with self.engine.begin() as conn:
-                await conn.execute(delete(BenchItem).where(BenchItem.code.startswith("d")))
+                await conn.execute(delete(Item).where(Item.code.startswith("d")))
                 found = await conn.execute(
-                    insert(BenchItem).returning(BenchItem.id), item_rows(self.sizes.cycles, "d")
+                    insert(Item).returning(Item.id), item_rows(self.sizes.cycles, "d")
                 )
                 doomed[:] = sorted(found.scalars())
 
         async def hand_delete(i: int) -> Any:
             async with maker() as s:
-                result = await s.execute(delete(BenchItem).where(BenchItem.id == doomed[i]))
+                result = await s.execute(delete(Item).where(Item.id == doomed[i]))
                 await s.commit()
                 return result.rowcount > 0  # type: ignore[attr-defined]
 
@@ -345,10 +328,10 @@ class Bench:
         if self.backend == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(BenchItem)
+            return pg_insert(Item)
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(BenchItem)
+        return sqlite_insert(Item)
 
     async def bench_bulk(self, rows: int) -> None:
         tm, maker, pool, ids = self.tm, self.maker, self.raw, self.ids
@@ -387,7 +370,7 @@ class Bench:
             return [Variant("raw driver", run, after)]
 
         async def hand_create_many(s: Any) -> None:
-            list((await s.scalars(insert(BenchItem).returning(BenchItem), new)).all())
+            list((await s.scalars(insert(Item).returning(Item), new)).all())
 
         await self.add(
             f"create_many {label}",
@@ -409,9 +392,7 @@ class Bench:
             f"insert_many {label}",
             rows,
             [
-                Variant(
-                    "hand-written", by_hand(lambda s: s.execute(insert(BenchItem), new)), reset
-                ),
+                Variant("hand-written", by_hand(lambda s: s.execute(insert(Item), new)), reset),
                 Variant("repository", scoped(lambda r: r.insert_many(new)), reset),
                 *raw(
                     lambda c: c.copy_records_to_table(
@@ -428,7 +409,7 @@ class Bench:
             f"update_many {label}",
             len(changes),
             [
-                Variant("hand-written", by_hand(lambda s: s.execute(update(BenchItem), changes))),
+                Variant("hand-written", by_hand(lambda s: s.execute(update(Item), changes))),
                 Variant("repository", scoped(lambda r: r.update_many(changes))),
                 *raw(
                     lambda c: c.execute(
@@ -480,12 +461,12 @@ class Bench:
 
         async def refill() -> None:
             async with self.engine.begin() as conn:
-                await conn.execute(delete(BenchItem).where(BenchItem.code.startswith("b")))
-                found = await conn.execute(insert(BenchItem).returning(BenchItem.id), new)
+                await conn.execute(delete(Item).where(Item.code.startswith("b")))
+                found = await conn.execute(insert(Item).returning(Item.id), new)
                 doomed[:] = sorted(found.scalars())
 
         async def hand_delete_many(s: Any) -> None:
-            await s.execute(delete(BenchItem).where(BenchItem.id.in_(doomed)))
+            await s.execute(delete(Item).where(Item.id.in_(doomed)))
 
         await refill()
         await self.add(
@@ -635,14 +616,19 @@ async def run_backend(
         await bench.close()
 
 
-async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default="sqlite")
+def backend_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """Add ``--backend`` (sqlite, postgresql or all) and ``--postgres-url`` to *parser*."""
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "all"], default=default)
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("SQLA_UOW_TEST_POSTGRES_URL"),
         help="server URL (default: $SQLA_UOW_TEST_POSTGRES_URL)",
     )
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    backend_arguments(parser, default="sqlite")
     parser.add_argument("--quick", action="store_true", help="small sizes, two rounds")
     parser.add_argument("--cycles-only", action="store_true", help="leave out the bulk cases")
     parser.add_argument("--plot", type=Path, help="write a PNG chart of the ratios here")

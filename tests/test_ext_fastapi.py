@@ -23,7 +23,7 @@ from sqlalchemy import ForeignKey, MetaData, event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from _catalog import (
+from models.catalog import (
     Base,
     Customer,
     CustomerRepository,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
-from _catalog import (
+from models.catalog import (
     REFS,
     Base,
     Customer,

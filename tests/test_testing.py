@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import ForeignKey, MetaData, String, UniqueConstraint, and_, func, not_, or_
+from sqlalchemy import MetaData, String, UniqueConstraint, and_, func, not_, or_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+import models.shop
+from models.shop import Order, User
 from sqla_uow import AsyncRepository, Page, SQLAlchemyUnitOfWork, TransactionManager
 from sqla_uow.exceptions import (
     ConflictError,
@@ -29,31 +31,11 @@ from sqla_uow.exceptions import (
 from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository, UnsupportedExpressionError
 
 
-class Base(DeclarativeBase):
-    pass
+class FakeOnlyBase(DeclarativeBase):
+    """Models the in-memory fakes use alone (no table is created for them)."""
 
 
-class User(Base):
-    __tablename__ = "testing_users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100), unique=True)
-    name: Mapped[str] = mapped_column(String(50))
-    age: Mapped[int | None] = mapped_column(default=None)
-    status: Mapped[str] = mapped_column(String(20), default="active")
-    orders: Mapped[list[Order]] = relationship(back_populates="user")
-
-
-class Order(Base):
-    __tablename__ = "testing_orders"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("testing_users.id"))
-    title: Mapped[str] = mapped_column(String(50))
-    user: Mapped[User] = relationship(back_populates="orders")
-
-
-class Membership(Base):
+class Membership(FakeOnlyBase):
     __tablename__ = "testing_memberships"
     __table_args__ = (UniqueConstraint("group", "position", name="uq_group_position"),)
 
@@ -850,4 +832,4 @@ class TestFilterParity:
 
 @pytest.fixture
 def metadata() -> MetaData:
-    return Base.metadata
+    return models.shop.Base.metadata

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import assert_type
 
+from models.shop import Order, User
 from sqla_uow import (
     AbstractUnitOfWork,
     AsyncRepository,
@@ -21,8 +22,6 @@ from sqla_uow import (
     transactional,
     use_default_manager,
 )
-
-from ._models import Order, User
 
 
 class UserRepository(AsyncRepository[User]):

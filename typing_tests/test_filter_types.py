@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import assert_type
 
+from models.shop import User
 from sqla_uow import (
     AsyncRepository,
     CursorPage,
@@ -20,8 +21,6 @@ from sqla_uow import (
 from sqla_uow.ext.fastapi import CursorPageResponse, PageResponse, filter_params, unit_of_work
 from sqla_uow.filters import FilterParameter, FilterSet
 from sqla_uow.testing import InMemoryRepository
-
-from ._models import User
 
 
 class UserFilters(FilterSet[User]):

@@ -5,10 +5,9 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 from typing_extensions import assert_type
 
+from models.shop import Order, User
 from sqla_uow import AbstractUnitOfWork, AsyncRepository, CursorPage, Page, Repository
 from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository
-
-from ._models import Order, User
 
 
 class FakeUserRepository(InMemoryRepository[User]):

@@ -1,24 +1,12 @@
-"""The model and helpers shared by the transaction tests in this folder."""
+"""Helpers shared by the transaction tests in this folder, on `models.accounts`."""
 
 from __future__ import annotations
 
-from sqlalchemy import String, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from models.accounts import Account
 from sqla_uow import TransactionManager
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Account(Base):
-    __tablename__ = "accounts"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(50))
-    balance: Mapped[int] = mapped_column(default=0)
 
 
 async def committed_names(engine: AsyncEngine) -> list[str]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from _accounts import Base
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models.accounts import Base
 from sqla_uow import TransactionManager
 
 

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from _accounts import Account, committed_names
+from _accounts import committed_names
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models.accounts import Account
 from sqla_uow import Propagation, TransactionManager, transactional
 
 

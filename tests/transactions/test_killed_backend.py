@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _accounts import Account, committed_names
+from _accounts import committed_names
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models.accounts import Account
 from sqla_uow import TransactionManager
 
 pytestmark = [pytest.mark.reliability, pytest.mark.backends("postgresql")]

@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 import pytest
-from _accounts import Account, committed_names
+from _accounts import committed_names
 from sqlalchemy import event
 
+from models.accounts import Account
 from sqla_uow import Propagation, TransactionManager
 from sqla_uow.exceptions import TransactionRequiredError
 

@@ -13,10 +13,11 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from _accounts import Account, committed_names
+from _accounts import committed_names
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from models.accounts import Account
 from sqla_uow import PoolExhaustedError, Propagation, TransactionManager
 
 pytestmark = [pytest.mark.reliability, pytest.mark.backends("postgresql", "mariadb")]

@@ -8,11 +8,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from _accounts import Account, Base, add, committed_names
+from _accounts import add, committed_names
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from models.accounts import Account, Base
 from sqla_uow import Propagation, TransactionManager, transactional
 from sqla_uow.exceptions import (
     IllegalTransactionStateError,

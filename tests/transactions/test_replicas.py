@@ -16,11 +16,12 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from _accounts import Account, add
+from _accounts import add
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from models.accounts import Account
 from sqla_uow import AsyncRepository, SQLAlchemyUnitOfWork, TransactionManager, transactional
 
 REPLICA_VARIABLE = "SQLA_UOW_TEST_REPLICA_URL"

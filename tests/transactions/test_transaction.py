@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from _accounts import Account, committed_names
+from _accounts import committed_names
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from models.accounts import Account
 from sqla_uow import Propagation, TransactionManager
 from sqla_uow.exceptions import (
     ConflictError,

@@ -7,10 +7,10 @@ import inspect
 from collections.abc import Iterator
 
 import pytest
-from _accounts import Account
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from models.accounts import Account
 from sqla_uow import (
     Propagation,
     TransactionManager,

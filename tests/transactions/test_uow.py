@@ -7,13 +7,13 @@ import contextlib
 from typing import Any
 
 import pytest
-from sqlalchemy import ForeignKey, MetaData, String, select, text
+from sqlalchemy import MetaData, insert, select, text
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.orm.exc import StaleDataError
 
+from models.shop import Base, Order, Product, User
 from sqla_uow import (
     AbstractUnitOfWork,
     AsyncRepository,
@@ -28,37 +28,6 @@ from sqla_uow.exceptions import (
     RollbackOnlyError,
     TransactionRequiredError,
 )
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class User(Base):
-    __tablename__ = "uow_users"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(String(100), unique=True)
-    name: Mapped[str] = mapped_column(String(50))
-
-
-class Order(Base):
-    __tablename__ = "uow_orders"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("uow_users.id"))
-    title: Mapped[str] = mapped_column(String(50))
-    price: Mapped[float]
-
-
-class Product(Base):
-    __tablename__ = "uow_products"
-
-    sku: Mapped[str] = mapped_column(String(20), primary_key=True)
-    version_number: Mapped[int] = mapped_column(default=1)
-    stock: Mapped[int] = mapped_column(default=0)
-
-    __mapper_args__ = {"version_id_col": version_number}  # noqa: RUF012
 
 
 class UserRepository(AsyncRepository[User]):
@@ -89,10 +58,7 @@ async def user_names(engine: AsyncEngine) -> list[str]:
 
 async def insert_user(engine: AsyncEngine, email: str, name: str) -> None:
     async with engine.begin() as conn:
-        await conn.execute(
-            text("INSERT INTO uow_users (email, name) VALUES (:email, :name)"),
-            {"email": email, "name": name},
-        )
+        await conn.execute(insert(User).values(email=email, name=name))
 
 
 async def create_then_fail(
