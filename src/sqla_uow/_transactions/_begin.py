@@ -21,10 +21,21 @@ from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 from sqla_uow._compat import pool_max_overflow
 from sqla_uow._dialects import backend_for
 from sqla_uow._replicas import Replica, ReplicaRouter, is_connection_failure
-from sqla_uow.exceptions import IllegalTransactionStateError, PoolExhaustedError
+from sqla_uow.exceptions import (
+    IllegalTransactionStateError,
+    PoolExhaustedError,
+    UnsupportedDialectError,
+)
 
 from ._hooks import watch
-from ._propagation import OnCommitCallback, Propagation, Tx, current_task, run_callbacks
+from ._propagation import (
+    OnCommitCallback,
+    Propagation,
+    Tx,
+    current_task,
+    normalize_isolation,
+    run_callbacks,
+)
 from ._session import discard, rollback, shielded
 
 if TYPE_CHECKING:
@@ -67,6 +78,41 @@ class EngineTransactions:
         )
         self._blocked_holders = 0
         """Connections held by tasks of this manager that wait for another connection."""
+
+    def check_isolation_level(self, isolation_level: str | None) -> str | None:
+        """*isolation_level* as SQLAlchemy spells it; ValueError naming the valid ones."""
+        if isolation_level is None:
+            return None
+        if not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f"isolation_level must be a string or None, not {isolation_level!r}; "
+                f"choices on {self.backend.name}: {', '.join(self.backend.isolation_levels)}"
+            )
+        level = normalize_isolation(isolation_level)
+        if level not in self.backend.isolation_levels:
+            hint = (
+                "; AUTOCOMMIT is not a transaction isolation level (use "
+                "Propagation.NOT_SUPPORTED to run without a transaction)"
+                if level == "AUTOCOMMIT"
+                else ""
+            )
+            raise ValueError(
+                f"unknown isolation level {isolation_level!r} for {self.backend.name}; "
+                f"choices: {', '.join(self.backend.isolation_levels)}{hint}"
+            )
+        return level
+
+    def check_read_only(self, read_only: bool) -> None:
+        """Refuse *read_only* where it is not a bool or the database cannot apply it."""
+        if not isinstance(read_only, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise TypeError(f"read_only must be True or False, not {read_only!r}")
+        if read_only and not self.backend.supports_read_only:
+            database = self._engine.url.get_backend_name()
+            raise UnsupportedDialectError(
+                f"read_only=True is not supported on {database}; supported on "
+                "PostgreSQL, SQLite, MySQL and MariaDB",
+                dialect=database,
+            )
 
     async def begin(
         self,

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from sqla_uow._replicas import ReplicaRouter
-from sqla_uow.exceptions import TransactionRequiredError, UnsupportedDialectError
+from sqla_uow.exceptions import TransactionRequiredError
 
 from ._begin import EngineTransactions
 from ._hooks import install_engine_hooks
@@ -38,7 +38,7 @@ from ._propagation import (
     current_task,
     why_none,
 )
-from ._scope import TransactionScope, normalize_isolation
+from ._scope import TransactionScope
 
 __all__ = ["TransactionManager", "managers_in_scope"]
 
@@ -172,37 +172,7 @@ class TransactionManager:
             tm = TransactionManager(primary_url, replicas=[replica_url], max_lag=5.0)
             ```
         """
-        if isinstance(bind, (str, URL)):
-            engine = create_async_engine(bind, **engine_options)
-            sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-                engine, expire_on_commit=False
-            )
-        elif engine_options:
-            raise TypeError(
-                "engine options are accepted only with a URL; configure the AsyncEngine "
-                "yourself when you pass one (got options: "
-                f"{', '.join(sorted(engine_options))})"
-            )
-        elif isinstance(bind, AsyncEngine):
-            engine = bind
-            sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-        elif isinstance(bind, async_sessionmaker):  # pyright: ignore[reportUnnecessaryIsInstance]
-            target = bind.kw.get("bind")
-            if isinstance(target, AsyncEngine):
-                engine = target
-            elif isinstance(target, AsyncConnection):
-                engine = target.engine
-            else:
-                raise ValueError(
-                    "the async_sessionmaker given to TransactionManager must be bound: "
-                    "async_sessionmaker(engine) or async_sessionmaker(bind=connection)"
-                )
-            sessionmaker = bind
-        else:
-            raise TypeError(
-                "TransactionManager() takes a URL (str or sqlalchemy.URL), an AsyncEngine "
-                f"or an async_sessionmaker, not {type(bind).__name__}"
-            )
+        engine, sessionmaker = _engine_and_sessionmaker(bind, engine_options)
         self._engine = engine
         self._sessionmaker = sessionmaker
         self._router = (
@@ -224,7 +194,6 @@ class TransactionManager:
         self._transactions = EngineTransactions(
             engine, sessionmaker, router=self._router, on_commit_capture=self._on_commit_capture
         )
-        self._backend = self._transactions.backend
         self._var: contextvars.ContextVar[Frame | None] = contextvars.ContextVar(
             f"sqla_uow_scope_{id(self):x}", default=None
         )
@@ -359,39 +328,9 @@ class TransactionManager:
                 f"propagation must be a Propagation, not {propagation!r}; choices: "
                 + ", ".join(f"Propagation.{p.name}" for p in Propagation)
             )
-        level = self._check_isolation_level(isolation_level)
-        if not isinstance(read_only, bool):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise TypeError(f"read_only must be True or False, not {read_only!r}")
-        if read_only and not self._backend.supports_read_only:
-            database = self._engine.url.get_backend_name()
-            raise UnsupportedDialectError(
-                f"read_only=True is not supported on {database}; supported on "
-                "PostgreSQL, SQLite, MySQL and MariaDB",
-                dialect=database,
-            )
+        level = self._transactions.check_isolation_level(isolation_level)
+        self._transactions.check_read_only(read_only)
         return TransactionScope(self._transactions, self._var, propagation, level, read_only)
-
-    def _check_isolation_level(self, isolation_level: str | None) -> str | None:
-        if isolation_level is None:
-            return None
-        if not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(
-                f"isolation_level must be a string or None, not {isolation_level!r}; "
-                f"choices on {self._backend.name}: {', '.join(self._backend.isolation_levels)}"
-            )
-        level = normalize_isolation(isolation_level)
-        if level not in self._backend.isolation_levels:
-            hint = (
-                "; AUTOCOMMIT is not a transaction isolation level (use "
-                "Propagation.NOT_SUPPORTED to run without a transaction)"
-                if level == "AUTOCOMMIT"
-                else ""
-            )
-            raise ValueError(
-                f"unknown isolation level {isolation_level!r} for {self._backend.name}; "
-                f"choices: {', '.join(self._backend.isolation_levels)}{hint}"
-            )
-        return level
 
     # -- ambient scope
 
@@ -492,6 +431,45 @@ class TransactionManager:
                 + why_none(self._var.get(), current_task())
             )
         frame.level.callbacks.append(callback)
+
+
+def _engine_and_sessionmaker(
+    bind: str | URL | AsyncEngine | async_sessionmaker[AsyncSession],
+    engine_options: dict[str, Any],
+) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    """The engine and session factory of a manager's *bind* (see `TransactionManager`)."""
+    if isinstance(bind, (str, URL)):
+        engine = create_async_engine(bind, **engine_options)
+        sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            engine, expire_on_commit=False
+        )
+    elif engine_options:
+        raise TypeError(
+            "engine options are accepted only with a URL; configure the AsyncEngine "
+            "yourself when you pass one (got options: "
+            f"{', '.join(sorted(engine_options))})"
+        )
+    elif isinstance(bind, AsyncEngine):
+        engine = bind
+        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+    elif isinstance(bind, async_sessionmaker):  # pyright: ignore[reportUnnecessaryIsInstance]
+        target = bind.kw.get("bind")
+        if isinstance(target, AsyncEngine):
+            engine = target
+        elif isinstance(target, AsyncConnection):
+            engine = target.engine
+        else:
+            raise ValueError(
+                "the async_sessionmaker given to TransactionManager must be bound: "
+                "async_sessionmaker(engine) or async_sessionmaker(bind=connection)"
+            )
+        sessionmaker = bind
+    else:
+        raise TypeError(
+            "TransactionManager() takes a URL (str or sqlalchemy.URL), an AsyncEngine "
+            f"or an async_sessionmaker, not {type(bind).__name__}"
+        )
+    return engine, sessionmaker
 
 
 _MANAGERS: weakref.WeakSet[TransactionManager] = weakref.WeakSet()

@@ -34,6 +34,7 @@ __all__ = [
     "Tx",
     "current_task",
     "mark_rollback_only",
+    "normalize_isolation",
     "open_transactions",
     "rollback_only_error",
     "run_callbacks",
@@ -149,6 +150,11 @@ def current_task() -> asyncio.Task[Any] | None:
         return asyncio.current_task()
     except RuntimeError:  # no running event loop
         return None
+
+
+def normalize_isolation(level: str) -> str:
+    """An isolation level as SQLAlchemy spells it (``read_committed`` -> ``READ COMMITTED``)."""
+    return level.strip().upper().replace("_", " ")
 
 
 def set_level(frame: Frame, level: Level) -> None:

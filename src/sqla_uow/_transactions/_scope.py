@@ -35,6 +35,7 @@ from ._propagation import (
     Tx,
     current_task,
     mark_rollback_only,
+    normalize_isolation,
     open_transactions,
     rollback_only_error,
     set_level,
@@ -42,7 +43,7 @@ from ._propagation import (
 )
 from ._session import commit, discard, flush_session, is_outcome_unknown, rollback, shielded
 
-__all__ = ["PhysicalTransactions", "TransactionScope", "normalize_isolation"]
+__all__ = ["PhysicalTransactions", "TransactionScope"]
 
 logger = logging.getLogger("sqla_uow")
 
@@ -78,11 +79,6 @@ class PhysicalTransactions(Protocol):
     def raise_if_locked(self, tx: Tx, exc: BaseException | None) -> None:
         """Raise a clear error where *exc* means a guarded *tx* found the database locked."""
         ...
-
-
-def normalize_isolation(level: str) -> str:
-    """An isolation level as SQLAlchemy spells it (``read_committed`` -> ``READ COMMITTED``)."""
-    return level.strip().upper().replace("_", " ")
 
 
 class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT]):
