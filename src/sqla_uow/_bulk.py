@@ -80,7 +80,6 @@ from ._filters import (
     as_values,
     check_assignable,
     check_write_values,
-    compile_where,
     identity_of,
     mapper_of,
     model_columns,
@@ -88,6 +87,7 @@ from ._filters import (
     unique_key_error,
 )
 from ._typing import ModelT
+from ._where import compile_where
 from .exceptions import InvalidFieldError, UnsupportedDialectError
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "BulkOperationsMixin"]

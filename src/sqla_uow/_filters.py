@@ -1,9 +1,9 @@
-"""Keyword lookups, ``order_by`` parsing and value extraction, validated against the mapper.
+"""The model's metadata and the checks of caller arguments, validated against the mapper.
 
-Every name a caller passes (a filter such as ``email__ilike``, an ordering such as
-``"-created_at"``, a field to assign) is checked against the model's mapped column
-attributes before any SQL is built. Names never reach SQL text: they select a mapped
-attribute, and values are always bound parameters.
+Every name a caller passes (a field to assign, a primary key) is checked against the
+model's mapped column attributes, and every value against its column's type, before
+any SQL is built. Keyword filters are in `sqla_uow._where`, ``order_by`` parsing in
+`sqla_uow._ordering`.
 """
 
 from __future__ import annotations
@@ -11,20 +11,17 @@ from __future__ import annotations
 import dataclasses
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeGuard, TypeVar, cast
 
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column, UniqueConstraint
-from sqlalchemy.sql import ClauseElement, operators
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy.sql import ClauseElement
 
-from ._dialects import backend_for
-from ._dialects._elements import NullFlag
-from ._values import ValueMismatch, ValueRule, check_text, describe, rule_for_type
+from ._values import ValueMismatch, ValueRule, describe, rule_for_type
 from .exceptions import InvalidFieldError, MultipleResultsError, NotFoundError
 
 _T = TypeVar("_T")
@@ -36,10 +33,7 @@ INT32_MAX = 2**31 - 1
 
 __all__ = [
     "INT64_MAX",
-    "LOOKUPS",
     "ModelMeta",
-    "SupportsWhere",
-    "Where",
     "as_values",
     "check_assignable",
     "check_page_size",
@@ -47,17 +41,16 @@ __all__ = [
     "check_value",
     "check_window",
     "check_write_values",
-    "compile_order_by",
-    "compile_where",
+    "choices_text",
+    "column_expression",
     "drop_unchanged_key",
     "identity_of",
     "is_own_instance",
     "mapper_of",
     "model_columns",
     "model_meta",
-    "order_clauses",
-    "order_items",
     "unique_key_error",
+    "unknown_field_error",
     "value_rule",
 ]
 
@@ -70,28 +63,12 @@ def _is_mapper(value: object) -> TypeGuard[Mapper[Any]]:
     return isinstance(value, Mapper)
 
 
-def _is_column_element(value: object) -> TypeGuard[ColumnElement[Any]]:
-    return isinstance(value, ColumnElement)
-
-
-def _is_queryable_attribute(value: object) -> TypeGuard[QueryableAttribute[Any]]:
-    return isinstance(value, QueryableAttribute)
-
-
-def _is_unary_expression(value: object) -> TypeGuard[UnaryExpression[Any]]:
-    return isinstance(value, UnaryExpression)
-
-
 def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
     return isinstance(value, InstanceState)
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
     return isinstance(value, Mapping)
-
-
-def _is_iterable(value: object) -> TypeGuard[Iterable[Any]]:
-    return isinstance(value, Iterable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,394 +274,26 @@ def model_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
     return dict(model_meta(model).writable)
 
 
-def _choices(names: Iterable[str]) -> str:
+def choices_text(names: Iterable[str]) -> str:
+    """*names* sorted and joined with commas, for the list of choices in a message."""
     return ", ".join(sorted(names))
 
 
-def _unknown_field(model: type[Any], name: str, fields: Iterable[str]) -> InvalidFieldError:
+def unknown_field_error(model: type[Any], name: str, fields: Iterable[str]) -> InvalidFieldError:
+    """The error for a field *name* that is none of *fields* of *model*."""
     choices = sorted(fields)
     return InvalidFieldError(
-        f"unknown field {name!r} on {model.__name__}; fields: {_choices(choices)}",
+        f"unknown field {name!r} on {model.__name__}; fields: {choices_text(choices)}",
         model=model,
         field=name,
         choices=choices,
     )
 
 
-def _attribute(model: type[Any], key: str) -> ColumnElement[Any]:
+def column_expression(model: type[Any], key: str) -> ColumnElement[Any]:
+    """The SQL expression of *model*'s mapped attribute *key*."""
     attr: QueryableAttribute[Any] = getattr(model, key)
     return attr.expression
-
-
-@dataclasses.dataclass(frozen=True)
-class _Lookup:
-    """One ``field__lookup=value`` filter being compiled."""
-
-    model: type[Any]
-    name: str
-    """The filter as the caller wrote it (``"id__gt"``)."""
-    key: str
-    """The attribute key it filters on."""
-    column: ColumnElement[Any]
-    dialect: Dialect | None
-
-    def value(self, value: Any) -> Any:
-        return check_value(
-            self.model,
-            self.key,
-            value,
-            dialect=self.dialect,
-            label=f"filter {self.name!r}",
-            field=self.name,
-        )
-
-    def error(self, message: str) -> InvalidFieldError:
-        return InvalidFieldError(
-            f"filter {self.name!r} on {self.model.__name__} {message}",
-            model=self.model,
-            field=self.name,
-        )
-
-
-def _lookup_eq(lookup: _Lookup, value: Any) -> Any:
-    col = lookup.column
-    return col.is_(None) if value is None else col == lookup.value(value)
-
-
-def _lookup_ne(lookup: _Lookup, value: Any) -> Any:
-    col = lookup.column
-    return col.is_not(None) if value is None else col != lookup.value(value)
-
-
-def _lookup_in(lookup: _Lookup, value: Any) -> Any:
-    # isinstance() on an object alias: the Any value keeps no unknown type arguments.
-    checked: object = value
-    if isinstance(checked, (str, bytes, bytearray, Mapping)) or not isinstance(checked, Iterable):
-        raise lookup.error(f"needs a list, tuple or set of values, got {type(value).__name__}")
-    items: Iterable[Any] = value
-    values = [item if item is None else lookup.value(item) for item in items]
-    if lookup.dialect is None:
-        return lookup.column.in_(values)
-    # Any number of values: one array on PostgreSQL, one JSON document for a long list
-    # on SQLite (see the backends' ``in_list``).
-    return backend_for(lookup.dialect).in_list(lookup.column, values)
-
-
-def _comparison(op: Callable[[Any, Any], Any]) -> Callable[[_Lookup, Any], Any]:
-    def lookup(lookup: _Lookup, value: Any) -> Any:
-        if value is None:
-            raise lookup.error("got None; use field=None or field__is_null=True to match NULL")
-        return op(lookup.column, lookup.value(value))
-
-    return lookup
-
-
-def _lookup_not_in(lookup: _Lookup, value: Any) -> Any:
-    return ~_lookup_in(lookup, value)
-
-
-def _lookup_between(lookup: _Lookup, value: Any) -> Any:
-    checked: object = value
-    bounds = (
-        list(cast("Iterable[object]", checked))
-        if isinstance(checked, (list, tuple)) and len(cast("Sequence[object]", checked)) == 2
-        else None
-    )
-    if bounds is None or any(bound is None for bound in bounds):
-        raise lookup.error(f"needs a (low, high) pair of values, got {value!r}")
-    return lookup.column.between(lookup.value(bounds[0]), lookup.value(bounds[1]))
-
-
-def _text_value(lookup: _Lookup, value: Any) -> str:
-    """*value* as the text a pattern lookup matches; the column must hold text."""
-    rule = value_rule(lookup.model, lookup.key, lookup.dialect)
-    if not rule.is_text:
-        raise lookup.error(
-            f"got {describe(value)}; a pattern needs a text column, and {lookup.key!r} "
-            "is not a text column"
-        )
-    try:
-        return check_text(value, "a string pattern")
-    except ValueMismatch as exc:
-        raise lookup.error(f"got {describe(value)}; expected {exc.expected}") from None
-
-
-def _pattern(method: str) -> Callable[[_Lookup, Any], Any]:
-    """A LIKE lookup: ``%`` and ``_`` in the value are wildcards."""
-
-    def pattern(lookup: _Lookup, value: Any) -> Any:
-        return getattr(lookup.column, method)(_text_value(lookup, value))
-
-    return pattern
-
-
-def _escaped_pattern(method: str) -> Callable[[_Lookup, Any], Any]:
-    """A substring lookup whose value is literal text: ``%``, ``_`` and ``/`` are escaped."""
-
-    def pattern(lookup: _Lookup, value: Any) -> Any:
-        return getattr(lookup.column, method)(_text_value(lookup, value), autoescape=True)
-
-    return pattern
-
-
-def _lookup_is_null(lookup: _Lookup, value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise lookup.error(f"needs True or False, got {type(value).__name__}")
-    col = lookup.column
-    return col.is_(None) if value else col.is_not(None)
-
-
-_LOOKUP_FUNCTIONS: dict[str, Callable[[_Lookup, Any], Any]] = {
-    "eq": _lookup_eq,
-    "ne": _lookup_ne,
-    "in": _lookup_in,
-    "gt": _comparison(operators.gt),
-    "gte": _comparison(operators.ge),
-    "lt": _comparison(operators.lt),
-    "lte": _comparison(operators.le),
-    "like": _pattern("like"),
-    "ilike": _pattern("ilike"),
-    "is_null": _lookup_is_null,
-    "not_in": _lookup_not_in,
-    "between": _lookup_between,
-    "startswith": _escaped_pattern("startswith"),
-    "istartswith": _escaped_pattern("istartswith"),
-    "endswith": _escaped_pattern("endswith"),
-    "contains": _escaped_pattern("contains"),
-    "icontains": _escaped_pattern("icontains"),
-}
-LOOKUPS: tuple[str, ...] = tuple(sorted(_LOOKUP_FUNCTIONS))
-"""The lookup suffixes ``compile_where`` accepts after ``field__``."""
-
-
-@runtime_checkable
-class SupportsWhere(Protocol):
-    """An object that stands for a WHERE condition, such as a `FilterSet` instance."""
-
-    def __clause_element__(self) -> ColumnElement[bool]:
-        """The condition as a SQL boolean expression."""
-        ...
-
-
-Where: TypeAlias = "ColumnElement[bool] | SupportsWhere"
-"""What the repositories' ``*where`` arguments take: a SQL boolean expression or a FilterSet."""
-
-
-def compile_where(
-    model: type[Any],
-    where: Sequence[Where],
-    filters: Mapping[str, Any],
-    *,
-    dialect: Dialect | None = None,
-) -> list[ColumnElement[bool]]:
-    """Combine SQL expressions and keyword filters into a list of WHERE criteria.
-
-    ``field=value`` compares for equality (``field=None`` means ``IS NULL``);
-    ``field__<lookup>=value`` applies a lookup: ``eq``, ``ne``, ``in``, ``not_in``, ``gt``,
-    ``gte``, ``lt``, ``lte``, ``between`` (a ``(low, high)`` pair, inclusive), ``like``,
-    ``ilike``, ``startswith``, ``istartswith``, ``endswith``, ``contains``, ``icontains``
-    (literal text: ``%`` and ``_`` in the value match only themselves), ``is_null``.
-    Comparisons follow SQL: a row whose column is NULL matches neither ``field__ne=x``
-    nor ``field__gt=x`` nor ``field__not_in=[x]``.
-
-    Every value is checked against the column's type on *dialect* before any SQL
-    (``None``: no database, as in the fakes) and converted where that is exact, such as
-    ``"42"`` for an integer column; see `check_value`.
-
-    Raises:
-        InvalidFieldError: An unknown field or lookup, or a value of the wrong kind
-            (``__in`` needs a non-string iterable, ``__is_null`` a bool, ``__like`` a str
-            and a text column, comparisons a non-None value, every value one its
-            column's type takes).
-
-    Example:
-        ```python
-        criteria = compile_where(User, [User.id > 10], {"email__ilike": "%@example.com"})
-        stmt = select(User).where(*criteria)
-        ```
-    """
-    meta = model_meta(model)
-    columns = meta.filterable
-    criteria: list[ColumnElement[bool]] = []
-    for expression in where:
-        # Checked at run time: callers without a type checker may pass anything.
-        candidate: object = expression
-        if not _is_column_element(candidate) and isinstance(candidate, SupportsWhere):
-            candidate = candidate.__clause_element__()  # a FilterSet
-        if not _is_column_element(candidate):
-            raise InvalidFieldError(
-                f"positional filters on {model.__name__} must be SQL expressions "
-                f"such as User.id > 3, got {type(candidate).__name__}",
-                model=model,
-            )
-        criteria.append(candidate)
-    for name, value in filters.items():
-        if name in columns:
-            key, lookup = name, "eq"
-        else:
-            key, sep, lookup = name.rpartition("__")
-            if not sep or key not in columns:
-                raise _unknown_field(model, key if sep and key else name, columns)
-            if lookup not in _LOOKUP_FUNCTIONS:
-                raise InvalidFieldError(
-                    f"unknown lookup {lookup!r} in {name!r} on {model.__name__}; "
-                    f"lookups: {_choices(LOOKUPS)}",
-                    model=model,
-                    field=name,
-                    choices=LOOKUPS,
-                )
-        compiled = _Lookup(model, name, key, _attribute(model, key), dialect)
-        criteria.append(_LOOKUP_FUNCTIONS[lookup](compiled, value))
-    return criteria
-
-
-def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], bool, str | None]:
-    """Split one ``order_by`` item into (expression, descending, attribute key or None).
-
-    The key is set when the item names a mapped column attribute of *model* (a string,
-    the attribute itself, or ``asc()``/``desc()`` of it).
-    """
-    if isinstance(item, str):
-        name = item
-        descending = False
-        if name and name[0] in "+-":
-            descending = name[0] == "-"
-            name = name[1:]
-        columns = model_meta(model).filterable
-        if name not in columns:
-            choices = sorted(columns)
-            raise InvalidFieldError(
-                f"unknown order key {item!r} on {model.__name__}; "
-                f"use a field name, optionally prefixed with '-': {_choices(choices)}",
-                model=model,
-                field=item,
-                choices=choices,
-            )
-        return _attribute(model, name), descending, name
-    descending = False
-    inner: object = item
-    if _is_unary_expression(inner) and inner.modifier in (
-        operators.desc_op,
-        operators.asc_op,
-    ):
-        descending = inner.modifier is operators.desc_op
-        inner = inner.element
-    if _is_queryable_attribute(inner):
-        key = _mapped_key(model, inner)
-        return inner.expression, descending, key
-    if _is_column_element(inner):
-        return inner, descending, _mapped_key(model, inner)
-    raise InvalidFieldError(
-        f"order_by on {model.__name__} takes field names ('name', '-created_at') or column "
-        f"expressions, got {type(item).__name__}",
-        model=model,
-        field=repr(item),
-        choices=sorted(model_meta(model).filterable),
-    )
-
-
-def _mapped_key(model: type[Any], expression: object) -> str | None:
-    """The attribute key of *model* that *expression* denotes, if it is one."""
-    if _is_queryable_attribute(expression):
-        if not isinstance(expression.property, ColumnProperty):
-            return None
-        parent = expression.parent
-        if isinstance(parent, Mapper) and mapper_of(model).isa(parent):
-            return expression.key
-        return None
-    meta = model_meta(model)
-    for name, prop in meta.filterable.items():
-        if any(expression is col for col in prop.columns):
-            return name
-    annotations: Mapping[str, Any] = getattr(expression, "_annotations", {})
-    key: Any = annotations.get("proxy_key")
-    entity: Any = annotations.get("parententity")
-    if (
-        isinstance(key, str)
-        and _is_mapper(entity)
-        and meta.mapper.isa(entity)
-        and key in meta.filterable
-    ):
-        return key
-    return None
-
-
-def order_items(model: type[Any], order_by: Any) -> list[Any]:
-    """The items of an ``order_by`` argument: one item, or the items of a sequence.
-
-    Raises:
-        InvalidFieldError: *order_by* is a mapping, a set or bytes (an unordered or
-            ambiguous collection whose items would silently not mean an ordering).
-    """
-    if order_by is None:
-        return []
-    if isinstance(order_by, (str, ColumnElement, QueryableAttribute)):
-        return [order_by]
-    checked: object = order_by
-    if isinstance(checked, (Mapping, set, frozenset, bytes, bytearray, memoryview)):
-        raise InvalidFieldError(
-            f"order_by on {model.__name__} takes a field name ('name', '-created_at'), a "
-            f"column expression, or a list or tuple of these; got a {type(order_by).__name__}",
-            model=model,
-            field="order_by",
-            choices=sorted(model_meta(model).filterable),
-        )
-    if _is_iterable(order_by):
-        return list(order_by)
-    return [order_by]
-
-
-def order_clauses(
-    expression: ColumnElement[Any], *, descending: bool, nullable: bool
-) -> list[ColumnElement[Any]]:
-    """The ORDER BY clauses for one column: NULL last ascending, first descending.
-
-    A column that cannot be NULL gets the plain ascending column or its ``DESC``; a
-    nullable one is preceded by a NULL flag (see `NullFlag`).
-    """
-    ordering = expression.desc() if descending else expression
-    if not nullable:
-        # Ascending is the default: a bare column keeps the statement (and the key
-        # SQLAlchemy caches its compiled form under) as small as a hand-written one.
-        return [ordering]
-    flag = NullFlag(expression)
-    return [flag.desc() if descending else flag.asc(), ordering]
-
-
-def compile_order_by(model: type[Any], order_by: Any) -> list[ColumnElement[Any]]:
-    """Turn ``order_by`` into ORDER BY expressions.
-
-    Accepts ``None``, a field name (``"name"``; ``"-created_at"`` for descending), a
-    column expression (``User.name``, ``User.name.desc()``), or a list or tuple of these.
-
-    NULL sorts as the greatest value, on every database: NULLs come last in an ascending
-    ordering and first in a descending one (PostgreSQL's default; on SQLite, MySQL and
-    MariaDB a leading ``IS NULL`` sort key makes it so). This applies to the model's columns named
-    by string, attribute or their ``asc()`` / ``desc()``; other expressions (such as
-    ``func.lower(User.name)`` or ``User.name.nulls_first()``) are used as given.
-
-    Raises:
-        InvalidFieldError: An unknown field name, an item of another type, or an
-            ``order_by`` that is a mapping, set or bytes.
-
-    Example:
-        ```python
-        stmt = select(User).order_by(*compile_order_by(User, ["-created_at", "id"]))
-        ```
-    """
-    clauses: list[ColumnElement[Any]] = []
-    nullable = model_meta(model).nullable
-    for item in order_items(model, order_by):
-        expression, descending, key = parse_order_item(model, item)
-        if key is not None:
-            clauses.extend(
-                order_clauses(expression, descending=descending, nullable=key in nullable)
-            )
-        elif _is_queryable_attribute(item):
-            clauses.append(item.expression)
-        else:
-            clauses.append(item)
-    return clauses
 
 
 def check_assignable(
@@ -729,7 +338,7 @@ def check_assignable(
             choices = sorted(set(columns) - set(pk_names))
             raise InvalidFieldError(
                 f"primary key {name!r} of {model.__name__} cannot be changed; "
-                f"fields: {_choices(choices)}",
+                f"fields: {choices_text(choices)}",
                 model=model,
                 field=name,
                 choices=choices,
@@ -743,9 +352,10 @@ def check_assignable(
         elif hasattr(model, name):
             kind = "not a mapped column"
         else:
-            raise _unknown_field(model, name, columns)
+            raise unknown_field_error(model, name, columns)
         raise InvalidFieldError(
-            f"field {name!r} on {model.__name__} is {kind}; assignable fields: {_choices(columns)}",
+            f"field {name!r} on {model.__name__} is {kind}; "
+            f"assignable fields: {choices_text(columns)}",
             model=model,
             field=name,
             choices=sorted(columns),

@@ -38,9 +38,8 @@ from ._filters import (
     check_page_size,
     check_value,
     model_meta,
-    order_items,
-    parse_order_item,
 )
+from ._ordering import order_items, parse_order_item
 from ._typing import ModelT
 from .exceptions import InvalidCursorError, InvalidFieldError
 

@@ -12,7 +12,7 @@ from ._typing import ModelT
 if TYPE_CHECKING:
     from sqlalchemy import ColumnElement
 
-    from ._filters import Where
+    from ._where import Where
 
 __all__ = ["Repository"]
 

@@ -24,27 +24,24 @@ from sqlalchemy.orm.state import InstanceState
 from ._bulk import BulkOperationsMixin
 from ._errors import database_errors
 from ._filters import (
-    Where,
     as_values,
     check_assignable,
     check_page_size,
     check_stream_chunk_size,
     check_window,
     check_write_values,
-    compile_order_by,
-    compile_where,
     drop_unchanged_key,
     identity_of,
     is_own_instance,
     model_meta,
     not_found_error,
     one_or_none,
-    order_items,
-    parse_order_item,
 )
 from ._keyset import keyset_columns, keyset_select
+from ._ordering import compile_order_by, order_items, parse_order_item
 from ._pagination import CursorPage, KeysetRequest, Page, check_secret
 from ._typing import ModelT
+from ._where import Where, compile_where
 from .exceptions import ConflictError, InvalidFieldError
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from ._filters import LOOKUPS as _LOOKUPS
 from ._filterset import FilterParameter, FilterSet
+from ._where import LOOKUPS as _LOOKUPS
 
 __all__ = ["FilterParameter", "FilterSet", "LOOKUPS"]  # noqa: RUF022 - plainly sorted
 

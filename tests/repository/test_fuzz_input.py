@@ -42,8 +42,8 @@ from test_input_validation import (
 )
 
 from sqla_uow import SqlaUowError
-from sqla_uow._filters import LOOKUPS
 from sqla_uow._pagination import ordering_fingerprint
+from sqla_uow._where import LOOKUPS
 from sqla_uow.exceptions import InvalidFieldError
 
 pytestmark = pytest.mark.reliability

@@ -17,14 +17,10 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import elements, operators
 from sqlalchemy.sql.schema import Column
 
-from sqla_uow._filters import (
-    _mapped_key,  # pyright: ignore[reportPrivateUsage]
-    compile_where,
-    model_meta,
-    order_items,
-    parse_order_item,
-)
+from sqla_uow._filters import model_meta
 from sqla_uow._filterset import FilterSet
+from sqla_uow._ordering import mapped_key, order_items, parse_order_item
+from sqla_uow._where import compile_where
 from sqla_uow.exceptions import SqlaUowError
 
 __all__ = [
@@ -108,7 +104,7 @@ class ModelInfo:
 
     def key_of(self, expression: Any) -> str | None:
         """The attribute key of a writable column of this model that *expression* is, or None."""
-        key = _mapped_key(self.model, expression)
+        key = mapped_key(self.model, expression)
         return key if key in self.columns else None
 
 
