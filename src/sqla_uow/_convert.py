@@ -4,9 +4,12 @@ A `Converter` is built once per filterable column from its SQLAlchemy type and t
 what a client sent into a value the database takes for that column: integers within
 the column's width, finite ``Decimal`` and ``float``, ``bool``, ``UUID``, ISO dates,
 times and datetimes (timezone-aware for a zoned column), enum names, and text that
-the database can store (valid UTF-8 without U+0000). A value that does not convert
-raises `ConversionError` with a message for the client; the caller names the
-parameter in the `InvalidFieldError` it raises.
+the database can store (valid UTF-8 without U+0000). What a request may spell
+differently (``yes`` for true, a ``+`` read as a space, surrounding blanks) is
+parsed here; whether the value fits the column is the column's value rule
+(`sqla_uow._values`), the same that checks filter values. A value that does not
+convert raises `ConversionError` with a message for the client; the caller names
+the parameter in the `InvalidFieldError` it raises.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import BigInteger, Enum, Integer, Numeric, SmallInteger
+from sqlalchemy import BigInteger, Date, Enum, Integer, Numeric, SmallInteger, Time, Uuid
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from ._values import ValueMismatch, ValueRule, check_text, int_rule, rule_for_type
 
 __all__ = ["BOOLEAN", "MAX_TEXT_LENGTH", "TEXT", "ConversionError", "Converter", "converter_for"]
 
@@ -28,7 +33,6 @@ MAX_TEXT_LENGTH = 1000
 """The longest text value a filter takes, in characters."""
 
 _MAX_DECIMAL_EXPONENT = 38  # within what every database's DECIMAL / NUMERIC compares
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
 _PLUS_AS_SPACE = re.compile(r"(.*\d:\d\d(?::\d\d(?:\.\d+)?)?) (\d\d:?\d\d)")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
@@ -50,13 +54,18 @@ def _text(value: object) -> str:
         raise ConversionError(f"expected text, got {_kind(value)}")
     if len(value) > MAX_TEXT_LENGTH:
         raise ConversionError(f"text longer than {MAX_TEXT_LENGTH} characters")
-    if "\x00" in value:
-        raise ConversionError("text must not contain the NUL character (U+0000)")
     try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ConversionError("text is not valid Unicode (a lone surrogate)") from None
-    return value
+        return check_text(value, "text")
+    except ValueMismatch as exc:
+        raise ConversionError(f"expected {exc.expected}") from None
+
+
+def _checked(rule: ValueRule, value: Any, message: str) -> Any:
+    """*value* checked by the column's *rule*; *message* for the client when it refuses."""
+    try:
+        return rule.check(value)
+    except ValueMismatch:
+        raise ConversionError(message) from None
 
 
 def _kind(value: object) -> str:
@@ -103,24 +112,22 @@ class Converter:
 
 
 def _int_converter(bits: int) -> Converter:
-    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    rule = int_rule(bits)
 
     def convert(value: object) -> int:
         if isinstance(value, bool):
             raise ConversionError("expected an integer, got a boolean")
+        given: Any = value
         if isinstance(value, str):
-            text = value.strip()
-            if _INT_TEXT.fullmatch(text) is None:
-                raise ConversionError(f"expected an integer, got {value[:40]!r}")
-            number = int(text)
-        elif isinstance(value, int):
-            number = value
+            given = value.strip()
         elif isinstance(value, float) and value.is_integer():
-            number = int(value)
-        else:
-            raise ConversionError(f"expected an integer, got {_kind(value)}")
-        if not low <= number <= high:
-            raise ConversionError(f"integer out of range: must be from {low} to {high}")
+            given = int(value)
+        try:
+            number: int = rule.check(given)
+        except ValueMismatch as exc:
+            if exc.expected == rule.expected:  # an integer, out of the column's range
+                raise ConversionError(f"integer out of range: expected {exc.expected}") from None
+            raise ConversionError(f"expected an integer, got {_repr(value)}") from None
         return number
 
     schema = {"type": "integer", "format": f"int{bits}"}
@@ -142,11 +149,13 @@ def _decimal(value: object) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:
         raise ConversionError(f"expected a number, got {text[:40]!r}") from None
-    if not number.is_finite():
-        raise ConversionError("expected a finite number")
-    if number and abs(number.adjusted()) > _MAX_DECIMAL_EXPONENT:
+    if number.is_finite() and number and abs(number.adjusted()) > _MAX_DECIMAL_EXPONENT:
         raise ConversionError(f"number out of range (more than {_MAX_DECIMAL_EXPONENT} digits)")
-    return number
+    checked: Decimal = _checked(_DECIMAL, number, "expected a finite number")
+    return checked
+
+
+_DECIMAL = rule_for_type(Numeric(), None)
 
 
 def _float(value: object) -> float:
@@ -172,30 +181,31 @@ def _repr(value: object) -> str:
     return repr(value[:40]) if isinstance(value, str) else _kind(value)
 
 
+_UUID = rule_for_type(Uuid(as_uuid=True), None)
+_DATE = rule_for_type(Date(), None)
+_TIME = rule_for_type(Time(), None)
+
+
 def _uuid(value: object) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     text = _text(value)
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise ConversionError(f"expected a UUID, got {text[:40]!r}") from None
+    checked: uuid.UUID = _checked(_UUID, text, f"expected a UUID, got {text[:40]!r}")
+    return checked
 
 
 def _date(value: object) -> dt.date:
     text = _text(value)
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConversionError(f"expected an ISO date (2024-01-31), got {text[:40]!r}") from None
+    checked: dt.date = _checked(
+        _DATE, text, f"expected an ISO date (2024-01-31), got {text[:40]!r}"
+    )
+    return checked
 
 
 def _time(value: object) -> dt.time:
     text = _text(value)
-    try:
-        return dt.time.fromisoformat(text)
-    except ValueError:
-        raise ConversionError(f"expected an ISO time (13:45:00), got {text[:40]!r}") from None
+    checked: dt.time = _checked(_TIME, text, f"expected an ISO time (13:45:00), got {text[:40]!r}")
+    return checked
 
 
 def _datetime_converter(*, aware: bool) -> Converter:
@@ -228,14 +238,13 @@ def _datetime_converter(*, aware: bool) -> Converter:
 def _enum_converter(type_: Enum) -> Converter:
     enum_class: Any = type_.enum_class
     names: list[str] = list(type_.enums)
+    rule = rule_for_type(type_, None)
 
     def convert(value: object) -> Any:
         if enum_class is not None and isinstance(value, enum_class):
             return value
         text = _text(value)
-        if text not in names:
-            raise ConversionError(f"expected one of {', '.join(names)}, got {text[:40]!r}")
-        return enum_class[text] if enum_class is not None else text
+        return _checked(rule, text, f"expected one of {', '.join(names)}, got {text[:40]!r}")
 
     return Converter(convert, "enum", {"type": "string", "enum": names}, choices=names)
 

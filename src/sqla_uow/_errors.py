@@ -1,7 +1,7 @@
 """Translation of driver errors into sqla_uow's exceptions.
 
 The generic surface over the backends' error sections (`sqla_uow._dialects`): each
-backend recognises its own drivers' exceptions, reads their codes (SQLSTATEs, sqlite3
+backend recognises its own drivers' exceptions, reads their codes (SQLSTATEs, SQLite
 and MySQL / MariaDB error codes, not message text) and classifies them; messages are
 read only for context (the columns or constraint named) once a code has classified
 the error. An error may arrive without a dialect at hand (``@transactional``'s retry

@@ -46,9 +46,18 @@ from sqlalchemy.engine.default import DefaultDialect
 
 from ._dialects import backend_for
 
-__all__ = ["ValueMismatch", "ValueRule", "check_text", "describe", "rule_for_type"]
+__all__ = [
+    "INT_TEXT",
+    "ValueMismatch",
+    "ValueRule",
+    "check_text",
+    "describe",
+    "int_rule",
+    "rule_for_type",
+]
 
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
+INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")
+"""An integer's decimal digits, as text (at most 40 of them)."""
 _NUMBER_TEXT = re.compile(
     r"[+-]?(?:[0-9]{1,1000}(?:\.[0-9]{0,1000})?|\.[0-9]{1,1000})(?:[eE][+-]?[0-9]{1,5})?"
 )
@@ -95,13 +104,14 @@ def describe(value: Any) -> str:
     return f"{shown} ({type(value).__name__})"
 
 
-def _int_rule(bits: int) -> ValueRule:
+def int_rule(bits: int) -> ValueRule:
+    """The rule of a *bits*-wide integer column: ``expected`` names its range."""
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     in_range = f"an integer from {low} to {high} (a {bits}-bit column)"
 
     def check(value: Any) -> Any:
         if type(value) is not int:
-            if isinstance(value, str) and _INT_TEXT.fullmatch(value):
+            if isinstance(value, str) and INT_TEXT.fullmatch(value):
                 value = int(value)
             elif not isinstance(value, int) or isinstance(value, bool):
                 # The same words on every database: the width only matters in range.
@@ -190,12 +200,12 @@ def check_text(value: Any, expected: str = "a str") -> str:
     if not isinstance(value, str):
         raise ValueMismatch(expected)
     if "\x00" in value:
-        raise ValueMismatch(f"{expected} without NUL characters")
+        raise ValueMismatch(f"{expected} without NUL characters (U+0000)")
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ValueMismatch(f"{expected} of valid Unicode text") from None
+            raise ValueMismatch(f"{expected} of valid Unicode (not a lone surrogate)") from None
     return value
 
 
@@ -392,11 +402,11 @@ def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
     if isinstance(column_type, sqltypes.Enum):
         return _enum_rule(column_type)
     if isinstance(column_type, sqltypes.SmallInteger):
-        return _int_rule(16)
+        return int_rule(16)
     if isinstance(column_type, sqltypes.BigInteger):
-        return _int_rule(64)
+        return int_rule(64)
     if isinstance(column_type, sqltypes.Integer):
-        return _int_rule(backend_for(dialect).integer_bits if dialect is not None else 64)
+        return int_rule(backend_for(dialect).integer_bits if dialect is not None else 64)
     if isinstance(column_type, sqltypes.Float):
         return _float_rule()
     if isinstance(column_type, sqltypes.Numeric):
