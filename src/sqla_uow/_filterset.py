@@ -25,7 +25,8 @@ from sqlalchemy import ColumnElement, and_, or_, true
 from sqlalchemy.orm import RelationshipProperty
 
 from ._convert import BOOLEAN, TEXT, ConversionError, Converter, converter_for
-from ._filters import LOOKUPS, compile_where, model_meta
+from ._filters import LOOKUPS, compile_where
+from ._model import model_meta
 from ._typing import ModelT
 from .exceptions import InvalidFieldError
 

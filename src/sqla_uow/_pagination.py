@@ -37,10 +37,10 @@ from ._filters import (
     INT64_MAX,
     check_page_size,
     check_value,
-    model_meta,
     order_items,
     parse_order_item,
 )
+from ._model import model_meta
 from ._typing import ModelT
 from .exceptions import InvalidCursorError, InvalidFieldError
 

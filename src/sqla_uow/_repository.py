@@ -35,7 +35,6 @@ from ._bulk import BulkOperationsMixin
 from ._errors import database_errors
 from ._filters import (
     INT64_MAX,
-    ModelMeta,
     Where,
     as_values,
     check_assignable,
@@ -48,13 +47,13 @@ from ._filters import (
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    model_meta,
     not_found_error,
     one_or_none,
     order_clauses,
     order_items,
     parse_order_item,
 )
+from ._model import ModelMeta, model_meta
 from ._pagination import CursorPage, KeysetRequest, Page, check_secret, keyset_order
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError

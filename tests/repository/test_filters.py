@@ -19,8 +19,8 @@ from sqla_uow._filters import (
     check_window,
     compile_order_by,
     compile_where,
-    model_columns,
 )
+from sqla_uow._model import model_columns
 
 
 class Base(DeclarativeBase):
