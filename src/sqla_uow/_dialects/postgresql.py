@@ -22,7 +22,6 @@ from sqlalchemy import (
     column,
     func,
     select,
-    values,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,6 +31,7 @@ from sqlalchemy.sql import FromClause, Select
 from sqla_uow._rows import rows_per_statement
 
 from ._base import Backend
+from ._values import shaped_values
 
 if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
@@ -122,7 +122,7 @@ class PostgreSQLBackend(Backend):
     ) -> tuple[FromClause, tuple[str, ...]]:
         """``(SELECT v0.c0, ... FROM (VALUES ...) AS v0 (c0, ...)) AS v`` of *count* rows.
 
-        Cached per shape: ``values()`` compiles in time quadratic in the number of rows.
+        Cached per shape (see `shaped_values`).
         The first row casts each bind to its column's type, which types the whole list;
         the binds carry driver values (no bind processing of their own).
         """
@@ -137,8 +137,13 @@ class PostgreSQLBackend(Backend):
             tuple(binds[i * width : (i + 1) * width]) for i in range(count)
         ]
         rows[0] = tuple(cast(bind, col.type) for bind, col in zip(rows[0], columns, strict=True))
-        data = values(*(column(f"c{j}", col.type) for j, col in enumerate(columns)), name="v0")
-        source = select(*data.data(rows).c).subquery("v")
+        data = shaped_values(
+            [column(f"c{j}", col.type) for j, col in enumerate(columns)],
+            rows,
+            shape=cache_key,
+            name="v0",
+        )
+        source = select(*data.c).subquery("v")
         if len(self._values_sources) >= 64:
             self._values_sources.clear()
         self._values_sources[cache_key] = (source, names)

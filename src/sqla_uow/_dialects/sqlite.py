@@ -16,13 +16,13 @@ from sqlalchemy import (
     select,
     table,
     true,
-    values,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import Select
 
 from ._base import Backend
+from ._values import shaped_values
 
 if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
@@ -69,7 +69,7 @@ class SQLiteBackend(Backend):
         With *generated*, the key is computed in the statement: the largest key before
         it (and, for an AUTOINCREMENT table, the largest key ever handed out) plus the
         1-based position of the row in the VALUES list, the value SQLite's own ROWID
-        algorithm picks. Cached per shape (``values()`` compiles in quadratic time).
+        algorithm picks. Cached per shape (see `shaped_values`).
         """
         target, key = meta.table, meta.rowid_key
         assert target is not None
@@ -90,7 +90,7 @@ class SQLiteBackend(Backend):
             for i in range(count)
         ]
         picks: list[Any] = [column(f"column{j + 1}") for j in range(len(data[0]))]
-        rows = values(*picks).data(data)
+        rows = shaped_values(picks, data, shape=(len(picks), count, generated))
         refs: list[Any] = [literal_column(pick.name) for pick in picks]
         if generated:
             largest: Any = func.coalesce(select(func.max(key)).scalar_subquery(), 0)

@@ -3,41 +3,27 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, get_args, get_origin
 
 from sqla_uow._filters import (
     as_values,
     check_assignable,
-    check_page_size,
-    check_stream_chunk_size,
     check_window,
     check_write_values,
     drop_unchanged_key,
     not_found_error,
     one_or_none,
 )
-from sqla_uow._model import model_meta, unique_key_error
-from sqla_uow._pagination import CursorPage, KeysetRequest, Page, check_secret
-from sqla_uow._rows import (
-    check_all_rows,
-    check_chunk_size,
-    check_key_shapes,
-    check_unique_rows,
-    check_update_rows,
-    check_upsert_options,
-    check_upsert_rows,
-    group_by_keys,
-    refuse_unbounded_delete,
-    row_values,
-)
+from sqla_uow._model import model_meta
+from sqla_uow._pagination import check_secret
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
     InvalidFieldError,
 )
 
-from ._expressions import sort_instances
-from ._store import FakeStore
+from ._fake_bulk import FakeBulkMixin
+from ._fake_pages import FakePagesMixin
 
 __all__ = ["InMemoryRepository"]
 
@@ -53,20 +39,7 @@ def _model_from_bases(cls: type[Any]) -> type[Any] | None:
     return None
 
 
-def _same(obj: Any) -> Any:
-    return obj
-
-
-def _compare(a: Any, b: Any, *, descending: bool) -> int:
-    """Compare two sort values; NULL is the greatest value (as in every ordering)."""
-    if a is None or b is None:
-        result = (a is None) - (b is None)
-    else:
-        result = (a > b) - (a < b)
-    return -result if descending else result
-
-
-class InMemoryRepository(FakeStore[ModelT]):
+class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
 
     To type checkers it implements the `sqla_uow.Repository` protocol (it is not an
@@ -301,148 +274,6 @@ class InMemoryRepository(FakeStore[ModelT]):
         """
         return bool(self._fake_select(where, filters))
 
-    async def paginate(
-        self,
-        *where: Any,
-        limit: int,
-        offset: int = 0,
-        order_by: Any = None,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> Page[ModelT]:
-        """One page of the matching instances and the total count (offset pagination).
-
-        The primary key breaks ties, as in `AsyncRepository.paginate`.
-
-        Raises:
-            InvalidFieldError: ``limit`` below 1, a negative ``offset``, or an unknown
-                field, lookup or order key.
-
-        Example:
-            ```python
-            page = await users.paginate(limit=20, offset=40, order_by="name")
-            ```
-        """
-        check_window(self.model, limit=limit, offset=offset)
-        check_page_size(self.model, limit)
-        found = self._fake_select(where, filters, order_by)
-        return Page(
-            items=found[offset : offset + limit], total=len(found), limit=limit, offset=offset
-        )
-
-    async def stream(
-        self,
-        *where: Any,
-        order_by: Any = None,
-        chunk_size: int = 1000,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> AsyncIterator[ModelT]:
-        """Iterate over the matching instances.
-
-        Raises:
-            InvalidFieldError: ``chunk_size`` below 1, or an unknown field, lookup or
-                order key (raised at the first iteration).
-
-        Example:
-            ```python
-            async for user in users.stream(order_by="id"):
-                ...
-            ```
-        """
-        async for chunk in self.stream_chunks(
-            *where, order_by=order_by, chunk_size=chunk_size, **filters
-        ):
-            for obj in chunk:
-                yield obj
-
-    async def stream_chunks(
-        self,
-        *where: Any,
-        order_by: Any = None,
-        chunk_size: int = 1000,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> AsyncIterator[builtins.list[ModelT]]:
-        """Like `stream`, but yields lists of up to *chunk_size* instances.
-
-        Example:
-            ```python
-            async for batch in users.stream_chunks(chunk_size=100):
-                ...
-            ```
-        """
-        check_stream_chunk_size(self.model, chunk_size)
-        found = self._fake_select(where, filters, order_by)
-        for start in range(0, len(found), chunk_size):
-            yield found[start : start + chunk_size]
-
-    async def paginate_cursor(
-        self,
-        *where: Any,
-        limit: int,
-        order_by: Any = None,
-        after: str | None = None,
-        before: str | None = None,
-        options: Sequence[Any] = (),
-        cursor_scope: str | None = None,
-        **filters: Any,
-    ) -> CursorPage[ModelT]:
-        """One page of a keyset-paginated query, with the cursors `AsyncRepository` makes.
-
-        The primary key is appended as the final tie-breaker; NULL sorts as the
-        greatest value. Cursors are made and checked by the same code as those of
-        `AsyncRepository`: the same model and ordering give interchangeable cursors,
-        except for the columns a database orders by their stored text (dates and times
-        on SQLite, native enums on MySQL / MariaDB).
-
-        ``cursor_scope`` binds the cursors to a scope, as on `AsyncRepository.paginate_cursor`.
-
-        Raises:
-            InvalidCursorError: A cursor that is malformed, edited, or made for another
-                model, ordering or scope.
-            InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
-                key that is not a mapped column; an unknown field or lookup; a
-                ``cursor_scope`` that is not a ``str``.
-
-        Example:
-            ```python
-            page = await users.paginate_cursor(order_by="-id", limit=20)
-            following = await users.paginate_cursor(
-                order_by="-id", limit=20, after=page.next_cursor
-            )
-            ```
-        """
-        request = KeysetRequest.parse(
-            self.model,
-            order_by,
-            limit=limit,
-            after=after,
-            before=before,
-            scope=cursor_scope,
-            secret=self.cursor_secret,
-        )
-        keys = request.keys
-
-        def values_of(obj: Any) -> builtins.list[Any]:
-            return [getattr(obj, name) for name, _ in keys]
-
-        def compare(a: Sequence[Any], b: Sequence[Any]) -> int:
-            for (_, descending), x, y in zip(keys, a, b, strict=True):
-                result = _compare(x, y, descending=descending)
-                if result:
-                    return result
-            return 0
-
-        found = sort_instances(self._fake_select(where, filters), keys)
-        position = request.position
-        if request.backwards:
-            found.reverse()
-        if position is not None:
-            sign = -1 if request.backwards else 1
-            found = [obj for obj in found if compare(values_of(obj), position) * sign > 0]
-        return request.page(found[: limit + 1], item=_same, values=values_of)
-
     # ------------------------------------------------------------------------- writes
 
     async def create(self, data: Any = None, /, **values: Any) -> ModelT:
@@ -461,39 +292,6 @@ class InMemoryRepository(FakeStore[ModelT]):
         obj = self._instance(data, values)
         self._insert([obj])
         return obj
-
-    async def create_many(
-        self, rows: Iterable[Any], *, chunk_size: int | None = None
-    ) -> builtins.list[ModelT]:
-        """Store several new instances, all or none; returned in input order.
-
-        As with `AsyncRepository.create_many`, model instances passed in are read as data:
-        the returned instances are new ones.
-
-        Raises:
-            InvalidFieldError: A row names an unknown field, or is not a mapping,
-                instance, pydantic model or dataclass; nothing was stored.
-            ConflictError: A duplicate key or unique value; nothing was stored.
-
-        Example:
-            ```python
-            created = await users.create_many([{"email": "a@x.org", "name": "A"}])
-            ```
-        """
-        check_chunk_size(self.model, chunk_size)
-        objs = [self.model(**values) for values in row_values(self._info, rows, dialect=None)]
-        self._insert(objs)
-        return objs
-
-    async def insert_many(self, rows: Iterable[Any], *, chunk_size: int | None = None) -> int:
-        """Store several new rows without returning them; the number stored.
-
-        Example:
-            ```python
-            assert await users.insert_many([{"email": "a@x.org", "name": "A"}]) == 1
-            ```
-        """
-        return len(await self.create_many(rows, chunk_size=chunk_size))
 
     async def update(self, pk_or_instance: Any, data: Any = None, /, **values: Any) -> ModelT:
         """Assign fields of a stored instance (by primary key or instance).
@@ -536,34 +334,6 @@ class InMemoryRepository(FakeStore[ModelT]):
         self._update([(obj, fields)])
         return obj
 
-    async def update_many(
-        self, rows: Iterable[Mapping[str, Any]], *, chunk_size: int | None = None
-    ) -> int:
-        """Update stored rows by primary key, each with its own values; the number matched.
-
-        Raises:
-            InvalidFieldError: A row lacks the primary key, sets nothing else, or names
-                an unknown field; nothing was changed.
-            ConflictError: The new values break a unique rule; nothing was changed.
-
-        Example:
-            ```python
-            await users.update_many([{"id": 1, "name": "A"}, {"id": 2, "name": "B"}])
-            ```
-        """
-        check_chunk_size(self.model, chunk_size)
-        pk = self._info.pk
-        rows_values = row_values(self._info, rows, dialect=None)
-        check_update_rows(self._info, rows_values)
-        check_unique_rows(self.model, rows_values, pk)
-        updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
-        for row in rows_values:
-            obj = self._rows.get(tuple(row[name] for name in pk))
-            if obj is not None:
-                updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
-        self._in_order([(update, None) for update in updates], onupdate=True)
-        return len(updates)
-
     async def delete(self, pk_or_instance: Any) -> bool:
         """Remove an instance (by primary key or instance); whether anything was removed.
 
@@ -579,98 +349,3 @@ class InMemoryRepository(FakeStore[ModelT]):
         else:
             identity = self._identity(pk_or_instance)
         return self._rows.pop(identity, None) is not None
-
-    async def delete_many(self, pks: Iterable[Any], *, chunk_size: int | None = None) -> int:
-        """Remove the instances with these primary keys; the number removed.
-
-        Raises:
-            InvalidFieldError: A composite key of the wrong shape; nothing was removed.
-
-        Example:
-            ```python
-            assert await users.delete_many([1, 2]) == 2
-            ```
-        """
-        check_chunk_size(self.model, chunk_size)
-        keys = builtins.list(pks)
-        check_key_shapes(self._info, keys)
-        identities = [
-            self._identity(key if len(self._info.pk) == 1 else tuple(key)) for key in keys
-        ]
-        return sum(self._rows.pop(identity, None) is not None for identity in set(identities))
-
-    async def delete_where(self, *where: Any, all_rows: bool = False, **filters: Any) -> int:
-        """Remove every instance matching the criteria; the number removed.
-
-        Without any criterion it refuses, unless ``all_rows=True``.
-
-        Raises:
-            InvalidFieldError: No criteria and no ``all_rows=True``, or an unknown field
-                or lookup.
-
-        Example:
-            ```python
-            await users.delete_where(name__like="test%")
-            ```
-        """
-        check_all_rows(self.model, all_rows)
-        doomed = self._fake_select(where, filters)
-        refuse_unbounded_delete(
-            self.model,
-            has_criteria=bool(where or filters),
-            all_rows=all_rows,
-            fields=self._info.columns,
-        )
-        for obj in doomed:
-            del self._rows[self._identity_of(obj)]
-        return len(doomed)
-
-    async def upsert_many(
-        self,
-        rows: Iterable[Any],
-        *,
-        on_conflict: Sequence[str],
-        update: Sequence[str] | None = None,
-        chunk_size: int | None = None,
-    ) -> int:
-        """Insert rows, or update the stored row with the same *on_conflict* values.
-
-        ``update=None`` overwrites every column a row gives except the conflict and
-        primary-key columns; ``update=()`` leaves existing rows alone. Returns the
-        number of rows inserted or updated (as on PostgreSQL and SQLite). Unlike a
-        database, the fake also requires *on_conflict* to be the primary key or a
-        unique constraint or index of the table, and says so with `InvalidFieldError`.
-
-        Raises:
-            InvalidFieldError: A bad ``on_conflict`` or ``update`` name, a row without
-                them, or two rows with the same ``on_conflict`` values.
-            ConflictError: Another unique rule failed; nothing was changed.
-
-        Example:
-            ```python
-            await codes.upsert_many([{"code": "A", "label": "a"}], on_conflict=("code",))
-            ```
-        """
-        check_chunk_size(self.model, chunk_size)
-        conflict, explicit = check_upsert_options(self._info, on_conflict, update)
-        rows_values = row_values(self._info, rows, dialect=None)
-        check_upsert_rows(self._info, rows_values, group_by_keys(rows_values), conflict, explicit)
-        if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
-            raise unique_key_error(self.model, conflict)
-        existing = {
-            tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
-        }
-        writes: builtins.list[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]] = []
-        for row in rows_values:
-            target = existing.get(tuple(row[name] for name in conflict))
-            if target is None:
-                writes.append((None, self.model(**row)))
-                continue
-            if explicit is None:
-                names = [k for k in row if k not in conflict and k not in self._info.pk]
-            else:
-                names = builtins.list(explicit)
-            if names:
-                writes.append(((target, {name: row[name] for name in names}), None))
-        self._in_order(writes, onupdate=False)
-        return len(writes)
