@@ -692,6 +692,23 @@ class TestTypesWithBindProcessing:
         ]
 
     @ALL_BACKENDS
+    async def test_explicit_keys_with_dates_and_decimals_round_trip(
+        self, session: AsyncSession
+    ) -> None:
+        docs = AsyncRepository(session, model=Doc)
+        at = datetime.datetime(2024, 2, 29, 12, 30, 15)
+        rows = [
+            {"id": ident, "code": f"k{ident}", "data": {"n": ident}, "at": at}
+            | {"day": datetime.date(2024, 3, ident), "price": decimal.Decimal(f"{ident}.25")}
+            for ident in (7, 3)
+        ]
+        created = await docs.create_many(rows)
+        assert [(doc.id, doc.day, doc.at, doc.price) for doc in created] == [
+            (7, datetime.date(2024, 3, 7), at, decimal.Decimal("7.25")),
+            (3, datetime.date(2024, 3, 3), at, decimal.Decimal("3.25")),
+        ]
+
+    @ALL_BACKENDS
     async def test_dates_decimals_booleans_and_uuids_round_trip(
         self, session: AsyncSession
     ) -> None:

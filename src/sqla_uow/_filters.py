@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeGuard, TypeVar, cast
 
 from sqlalchemy import ColumnElement, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.schema import Column, UniqueConstraint
+from sqlalchemy.schema import Column
 from sqlalchemy.sql import ClauseElement
 
-from ._values import ValueMismatch, ValueRule, describe, rule_for_type
+from ._model import model_meta, value_rule
+from ._values import ValueMismatch, describe
 from .exceptions import InvalidFieldError, MultipleResultsError, NotFoundError
 
 _T = TypeVar("_T")
@@ -33,7 +33,6 @@ INT32_MAX = 2**31 - 1
 
 __all__ = [
     "INT64_MAX",
-    "ModelMeta",
     "as_values",
     "check_assignable",
     "check_page_size",
@@ -46,21 +45,12 @@ __all__ = [
     "drop_unchanged_key",
     "identity_of",
     "is_own_instance",
-    "mapper_of",
-    "model_columns",
-    "model_meta",
-    "unique_key_error",
     "unknown_field_error",
-    "value_rule",
 ]
 
 
 # ``isinstance`` against a generic class leaves the type arguments unknown to pyright
 # (mypy fills in ``Any``); these guards narrow to the ``Any``-parametrised type for both.
-
-
-def _is_mapper(value: object) -> TypeGuard[Mapper[Any]]:
-    return isinstance(value, Mapper)
 
 
 def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
@@ -69,134 +59,6 @@ def _is_instance_state(value: object) -> TypeGuard[InstanceState[Any]]:
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
     return isinstance(value, Mapping)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelMeta:
-    """What the repositories read from a model's mapper, computed once per model.
-
-    Valid as long as the mapper's ``column_attrs`` are (a property added to the mapper
-    later replaces them, and the entry is rebuilt).
-    """
-
-    mapper: Mapper[Any]
-    attrs: Any
-    """The ``mapper.column_attrs`` this entry was built from."""
-    filterable: dict[str, ColumnProperty[Any]]
-    """Every mapped column attribute (including SQL-expression properties), by key."""
-    writable: dict[str, ColumnProperty[Any]]
-    """The column attributes mapped to a table column, by key."""
-    writable_keys: frozenset[str]
-    pk: tuple[str, ...]
-    """Attribute keys of the primary-key columns, in primary-key order."""
-    nullable: frozenset[str]
-    """Keys of the filterable attributes that can hold NULL (SQL expressions included)."""
-    python_types: dict[str, type[Any] | None]
-    joins_collections: bool
-    """Whether the mapper eagerly joins a collection (its rows repeat per related row)."""
-    unique: tuple[tuple[str | None, tuple[str, ...]], ...]
-    """(constraint name, attribute keys) of the primary key and every unique constraint
-    or unique index the table declares."""
-    rules: dict[tuple[str, str | None, bool], ValueRule]
-    """The value rule of each (attribute key, dialect name, for writes), built on first use."""
-
-
-_META: weakref.WeakKeyDictionary[type[Any], ModelMeta] = weakref.WeakKeyDictionary()
-
-
-def _python_type(prop: ColumnProperty[Any]) -> type[Any] | None:
-    try:
-        found: type[Any] = prop.columns[0].type.python_type
-    except NotImplementedError:
-        return None
-    return found
-
-
-def model_meta(model: type[Any]) -> ModelMeta:
-    """The cached `ModelMeta` of *model*; `TypeError` when it is not a mapped class."""
-    meta = _META.get(model)
-    if meta is not None and meta.mapper.column_attrs is meta.attrs:
-        return meta
-    found: object = inspect(model, raiseerr=False)
-    if not _is_mapper(found):
-        raise TypeError(f"{model!r} is not a mapped class")
-    mapper = found
-    attrs = mapper.column_attrs
-    filterable = {prop.key: prop for prop in attrs}
-    writable = {
-        key: prop
-        for key, prop in filterable.items()
-        if all(isinstance(col, Column) for col in prop.columns)
-    }
-    pk = tuple(mapper.get_property_by_column(col).key for col in mapper.primary_key)
-    nullable = frozenset(
-        key
-        for key, prop in filterable.items()
-        if not all(isinstance(col, Column) and not col.nullable for col in prop.columns)
-    )
-    python_types = {key: _python_type(prop) for key, prop in filterable.items()}
-    meta = ModelMeta(
-        mapper=mapper,
-        attrs=attrs,
-        filterable=filterable,
-        writable=writable,
-        writable_keys=frozenset(writable),
-        pk=pk,
-        nullable=nullable,
-        python_types=python_types,
-        unique=_unique_keys(mapper, writable, pk),
-        rules={},
-        joins_collections=any(rel.uselist and rel.lazy == "joined" for rel in mapper.relationships),
-    )
-    _META[model] = meta
-    return meta
-
-
-def _unique_keys(
-    mapper: Mapper[Any], writable: Mapping[str, ColumnProperty[Any]], pk: tuple[str, ...]
-) -> tuple[tuple[str | None, tuple[str, ...]], ...]:
-    by_column: dict[Any, str] = {prop.columns[0]: key for key, prop in writable.items()}
-    found: list[tuple[str | None, tuple[str, ...]]] = [(None, pk)]
-    seen = {pk}
-    groups: list[tuple[Any, Iterable[Any]]] = []
-    table: Any = mapper.local_table
-    for constraint in getattr(table, "constraints", ()):
-        if isinstance(constraint, UniqueConstraint):
-            groups.append((constraint.name, constraint.columns))
-    for index in getattr(table, "indexes", ()):
-        if index.unique:
-            groups.append((index.name, index.columns))
-    for name, cols in groups:
-        keys = tuple(by_column[col] for col in cols if col in by_column)
-        if keys and keys not in seen:
-            seen.add(keys)
-            found.append((name if isinstance(name, str) else None, keys))
-    return tuple(found)
-
-
-def unique_key_error(model: type[Any], conflict: Sequence[str]) -> InvalidFieldError:
-    """The error for an ``upsert_many(on_conflict=...)`` that names no unique key of *model*."""
-    choices = [", ".join(keys) for _, keys in model_meta(model).unique]
-    return InvalidFieldError(
-        f"on_conflict={tuple(conflict)!r} is not the primary key or a unique constraint of "
-        f"{model.__name__}; the database would reject it. Unique: {'; '.join(choices)}",
-        model=model,
-        field="on_conflict",
-        choices=choices,
-    )
-
-
-def value_rule(
-    model: type[Any], key: str, dialect: Dialect | None, *, write: bool = False
-) -> ValueRule:
-    """The rule for values of *model*'s column attribute *key* on *dialect* (cached)."""
-    meta = model_meta(model)
-    cache_key = (key, dialect.name if dialect is not None else None, write)
-    rule = meta.rules.get(cache_key)
-    if rule is None:
-        rule = rule_for_type(meta.filterable[key].columns[0].type, dialect, write=write)
-        meta.rules[cache_key] = rule
-    return rule
 
 
 def check_write_values(
@@ -253,25 +115,6 @@ def check_value(
             model=model,
             field=field,
         ) from None
-
-
-def mapper_of(model: type[Any]) -> Mapper[Any]:
-    """The mapper of *model*; `TypeError` when it is not a mapped class."""
-    return model_meta(model).mapper
-
-
-def model_columns(model: type[Any]) -> dict[str, ColumnProperty[Any]]:
-    """The writable mapped column attributes of *model*, by attribute key.
-
-    Only attributes mapped to a table column are included; a ``column_property`` over a
-    SQL expression is readable and filterable but cannot be written, so it is left out.
-
-    Example:
-        ```python
-        model_columns(User)  # {"id": ..., "email": ..., "name": ...}
-        ```
-    """
-    return dict(model_meta(model).writable)
 
 
 def choices_text(names: Iterable[str]) -> str:

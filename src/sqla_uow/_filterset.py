@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, and_, or_, true
 from sqlalchemy.orm import RelationshipProperty
 
 from ._convert import BOOLEAN, TEXT, ConversionError, Converter, converter_for
-from ._filters import model_meta
+from ._model import model_meta
 from ._typing import ModelT
 from ._where import LOOKUPS, compile_where
 from .exceptions import InvalidFieldError

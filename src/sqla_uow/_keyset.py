@@ -15,7 +15,8 @@ from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.engine import Dialect
 
 from ._dialects import backend_for
-from ._filters import INT64_MAX, model_meta
+from ._filters import INT64_MAX
+from ._model import model_meta
 from ._ordering import order_clauses
 from ._pagination import keyset_order
 

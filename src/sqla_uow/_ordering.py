@@ -10,17 +10,17 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement
-from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
+from sqlalchemy.orm import Mapper, QueryableAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
 from ._dialects._elements import NullFlag
-from ._filters import choices_text, column_expression, mapper_of, model_meta
+from ._filters import choices_text, column_expression
+from ._model import mapped_key, model_meta
 from .exceptions import InvalidFieldError
 
 __all__ = [
     "compile_order_by",
-    "mapped_key",
     "order_clauses",
     "order_items",
     "parse_order_item",
@@ -94,32 +94,6 @@ def parse_order_item(model: type[Any], item: Any) -> tuple[ColumnElement[Any], b
         field=repr(item),
         choices=sorted(model_meta(model).filterable),
     )
-
-
-def mapped_key(model: type[Any], expression: object) -> str | None:
-    """The attribute key of *model* that *expression* denotes, if it is one."""
-    if _is_queryable_attribute(expression):
-        if not isinstance(expression.property, ColumnProperty):
-            return None
-        parent = expression.parent
-        if isinstance(parent, Mapper) and mapper_of(model).isa(parent):
-            return expression.key
-        return None
-    meta = model_meta(model)
-    for name, prop in meta.filterable.items():
-        if any(expression is col for col in prop.columns):
-            return name
-    annotations: Mapping[str, Any] = getattr(expression, "_annotations", {})
-    key: Any = annotations.get("proxy_key")
-    entity: Any = annotations.get("parententity")
-    if (
-        isinstance(key, str)
-        and _is_mapper(entity)
-        and meta.mapper.isa(entity)
-        and key in meta.filterable
-    ):
-        return key
-    return None
 
 
 def order_items(model: type[Any], order_by: Any) -> list[Any]:

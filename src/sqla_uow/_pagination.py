@@ -37,8 +37,8 @@ from ._filters import (
     INT64_MAX,
     check_page_size,
     check_value,
-    model_meta,
 )
+from ._model import model_meta
 from ._ordering import order_items, parse_order_item
 from ._typing import ModelT
 from .exceptions import InvalidCursorError, InvalidFieldError

@@ -33,11 +33,11 @@ from ._filters import (
     drop_unchanged_key,
     identity_of,
     is_own_instance,
-    model_meta,
     not_found_error,
     one_or_none,
 )
 from ._keyset import keyset_columns, keyset_select
+from ._model import model_meta
 from ._ordering import compile_order_by, order_items, parse_order_item
 from ._pagination import CursorPage, KeysetRequest, Page, check_secret
 from ._typing import ModelT

@@ -17,14 +17,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import operators
 
 from ._dialects import backend_for
-from ._filters import (
-    check_value,
-    choices_text,
-    column_expression,
-    model_meta,
-    unknown_field_error,
-    value_rule,
-)
+from ._filters import check_value, choices_text, column_expression, unknown_field_error
+from ._model import model_meta, value_rule
 from ._values import ValueMismatch, check_text, describe
 from .exceptions import InvalidFieldError
 

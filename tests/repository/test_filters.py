@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from sqla_uow import AsyncRepository, InvalidFieldError
-from sqla_uow._filters import as_values, check_assignable, check_window, model_columns
+from sqla_uow._filters import as_values, check_assignable, check_window
+from sqla_uow._model import model_columns
 from sqla_uow._ordering import compile_order_by
 from sqla_uow._where import LOOKUPS, compile_where
 

@@ -6,7 +6,10 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ColumnElement, Enum, String, cast
+from sqlalchemy import ColumnElement, Enum, Insert, String, cast
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.schema import Column
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
 
 from sqla_uow.exceptions import ConflictKind
@@ -16,6 +19,9 @@ from ._diagnostics import constraint_columns, mapper_or_none
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
+
+if TYPE_CHECKING:
+    from sqla_uow._model import ModelMeta
 
 __all__ = ["MySQLBackend"]
 
@@ -32,7 +38,33 @@ class MySQLBackend(Backend):
         await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
     # -- statements -------------------------------------------------------------------
-    # (statement builders go here)
+    # upsert_many: INSERT ... ON DUPLICATE KEY UPDATE, which fires on any unique key (no
+    # conflict target to check), in insertmanyvalues pages with RETURNING (MariaDB) to
+    # count the rows.
+
+    upsert_form: ClassVar[str | None] = "returning"
+
+    def upsert_statement(
+        self,
+        meta: ModelMeta,
+        conflict: Sequence[str],
+        targets: Sequence[str],
+        source: tuple[Sequence[Column[Any]], Select[Any]] | None = None,
+    ) -> Insert:
+        """``INSERT ... ON DUPLICATE KEY UPDATE`` (a no-op update for no *targets*)."""
+        assert meta.table is not None
+        columns = meta.columns
+        statement = mysql_insert(meta.table)
+        if source is not None:
+            statement = statement.from_select(list(source[0]), source[1])
+        if targets:
+            # Column keys, not Column objects: older SQLAlchemy 2.0 releases match only
+            # strings here.
+            return statement.on_duplicate_key_update(
+                {columns[name].key: statement.inserted[columns[name].key] for name in targets}
+            )
+        first = columns[conflict[0]]
+        return statement.on_duplicate_key_update({first.key: first})
 
     # -- errors -----------------------------------------------------------------------
     # Server error codes, which PyMySQL and aiomysql report as the first argument.

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy.orm import Mapper
 from sqlalchemy.sql import elements, operators
-from sqlalchemy.sql.schema import Column
 
-from sqla_uow._filters import model_meta
 from sqla_uow._filterset import FilterSet
-from sqla_uow._ordering import mapped_key, order_items, parse_order_item
+from sqla_uow._model import ModelMeta, mapped_key
+from sqla_uow._ordering import order_items, parse_order_item
 from sqla_uow._where import compile_where
 from sqla_uow.exceptions import SqlaUowError
 
 __all__ = [
-    "ModelInfo",
     "Predicate",
     "UnsupportedExpressionError",
     "compile_order",
@@ -64,51 +60,13 @@ class UnsupportedExpressionError(SqlaUowError, NotImplementedError):
     """
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the in-memory repository needs to know about a mapped class."""
-
-    model: type[Any]
-    mapper: Mapper[Any]
-    columns: dict[str, Column[Any]]
-    """Writable mapped column attribute keys and their table columns, in mapper order."""
-    pk: tuple[str, ...]
-    """Attribute keys of the primary key columns."""
-    autoincrement: str | None
-    """Attribute key of the integer primary key the database would generate, if any."""
-    unique: tuple[tuple[str | None, tuple[str, ...]], ...]
-    """(constraint name, attribute keys) of the primary key and every unique constraint or index."""
-
-    @classmethod
-    def of(cls, model: type[Any]) -> ModelInfo:
-        """Read the mapping of *model*."""
-        meta = model_meta(model)
-        mapper = meta.mapper
-        columns: dict[str, Column[Any]] = {}
-        by_column: dict[Any, str] = {}
-        for key, prop in meta.writable.items():
-            column = prop.columns[0]
-            if isinstance(column, Column):
-                columns[key] = column
-                by_column[column] = key
-        pk = meta.pk
-        table = mapper.local_table
-        auto_col = getattr(table, "autoincrement_column", None)
-        autoincrement = by_column.get(auto_col) if auto_col is not None else None
-        return cls(model, mapper, columns, pk, autoincrement, meta.unique)
-
-    @property
-    def name(self) -> str:
-        """The model's class name, for messages."""
-        return self.model.__name__
-
-    def key_of(self, expression: Any) -> str | None:
-        """The attribute key of a writable column of this model that *expression* is, or None."""
-        key = mapped_key(self.model, expression)
-        return key if key in self.columns else None
+def _key_of(info: ModelMeta, expression: Any) -> str | None:
+    """The attribute key of a writable column of the model that *expression* is, or None."""
+    key = mapped_key(info.model, expression)
+    return key if key in info.columns else None
 
 
-def _unsupported(info: ModelInfo, expression: Any, *, what: str = "filter") -> Exception:
+def _unsupported(info: ModelMeta, expression: Any, *, what: str = "filter") -> Exception:
     if what == "order":
         return UnsupportedExpressionError(
             f"InMemoryRepository[{info.name}] cannot order by {str(expression)!r} in Python; "
@@ -246,7 +204,7 @@ def _literal(element: Any) -> Any:
     return _NO_VALUE
 
 
-def _truth(info: ModelInfo, expression: Any) -> _Truth:
+def _truth(info: ModelMeta, expression: Any) -> _Truth:
     if isinstance(expression, elements.Grouping):
         grouped: Any = cast(Any, expression).element
         return _truth(info, grouped)
@@ -263,7 +221,7 @@ def _truth(info: ModelInfo, expression: Any) -> _Truth:
         inner = _truth(info, expression.element)
         return lambda obj: _not(inner(obj))
     elif isinstance(expression, elements.BinaryExpression):
-        key = info.key_of(expression.left)
+        key = _key_of(info, expression.left)
         value = _literal(expression.right)
         if key is not None and value is not _NO_VALUE:
             test = _value_truth(expression.operator, value, expression.modifiers.get("escape"))
@@ -271,7 +229,7 @@ def _truth(info: ModelInfo, expression: Any) -> _Truth:
                 field: str = key
                 return lambda obj: test(getattr(obj, field))
     else:
-        key = info.key_of(expression)
+        key = _key_of(info, expression)
         if key is not None:
             attr: str = key
             return lambda obj: None if getattr(obj, attr) is None else bool(getattr(obj, attr))
@@ -303,7 +261,7 @@ def _not(value: bool | None) -> bool | None:
 
 
 def compile_predicate(
-    info: ModelInfo, where: Sequence[Any], filters: Mapping[str, Any]
+    info: ModelMeta, where: Sequence[Any], filters: Mapping[str, Any]
 ) -> Predicate:
     """One predicate for positional expressions and keyword filters, all ANDed.
 
@@ -325,7 +283,7 @@ def compile_predicate(
     return lambda obj: _and(part(obj) for part in parts) is True
 
 
-def compile_order(info: ModelInfo, order_by: Any) -> list[tuple[str, bool]]:
+def compile_order(info: ModelMeta, order_by: Any) -> list[tuple[str, bool]]:
     """``[(field, descending), ...]`` for ``order_by`` (one item or a sequence of them).
 
     Raises:

@@ -3,47 +3,29 @@
 from __future__ import annotations
 
 import builtins
-import copy
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Generic, cast, get_args, get_origin
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, get_args, get_origin
 
-from sqlalchemy.orm.state import InstanceState
-
-from sqla_uow._bulk import (
-    _check_all_rows,  # pyright: ignore[reportPrivateUsage]
-    _check_chunk_size,  # pyright: ignore[reportPrivateUsage]
-    _check_update_rows,  # pyright: ignore[reportPrivateUsage]
-    _DefaultContext,  # pyright: ignore[reportPrivateUsage]
-    _duplicate_row_error,  # pyright: ignore[reportPrivateUsage]
-    _refuse_unbounded_delete,  # pyright: ignore[reportPrivateUsage]
-    _row_error,  # pyright: ignore[reportPrivateUsage]
-)
 from sqla_uow._filters import (
     as_values,
     check_assignable,
-    check_page_size,
-    check_stream_chunk_size,
     check_window,
     check_write_values,
     drop_unchanged_key,
-    identity_of,
-    is_own_instance,
     not_found_error,
     one_or_none,
-    unique_key_error,
 )
-from sqla_uow._pagination import CursorPage, KeysetRequest, Page, check_secret
+from sqla_uow._model import model_meta
+from sqla_uow._pagination import check_secret
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import (
-    ConflictError,
     InvalidFieldError,
 )
 
-from ._expressions import ModelInfo, compile_order, compile_predicate, sort_instances
+from ._fake_bulk import FakeBulkMixin
+from ._fake_pages import FakePagesMixin
 
 __all__ = ["InMemoryRepository"]
-
-_Snapshot = dict[tuple[Any, ...], tuple[Any, dict[str, Any]]]
 
 
 def _model_from_bases(cls: type[Any]) -> type[Any] | None:
@@ -57,20 +39,7 @@ def _model_from_bases(cls: type[Any]) -> type[Any] | None:
     return None
 
 
-def _same(obj: Any) -> Any:
-    return obj
-
-
-def _compare(a: Any, b: Any, *, descending: bool) -> int:
-    """Compare two sort values; NULL is the greatest value (as in every ordering)."""
-    if a is None or b is None:
-        result = (a is None) - (b is None)
-    else:
-        result = (a > b) - (a < b)
-    return -result if descending else result
-
-
-class InMemoryRepository(Generic[ModelT]):
+class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
 
     To type checkers it implements the `sqla_uow.Repository` protocol (it is not an
@@ -165,7 +134,7 @@ class InMemoryRepository(Generic[ModelT]):
                 f"{name} needs a model: InMemoryRepository(User), subclass "
                 f"InMemoryRepository[User], or set `model = User` on {name}"
             )
-        self._info = ModelInfo.of(found)
+        self._info = model_meta(found)
         self._unit_of_work: Any = None  # the FakeUnitOfWork whose block holds this repository
         self._rows: dict[tuple[Any, ...], ModelT] = {}
         self._next_id = 1
@@ -175,188 +144,6 @@ class InMemoryRepository(Generic[ModelT]):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} model={self.model.__name__} rows={len(self._rows)}>"
-
-    # ---------------------------------------------------------------------- internals
-
-    def _values_of(self, obj: Any) -> dict[str, Any]:
-        return {key: obj.__dict__.get(key) for key in self._info.columns}
-
-    def _identity_of(self, obj: Any) -> tuple[Any, ...]:
-        return tuple(obj.__dict__.get(key) for key in self._info.pk)
-
-    def _identity(self, pk: Any) -> tuple[Any, ...]:
-        """Normalise and check a primary key as `AsyncRepository` does.
-
-        A key given in a form the column's type converts exactly (``"1"`` for ``1``)
-        finds the row, as it does in the database.
-        """
-        return identity_of(self.model, pk)
-
-    def _is_own_instance(self, obj: Any) -> bool:
-        return is_own_instance(self.model, obj, owner=type(self).__name__)
-
-    def _instance(self, data: Any, values: Mapping[str, Any]) -> ModelT:
-        """A new instance from *data* and *values*, or *data* itself if it is an instance."""
-        if self._is_own_instance(data):
-            check_assignable(self.model, values)
-            obj: ModelT = data
-            for key, value in values.items():
-                setattr(obj, key, value)
-            given = as_values(obj, {})
-            for key, value in check_write_values(self.model, given, dialect=None).items():
-                if value is not given[key]:
-                    setattr(obj, key, value)
-            return obj
-        fields = as_values(data, values, exclude_unset=True)  # as AsyncRepository.create
-        check_assignable(self.model, fields)
-        fields = check_write_values(self.model, fields, dialect=None)
-        new: ModelT = self.model(**fields)
-        return new
-
-    def _fake_row_values(self, rows: Iterable[Any]) -> builtins.list[dict[str, Any]]:
-        """Every bulk row as a dict of values, all validated first (as the bulk methods do)."""
-        result: builtins.list[dict[str, Any]] = []
-        for index, row in enumerate(rows):
-            if type(row) is dict:
-                values = dict(cast("dict[str, Any]", row))
-            else:
-                state: Any = getattr(row, "_sa_instance_state", None)
-                mapper: Any = cast(Any, state).mapper if isinstance(state, InstanceState) else None
-                if mapper is not None and mapper is not self._info.mapper:
-                    other: type[Any] = mapper.class_
-                    raise _row_error(
-                        self.model,
-                        index,
-                        f"got a {other.__name__} instance, "
-                        f"expected a mapping or a {self.model.__name__}",
-                    )
-                try:
-                    values = as_values(row, {})
-                except TypeError as exc:
-                    raise _row_error(self.model, index, str(exc)) from None
-            check_assignable(self.model, values)
-            result.append(check_write_values(self.model, values, dialect=None, row=index))
-        return result
-
-    def _default(self, default: Any, values: Mapping[str, Any]) -> Any:
-        if getattr(default, "is_scalar", False):
-            return copy.copy(default.arg)
-        if getattr(default, "is_callable", False):
-            return default.arg(_DefaultContext(dict(values)))
-        return None
-
-    def _conflict(self, kind: str, constraint: str | None, keys: Sequence[str]) -> ConflictError:
-        """The error a database would raise; like a database error, it dooms the unit of work."""
-        columns = tuple(self._info.columns[key].name for key in keys)
-        detail = [f"constraint {constraint!r}"] if constraint else []
-        detail.append("columns " + ", ".join(columns))
-        error = ConflictError(
-            f"{kind.replace('_', '-')} violation writing {self._info.name} ({'; '.join(detail)})",
-            kind="unique" if kind == "unique" else "not_null",
-            model=self.model,
-            constraint=constraint,
-            columns=columns,
-        )
-        if self._unit_of_work is not None:
-            self._unit_of_work._mark_rollback_only(error)
-        return error
-
-    def _check_not_null(self, values: Mapping[str, Any]) -> None:
-        for key, column in self._info.columns.items():
-            if values.get(key) is not None or column.nullable:
-                continue
-            if column.server_default is not None or key == self._info.autoincrement:
-                continue
-            raise self._conflict("not_null", None, (key,))
-
-    def _fake_check_unique(self, changed: Sequence[tuple[Any, dict[str, Any]]]) -> None:
-        """Raise ConflictError if the new states *changed* break a unique rule.
-
-        Stored objects not in *changed* keep their current values.
-        """
-        ids = {id(obj) for obj, _ in changed}
-        states = [self._values_of(obj) for obj in self._rows.values() if id(obj) not in ids]
-        states.extend(values for _, values in changed)
-        for constraint, keys in self._info.unique:
-            seen: set[tuple[Any, ...]] = set()
-            for values in states:
-                key = tuple(values.get(k) for k in keys)
-                if any(part is None for part in key):
-                    continue
-                if key in seen:
-                    raise self._conflict("unique", constraint, keys)
-                seen.add(key)
-
-    def _insert(self, objs: Sequence[ModelT]) -> None:
-        """Store new instances atomically: all of them or, on a conflict, none."""
-        auto = self._info.autoincrement
-        next_id = self._next_id
-        staged: builtins.list[tuple[Any, dict[str, Any]]] = []
-        for obj in objs:
-            values = self._values_of(obj)
-            for key, column in self._info.columns.items():
-                if values[key] is None and column.default is not None:
-                    values[key] = self._default(column.default, values)
-            if auto is not None:
-                if values[auto] is None:
-                    values[auto] = next_id
-                    next_id += 1
-                elif isinstance(values[auto], int) and values[auto] >= next_id:
-                    next_id = values[auto] + 1
-            self._check_not_null(values)
-            staged.append((obj, values))
-        self._fake_check_unique(staged)
-        self._next_id = next_id
-        for obj, values in staged:
-            self._assign(obj, values)
-            self._rows[self._identity_of(obj)] = obj
-
-    @staticmethod
-    def _assign(obj: Any, values: Mapping[str, Any]) -> None:
-        for key, value in values.items():
-            if obj.__dict__.get(key, None) is not value or key not in obj.__dict__:
-                setattr(obj, key, value)
-
-    def _update(
-        self,
-        updates: Sequence[tuple[ModelT, Mapping[str, Any]]],
-        *,
-        onupdate: bool = True,
-    ) -> None:
-        """Assign values to stored instances atomically (primary keys never change)."""
-        staged: builtins.list[tuple[Any, dict[str, Any]]] = []
-        for obj, values in updates:
-            new = self._values_of(obj)
-            new.update(values)
-            if onupdate:
-                for key, column in self._info.columns.items():
-                    if column.onupdate is not None and key not in values:
-                        new[key] = self._default(column.onupdate, new)
-            self._check_not_null(new)
-            staged.append((obj, new))
-        self._fake_check_unique(staged)
-        for obj, new in staged:
-            self._assign(obj, new)
-
-    def _ordered(self) -> builtins.list[ModelT]:
-        return sort_instances(self._rows.values(), [(key, False) for key in self._info.pk])
-
-    def _fake_select(
-        self, where: Sequence[Any], filters: Mapping[str, Any], order_by: Any = None
-    ) -> builtins.list[ModelT]:
-        predicate = compile_predicate(self._info, where, filters)
-        order = compile_order(self._info, order_by)
-        found = [obj for obj in self._ordered() if predicate(obj)]
-        return sort_instances(found, order) if order else found
-
-    def _snapshot(self) -> _Snapshot:
-        return {identity: (obj, self._values_of(obj)) for identity, obj in self._rows.items()}
-
-    def _restore(self, snapshot: _Snapshot) -> None:
-        self._rows = {}
-        for identity, (obj, values) in snapshot.items():
-            self._assign(obj, values)
-            self._rows[identity] = obj
 
     # -------------------------------------------------------------------------- reads
 
@@ -487,148 +274,6 @@ class InMemoryRepository(Generic[ModelT]):
         """
         return bool(self._fake_select(where, filters))
 
-    async def paginate(
-        self,
-        *where: Any,
-        limit: int,
-        offset: int = 0,
-        order_by: Any = None,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> Page[ModelT]:
-        """One page of the matching instances and the total count (offset pagination).
-
-        The primary key breaks ties, as in `AsyncRepository.paginate`.
-
-        Raises:
-            InvalidFieldError: ``limit`` below 1, a negative ``offset``, or an unknown
-                field, lookup or order key.
-
-        Example:
-            ```python
-            page = await users.paginate(limit=20, offset=40, order_by="name")
-            ```
-        """
-        check_window(self.model, limit=limit, offset=offset)
-        check_page_size(self.model, limit)
-        found = self._fake_select(where, filters, order_by)
-        return Page(
-            items=found[offset : offset + limit], total=len(found), limit=limit, offset=offset
-        )
-
-    async def stream(
-        self,
-        *where: Any,
-        order_by: Any = None,
-        chunk_size: int = 1000,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> AsyncIterator[ModelT]:
-        """Iterate over the matching instances.
-
-        Raises:
-            InvalidFieldError: ``chunk_size`` below 1, or an unknown field, lookup or
-                order key (raised at the first iteration).
-
-        Example:
-            ```python
-            async for user in users.stream(order_by="id"):
-                ...
-            ```
-        """
-        async for chunk in self.stream_chunks(
-            *where, order_by=order_by, chunk_size=chunk_size, **filters
-        ):
-            for obj in chunk:
-                yield obj
-
-    async def stream_chunks(
-        self,
-        *where: Any,
-        order_by: Any = None,
-        chunk_size: int = 1000,
-        options: Sequence[Any] = (),
-        **filters: Any,
-    ) -> AsyncIterator[builtins.list[ModelT]]:
-        """Like `stream`, but yields lists of up to *chunk_size* instances.
-
-        Example:
-            ```python
-            async for batch in users.stream_chunks(chunk_size=100):
-                ...
-            ```
-        """
-        check_stream_chunk_size(self.model, chunk_size)
-        found = self._fake_select(where, filters, order_by)
-        for start in range(0, len(found), chunk_size):
-            yield found[start : start + chunk_size]
-
-    async def paginate_cursor(
-        self,
-        *where: Any,
-        limit: int,
-        order_by: Any = None,
-        after: str | None = None,
-        before: str | None = None,
-        options: Sequence[Any] = (),
-        cursor_scope: str | None = None,
-        **filters: Any,
-    ) -> CursorPage[ModelT]:
-        """One page of a keyset-paginated query, with the cursors `AsyncRepository` makes.
-
-        The primary key is appended as the final tie-breaker; NULL sorts as the
-        greatest value. Cursors are made and checked by the same code as those of
-        `AsyncRepository`: the same model and ordering give interchangeable cursors,
-        except for the columns a database orders by their stored text (dates and times
-        on SQLite, native enums on MySQL / MariaDB).
-
-        ``cursor_scope`` binds the cursors to a scope, as on `AsyncRepository.paginate_cursor`.
-
-        Raises:
-            InvalidCursorError: A cursor that is malformed, edited, or made for another
-                model, ordering or scope.
-            InvalidFieldError: Both ``after`` and ``before``; a bad ``limit``; an order
-                key that is not a mapped column; an unknown field or lookup; a
-                ``cursor_scope`` that is not a ``str``.
-
-        Example:
-            ```python
-            page = await users.paginate_cursor(order_by="-id", limit=20)
-            following = await users.paginate_cursor(
-                order_by="-id", limit=20, after=page.next_cursor
-            )
-            ```
-        """
-        request = KeysetRequest.parse(
-            self.model,
-            order_by,
-            limit=limit,
-            after=after,
-            before=before,
-            scope=cursor_scope,
-            secret=self.cursor_secret,
-        )
-        keys = request.keys
-
-        def values_of(obj: Any) -> builtins.list[Any]:
-            return [getattr(obj, name) for name, _ in keys]
-
-        def compare(a: Sequence[Any], b: Sequence[Any]) -> int:
-            for (_, descending), x, y in zip(keys, a, b, strict=True):
-                result = _compare(x, y, descending=descending)
-                if result:
-                    return result
-            return 0
-
-        found = sort_instances(self._fake_select(where, filters), keys)
-        position = request.position
-        if request.backwards:
-            found.reverse()
-        if position is not None:
-            sign = -1 if request.backwards else 1
-            found = [obj for obj in found if compare(values_of(obj), position) * sign > 0]
-        return request.page(found[: limit + 1], item=_same, values=values_of)
-
     # ------------------------------------------------------------------------- writes
 
     async def create(self, data: Any = None, /, **values: Any) -> ModelT:
@@ -647,39 +292,6 @@ class InMemoryRepository(Generic[ModelT]):
         obj = self._instance(data, values)
         self._insert([obj])
         return obj
-
-    async def create_many(
-        self, rows: Iterable[Any], *, chunk_size: int | None = None
-    ) -> builtins.list[ModelT]:
-        """Store several new instances, all or none; returned in input order.
-
-        As with `AsyncRepository.create_many`, model instances passed in are read as data:
-        the returned instances are new ones.
-
-        Raises:
-            InvalidFieldError: A row names an unknown field, or is not a mapping,
-                instance, pydantic model or dataclass; nothing was stored.
-            ConflictError: A duplicate key or unique value; nothing was stored.
-
-        Example:
-            ```python
-            created = await users.create_many([{"email": "a@x.org", "name": "A"}])
-            ```
-        """
-        _check_chunk_size(self.model, chunk_size)
-        objs = [self.model(**values) for values in self._fake_row_values(rows)]
-        self._insert(objs)
-        return objs
-
-    async def insert_many(self, rows: Iterable[Any], *, chunk_size: int | None = None) -> int:
-        """Store several new rows without returning them; the number stored.
-
-        Example:
-            ```python
-            assert await users.insert_many([{"email": "a@x.org", "name": "A"}]) == 1
-            ```
-        """
-        return len(await self.create_many(rows, chunk_size=chunk_size))
 
     async def update(self, pk_or_instance: Any, data: Any = None, /, **values: Any) -> ModelT:
         """Assign fields of a stored instance (by primary key or instance).
@@ -722,62 +334,6 @@ class InMemoryRepository(Generic[ModelT]):
         self._update([(obj, fields)])
         return obj
 
-    async def update_many(
-        self, rows: Iterable[Mapping[str, Any]], *, chunk_size: int | None = None
-    ) -> int:
-        """Update stored rows by primary key, each with its own values; the number matched.
-
-        Raises:
-            InvalidFieldError: A row lacks the primary key, sets nothing else, or names
-                an unknown field; nothing was changed.
-            ConflictError: The new values break a unique rule; nothing was changed.
-
-        Example:
-            ```python
-            await users.update_many([{"id": 1, "name": "A"}, {"id": 2, "name": "B"}])
-            ```
-        """
-        _check_chunk_size(self.model, chunk_size)
-        pk = self._info.pk
-        rows_values = self._fake_row_values(rows)
-        _check_update_rows(self.model, rows_values, pk, sorted(self._info.columns))
-        seen: dict[tuple[Any, ...], int] = {}
-        for index, row in enumerate(rows_values):
-            identity = tuple(row[name] for name in pk)
-            first = seen.setdefault(identity, index)
-            if first != index:
-                raise _duplicate_row_error(self.model, index, first, pk, identity)
-        updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
-        for row in rows_values:
-            obj = self._rows.get(tuple(row[name] for name in pk))
-            if obj is not None:
-                updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
-        self._in_order([(update, None) for update in updates], onupdate=True)
-        return len(updates)
-
-    def _in_order(
-        self,
-        writes: Sequence[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]],
-        *,
-        onupdate: bool,
-    ) -> None:
-        """Apply updates and inserts one row at a time, all or nothing.
-
-        A database checks unique constraints row by row, in the order of the rows (on
-        SQLite, PostgreSQL and MariaDB alike): two rows that swap unique values fail
-        even though the final state would be valid.
-        """
-        snapshot = self._snapshot()
-        try:
-            for update, insert in writes:
-                if update is not None:
-                    self._update([update], onupdate=onupdate)
-                if insert is not None:
-                    self._insert([insert])
-        except BaseException:
-            self._restore(snapshot)
-            raise
-
     async def delete(self, pk_or_instance: Any) -> bool:
         """Remove an instance (by primary key or instance); whether anything was removed.
 
@@ -793,152 +349,3 @@ class InMemoryRepository(Generic[ModelT]):
         else:
             identity = self._identity(pk_or_instance)
         return self._rows.pop(identity, None) is not None
-
-    async def delete_many(self, pks: Iterable[Any], *, chunk_size: int | None = None) -> int:
-        """Remove the instances with these primary keys; the number removed.
-
-        Raises:
-            InvalidFieldError: A composite key of the wrong shape; nothing was removed.
-
-        Example:
-            ```python
-            assert await users.delete_many([1, 2]) == 2
-            ```
-        """
-        _check_chunk_size(self.model, chunk_size)
-        width = len(self._info.pk)
-        keys = builtins.list(pks)
-        identities: builtins.list[tuple[Any, ...]] = []
-        for index, key in enumerate(keys):
-            if width == 1:
-                identities.append(self._identity(key))
-            elif (
-                isinstance(key, (tuple, builtins.list))
-                and len(shaped := cast("Sequence[Any]", key)) == width
-            ):
-                identities.append(self._identity(tuple(shaped)))
-            else:
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"a primary key of {self.model.__name__} is a tuple of "
-                    f"{width} values ({', '.join(self._info.pk)}), got {key!r}",
-                    field=self._info.pk[0],
-                    choices=self._info.pk,
-                )
-        return sum(self._rows.pop(identity, None) is not None for identity in set(identities))
-
-    async def delete_where(self, *where: Any, all_rows: bool = False, **filters: Any) -> int:
-        """Remove every instance matching the criteria; the number removed.
-
-        Without any criterion it refuses, unless ``all_rows=True``.
-
-        Raises:
-            InvalidFieldError: No criteria and no ``all_rows=True``, or an unknown field
-                or lookup.
-
-        Example:
-            ```python
-            await users.delete_where(name__like="test%")
-            ```
-        """
-        _check_all_rows(self.model, all_rows)
-        doomed = self._fake_select(where, filters)
-        _refuse_unbounded_delete(
-            self.model,
-            has_criteria=bool(where or filters),
-            all_rows=all_rows,
-            fields=self._info.columns,
-        )
-        for obj in doomed:
-            del self._rows[self._identity_of(obj)]
-        return len(doomed)
-
-    async def upsert_many(
-        self,
-        rows: Iterable[Any],
-        *,
-        on_conflict: Sequence[str],
-        update: Sequence[str] | None = None,
-        chunk_size: int | None = None,
-    ) -> int:
-        """Insert rows, or update the stored row with the same *on_conflict* values.
-
-        ``update=None`` overwrites every column a row gives except the conflict and
-        primary-key columns; ``update=()`` leaves existing rows alone. Returns the
-        number of rows inserted or updated (as on PostgreSQL and SQLite). Unlike a
-        database, the fake also requires *on_conflict* to be the primary key or a
-        unique constraint or index of the table, and says so with `InvalidFieldError`.
-
-        Raises:
-            InvalidFieldError: A bad ``on_conflict`` or ``update`` name, a row without
-                them, or two rows with the same ``on_conflict`` values.
-            ConflictError: Another unique rule failed; nothing was changed.
-
-        Example:
-            ```python
-            await codes.upsert_many([{"code": "A", "label": "a"}], on_conflict=("code",))
-            ```
-        """
-        _check_chunk_size(self.model, chunk_size)
-        conflict = self._fake_column_names("on_conflict", on_conflict)
-        if not conflict:
-            raise InvalidFieldError(
-                "on_conflict needs at least one column",
-                model=self.model,
-                field="on_conflict",
-                choices=sorted(self._info.columns),
-            )
-        explicit = None if update is None else self._fake_column_names("update", update)
-        rows_values = self._fake_row_values(rows)
-        seen: dict[tuple[Any, ...], int] = {}
-        for index, row in enumerate(rows_values):
-            needed = conflict if explicit is None else (*conflict, *explicit)
-            missing = [name for name in needed if name not in row]
-            if missing:
-                what = "on_conflict" if missing[0] in conflict else "update"
-                raise _row_error(
-                    self.model,
-                    index,
-                    f"upsert_many rows need the {what} column {missing[0]!r}; "
-                    f"this row has: {', '.join(sorted(row)) or 'nothing'}",
-                    field=missing[0],
-                    choices=sorted(self._info.columns),
-                )
-            identity = tuple(row[name] for name in conflict)
-            first = seen.setdefault(identity, index)
-            if first != index:
-                raise _duplicate_row_error(self.model, index, first, conflict, identity)
-        if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
-            raise unique_key_error(self.model, conflict)
-        existing = {
-            tuple(obj.__dict__.get(name) for name in conflict): obj for obj in self._rows.values()
-        }
-        writes: builtins.list[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]] = []
-        for row in rows_values:
-            target = existing.get(tuple(row[name] for name in conflict))
-            if target is None:
-                writes.append((None, self.model(**row)))
-                continue
-            if explicit is None:
-                names = [k for k in row if k not in conflict and k not in self._info.pk]
-            else:
-                names = builtins.list(explicit)
-            if names:
-                writes.append(((target, {name: row[name] for name in names}), None))
-        self._in_order(writes, onupdate=False)
-        return len(writes)
-
-    def _fake_column_names(self, option: str, names: Sequence[str]) -> tuple[str, ...]:
-        if isinstance(names, str):
-            names = (names,)
-        for name in names:
-            if name not in self._info.columns:
-                raise InvalidFieldError(
-                    f"{option} names {name!r}, which is not a column of {self.model.__name__}; "
-                    f"columns: {', '.join(sorted(self._info.columns))}",
-                    model=self.model,
-                    field=name,
-                    choices=sorted(self._info.columns),
-                )
-        return tuple(names)

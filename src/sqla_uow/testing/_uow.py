@@ -13,7 +13,8 @@ from sqla_uow.exceptions import (
     TransactionRequiredError,
 )
 
-from ._memory import InMemoryRepository, _Snapshot  # pyright: ignore[reportPrivateUsage]
+from ._memory import InMemoryRepository
+from ._store import Snapshot
 
 __all__ = ["FakeUnitOfWork"]
 
@@ -144,7 +145,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self._owner: FakeUnitOfWork | None = None
         self._rollback_only = False
         self._rollback_cause: BaseException | None = None
-        self._claimed: dict[int, tuple[InMemoryRepository[Any], _Snapshot]] = {}
+        self._claimed: dict[int, tuple[InMemoryRepository[Any], Snapshot]] = {}
 
     def __getattr__(self, name: str) -> Any:
         """Only called for a missing attribute: a repository outside ``async with``."""

@@ -1,0 +1,116 @@
+"""`BulkBase`: what every bulk method of the repository shares.
+
+The model's `ModelMeta`, the database's `Backend`, validated rows, statement
+execution inside the error boundary, and keeping the session's identity map truthful
+after statements that bypass the unit of work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Generic
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import attributes
+
+from ._dialects import Backend, backend_for
+from ._errors import database_errors
+from ._model import ModelMeta, model_meta
+from ._rows import row_values, without_null_generated_keys
+from ._typing import ModelT
+
+__all__ = ["BulkBase"]
+
+
+class BulkBase(Generic[ModelT]):
+    """The helpers of the bulk mixins; needs ``model`` and ``session``."""
+
+    model: type[ModelT]
+    session: AsyncSession
+
+    def _dialect(self) -> Dialect:
+        """The dialect of the session's bind for the model."""
+        return self.session.get_bind(mapper=model_meta(self.model).mapper).dialect
+
+    def _backend(self) -> Backend:
+        return backend_for(self._dialect())
+
+    def _rows(
+        self, meta: ModelMeta, backend: Backend, rows: Iterable[Any], *, new: bool
+    ) -> list[dict[str, Any]]:
+        """*rows* validated as dicts (not copied: never mutate them).
+
+        *new*: rows to insert, where ``None`` for a generated key asks for one.
+        """
+        checked = row_values(meta, rows, dialect=backend.dialect, copy=False)
+        return without_null_generated_keys(meta, checked) if new else checked
+
+    async def _execute(
+        self,
+        backend: Backend,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: dict[str, Any] | None = None,
+    ) -> Any:
+        options = {**backend.bulk_options, **(execution_options or {})}
+        with database_errors(self.model):
+            return await self.session.execute(statement, params, execution_options=options)
+
+    async def _execute_in_chunks(
+        self,
+        backend: Backend,
+        statement: Any,
+        params: list[dict[str, Any]],
+        chunk_size: int | None,
+    ) -> int:
+        """Executemany of *statement*, *chunk_size* rows at a time; the rows changed."""
+        per_statement = chunk_size or len(params)
+        changed = 0
+        for start in range(0, len(params), per_statement):
+            result = await self._execute(backend, statement, params[start : start + per_statement])
+            changed += max(0, result.rowcount)
+        return changed
+
+    def _sync_identity_map(
+        self,
+        meta: ModelMeta,
+        rows: list[dict[str, Any]],
+        *,
+        by: Sequence[str],
+        written: Iterable[str] | None = None,
+        expire_onupdate: bool = True,
+    ) -> None:
+        """Set the written values on matching objects of the identity map.
+
+        Objects are matched on the *by* attributes (read from their loaded state, never
+        loaded); *written* limits the attributes set (default: every non-*by* key of the
+        row). Attributes with an ``onupdate`` default are expired.
+        """
+        identity_map = self.session.sync_session.identity_map
+        if not len(identity_map):
+            return
+        rows_by: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for values_ in rows:
+            try:
+                rows_by[tuple(values_[name] for name in by)] = values_
+            except (KeyError, TypeError):
+                continue
+        only = None if written is None else frozenset(written)
+        for obj in list(identity_map.values()):
+            if not isinstance(obj, self.model):
+                continue
+            loaded = attributes.instance_state(obj).dict
+            try:
+                row = rows_by.get(tuple(loaded[name] for name in by))
+            except (KeyError, TypeError):
+                continue
+            if row is None:
+                continue
+            for name, value in row.items():
+                if name not in by and (only is None or name in only):
+                    attributes.set_committed_value(obj, name, value)
+            stale = [name for name in meta.onupdate_keys if name not in row]
+            if stale and expire_onupdate:
+                self.session.expire(obj, stale)
