@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
 from sqlalchemy import ColumnElement
-from sqlalchemy.orm import Mapper, QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -29,10 +29,6 @@ __all__ = [
 
 # ``isinstance`` against a generic class leaves the type arguments unknown to pyright
 # (mypy fills in ``Any``); these guards narrow to the ``Any``-parametrised type for both.
-
-
-def _is_mapper(value: object) -> TypeGuard[Mapper[Any]]:
-    return isinstance(value, Mapper)
 
 
 def _is_column_element(value: object) -> TypeGuard[ColumnElement[Any]]:

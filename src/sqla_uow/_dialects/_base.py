@@ -47,7 +47,7 @@ class Backend:
 
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
-        self.driver: str = dialect.driver
+        self.driver: str = getattr(dialect, "driver", "")
         """The DBAPI driver's name as SQLAlchemy spells it (``asyncpg``, ``psycopg``, ...)."""
 
     def __repr__(self) -> str:
