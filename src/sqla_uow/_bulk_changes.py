@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, delete, tuple_, update
 
 from ._bulk_base import BulkBase
-from ._dialects import Backend
+from ._dialects import Backend, rows_per_statement
 from ._filters import identity_of
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -20,7 +20,6 @@ from ._rows import (
     check_update_rows,
     group_by_keys,
     refuse_unbounded_delete,
-    rows_per_statement,
     single_table,
 )
 from ._typing import ModelT

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from ._bulk_base import BulkBase
-from ._dialects import Backend
+from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -16,7 +16,6 @@ from ._rows import (
     check_chunk_size,
     fill_defaults,
     group_by_keys,
-    rows_per_statement,
 )
 from ._typing import ModelT
 

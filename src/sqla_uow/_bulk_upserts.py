@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
 
 from ._bulk_base import BulkBase
-from ._dialects import Backend
+from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors, is_unmatched_conflict_target
 from ._model import ModelMeta, model_meta, unique_key_error
 from ._rows import (
@@ -20,7 +20,6 @@ from ._rows import (
     check_upsert_rows,
     fill_defaults,
     group_by_keys,
-    rows_per_statement,
     single_table,
 )
 from ._typing import ModelT

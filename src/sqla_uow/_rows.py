@@ -38,7 +38,6 @@ __all__ = [
     "refuse_unbounded_delete",
     "row_error",
     "row_values",
-    "rows_per_statement",
     "single_table",
     "without_null_generated_keys",
 ]
@@ -368,15 +367,6 @@ def fill_defaults(
             new[name] = defaults[name][1](context)
         filled.append(new)
     return filled
-
-
-def rows_per_statement(
-    max_parameters: int, params_per_row: int, chunk_size: int | None, default: int | None
-) -> int:
-    """Rows one statement takes: *chunk_size* (or *default*) within the parameter limit."""
-    by_limit = max(1, max_parameters // max(1, params_per_row))
-    wanted = chunk_size if chunk_size is not None else default
-    return by_limit if wanted is None else max(1, min(wanted, by_limit))
 
 
 def bind_values(

@@ -17,12 +17,12 @@ import weakref
 
 from sqlalchemy.engine import Dialect
 
-from ._base import Backend
+from ._base import Backend, rows_per_statement
 from .mysql import MySQLBackend
 from .postgresql import PostgreSQLBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "backend_classes", "backend_for"]
+__all__ = ["Backend", "backend_classes", "backend_for", "rows_per_statement"]
 
 _BACKENDS: dict[str, type[Backend]] = {
     "sqlite": SQLiteBackend,

@@ -28,7 +28,7 @@ from sqla_uow.exceptions import UnsupportedDialectError
 if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "rows_per_statement"]
 
 _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
@@ -315,3 +315,12 @@ class Backend:
         value SQLAlchemy binds for it.
         """
         return None
+
+
+def rows_per_statement(
+    max_parameters: int, params_per_row: int, chunk_size: int | None, default: int | None
+) -> int:
+    """Rows one statement takes: *chunk_size* (or *default*) within the parameter limit."""
+    by_limit = max(1, max_parameters // max(1, params_per_row))
+    wanted = chunk_size if chunk_size is not None else default
+    return by_limit if wanted is None else max(1, min(wanted, by_limit))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from sqla_uow.exceptions import ConflictKind
 
-from ._base import Backend
+from ._base import Backend, rows_per_statement
 from ._diagnostics import constraint_columns, sqlstate
 from ._elements import NullFlag, native_null_flag
 
@@ -42,8 +42,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import FromClause, Select
-
-from sqla_uow._rows import rows_per_statement
 
 from ._values import shaped_values
 
