@@ -20,15 +20,16 @@ from ._filters import (
     is_own_instance,
 )
 from ._model import model_meta
+from ._pages import PageMixin
 from ._pagination import check_secret
-from ._reads import OrderBy, OrderByItem, ReadMixin
+from ._reads import OrderBy, OrderByItem
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError
 
 __all__ = ["AsyncRepository", "ModelT", "OrderBy", "OrderByItem"]
 
 
-class AsyncRepository(ReadMixin[ModelT], BulkOperationsMixin[ModelT]):
+class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
     """Reads and writes of one mapped class through an `AsyncSession`.
 
     Subclass it with the model as type argument; the model is inferred from it (also
