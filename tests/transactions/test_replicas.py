@@ -78,8 +78,13 @@ async def caught_up(primary: AsyncEngine, replica_url: str) -> None:
 
 @pytest.fixture
 async def replica_url(engine: AsyncEngine) -> str:
-    """The replica's URL for this test session's database, caught up with the primary."""
-    url = make_url(replica_server_url()).set(database=engine.url.database)
+    """The replica's URL for this test session's database, caught up with the primary.
+
+    It names the primary's driver, so the replica tests run on asyncpg and on psycopg.
+    """
+    url = make_url(replica_server_url()).set(
+        drivername=engine.url.drivername, database=engine.url.database
+    )
     rendered = url.render_as_string(hide_password=False)
     await caught_up(engine, rendered)
     return rendered
