@@ -359,6 +359,15 @@ def _written(rule: ValueRule, column_type: Any) -> ValueRule:
             return checked
 
         return ValueRule(rule.kind, expected, check_length)
+    return _within_precision(rule, column_type)
+
+
+def _within_precision(rule: ValueRule, column_type: Any) -> ValueRule:
+    """*rule* plus the range of ``Numeric(p, s)``, for values stored or compared.
+
+    A compared value must fit too: PostgreSQL's drivers send it cast to the column's
+    type, and a number beyond its precision fails there as an overflow.
+    """
     precision = getattr(column_type, "precision", None)
     scale = getattr(column_type, "scale", None) or 0
     if rule.kind == "decimal" and isinstance(precision, int) and isinstance(scale, int):
@@ -388,12 +397,13 @@ def rule_for_type(column_type: Any, dialect: Dialect | None, *, write: bool = Fa
 
     *dialect* ``None`` stands for no database (the in-memory fakes): ``Integer`` is then
     64 bits wide, as on SQLite. A value to store must also fit the column's declared
-    length (``String(n)``) and precision (``Numeric(p, s)``).
+    length (``String(n)``); stored and compared values must fit its precision
+    (``Numeric(p, s)``).
     """
     if isinstance(column_type, sqltypes.TypeDecorator):
         return _decorated_rule(column_type, dialect, write=write)  # pyright: ignore[reportUnknownArgumentType]
     rule = _rule_for_type(column_type, dialect)
-    return _written(rule, column_type) if write else rule
+    return _written(rule, column_type) if write else _within_precision(rule, column_type)
 
 
 def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:

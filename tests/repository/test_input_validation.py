@@ -229,6 +229,19 @@ class TestFilterValues:
         assert await specimens.list(big__gt=2**63 - 1) == []
         assert await specimens.list(small=-(2**15)) == []
 
+    async def test_a_number_beyond_the_column_precision_is_refused_on_every_backend(
+        self, specimens: SpecimenRepository
+    ) -> None:
+        # NUMERIC(10, 2): PostgreSQL's drivers send a compared value cast to the column's
+        # type, where 10**8 overflows; every backend and the fakes refuse it the same way.
+        before = await table_state(specimens)
+        for repo in (specimens, fake()):
+            for filters in ({"price__lt": Decimal("1e8")}, {"price__in": [1, 10**9]}):
+                with pytest.raises(InvalidFieldError, match=r"NUMERIC\(10, 2\)"):
+                    await repo.list(**filters)
+            assert [s.id for s in await repo.list(price__lt=Decimal("99999999.99"))] == [1]
+        assert await table_state(specimens) == before
+
 
 @pytest.mark.backends("sqlite", "postgresql", "mariadb")
 class TestPrimaryKeyValues:
