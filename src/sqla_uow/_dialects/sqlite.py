@@ -7,9 +7,11 @@ import weakref
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 
 from sqla_uow._compat import (
     on_connect_isolation_level,
+    run_in_sqlite3_thread,
     sqlite3_connection,
     sqlite_autocommit,
     sqlite_error_code,
@@ -140,7 +142,16 @@ class SQLiteBackend(Backend):
             pending = Backend.pending_restores(conn.info)
             if not any(s.startswith("PRAGMA busy") for s in pending):
                 Backend.restore_at_checkin(conn.info, f"PRAGMA busy_timeout = {int(previous)}")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE_OPTION) else "BEGIN")
+        begin = "BEGIN IMMEDIATE" if options.get(_IMMEDIATE_OPTION) else "BEGIN"
+        try:
+            # One hop to the driver's thread instead of a statement's three.
+            done = run_in_sqlite3_thread(dbapi_connection, lambda raw: raw.execute(begin))
+        except sqlite3.Error as error:
+            raise sa_exc.DBAPIError.instance(
+                begin, None, error, sqlite3.Error, dialect=conn.dialect
+            ) from error
+        if not done:
+            conn.exec_driver_sql(begin)
 
     # -- statements -------------------------------------------------------------------
     # (statement builders go here)
