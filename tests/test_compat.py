@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sqla_uow._compat import (
     flushed_states,
     on_connect_isolation_level,
     pool_max_overflow,
+    run_in_sqlite3_thread,
     sqlite3_connection,
     sqlite_autocommit,
     sqlite_error_code,
@@ -57,6 +59,25 @@ class TestTransactionReads:
 
     def test_finds_no_sqlite3_connection_behind_something_else(self) -> None:
         assert sqlite3_connection(object()) is None
+
+    async def test_runs_a_function_on_the_sqlite3_connection_in_the_driver_thread(
+        self, sqlite_engine: AsyncEngine
+    ) -> None:
+        seen: list[tuple[sqlite3.Connection, threading.Thread]] = []
+
+        def call(raw: sqlite3.Connection) -> None:
+            seen.append((raw, threading.current_thread()))
+
+        async with sqlite_engine.connect() as conn:
+            dbapi_connection = (await conn.get_raw_connection()).dbapi_connection
+            done = await conn.run_sync(lambda _: run_in_sqlite3_thread(dbapi_connection, call))
+        assert done
+        [(raw, thread)] = seen
+        assert isinstance(raw, sqlite3.Connection)
+        assert thread is not threading.current_thread()
+
+    def test_runs_nothing_on_another_connection(self) -> None:
+        assert not run_in_sqlite3_thread(object(), lambda raw: pytest.fail("called"))
 
     def test_reads_the_legacy_transaction_control_constant(self) -> None:
         if sys.version_info >= (3, 12):

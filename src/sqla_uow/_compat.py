@@ -9,7 +9,10 @@ this module calls these functions instead of reading underscore attributes.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.util import await_only
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
@@ -20,6 +23,7 @@ __all__ = [
     "flushed_states",
     "on_connect_isolation_level",
     "pool_max_overflow",
+    "run_in_sqlite3_thread",
     "sqlite3_connection",
     "sqlite_autocommit",
     "sqlite_error_code",
@@ -43,6 +47,25 @@ def sqlite3_connection(dbapi_connection: Any) -> sqlite3.Connection | None:
         if candidate is None:
             return None
     return None
+
+
+def run_in_sqlite3_thread(
+    dbapi_connection: Any, function: Callable[[sqlite3.Connection], object]
+) -> bool:
+    """Call *function* with the sqlite3 connection, in aiosqlite's thread, in one hop.
+
+    For SQL that needs no cursor (BEGIN): one trip through aiosqlite's queue instead of
+    the three (make a cursor, execute, close it) of the DBAPI adapter. Must run where
+    SQLAlchemy's sync-over-async bridge runs (an engine event of an async engine).
+    False, without calling it, when the connection is not an aiosqlite one.
+    """
+    connection = getattr(dbapi_connection, "driver_connection", None)
+    queue_call = getattr(connection, "_execute", None)
+    raw = sqlite3_connection(dbapi_connection)
+    if queue_call is None or raw is None:
+        return False
+    await_only(queue_call(function, raw))
+    return True
 
 
 def sqlite_legacy_transaction_control() -> object:

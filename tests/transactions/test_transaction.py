@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 from _accounts import committed_names
 from sqlalchemy import event, select, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -191,22 +191,25 @@ class TestSavepoints:
         assert await committed_names(tm.engine) == ["outer", "after"]
 
     @pytest.mark.backends("sqlite")
-    @pytest.mark.parametrize(("read_only", "begin"), [(False, "BEGIN IMMEDIATE"), (True, "BEGIN")])
+    @pytest.mark.parametrize(("read_only", "takes_write_lock"), [(False, True), (True, False)])
     async def test_sqlite_transactions_begin_explicitly_writers_immediately(
-        self, tm: TransactionManager, read_only: bool, begin: str
+        self, tm: TransactionManager, read_only: bool, takes_write_lock: bool
     ) -> None:
-        statements: list[str] = []
-
-        def record(conn: Connection, cursor: object, statement: str, *args: object) -> None:
-            statements.append(statement)
-
-        event.listen(tm.engine.sync_engine, "before_cursor_execute", record)
+        other = sqlite3.connect(str(tm.engine.url.database), timeout=0, isolation_level=None)
         try:
             async with tm.transaction(read_only=read_only) as session:
+                # Begun at once (not at the first write): BEGIN IMMEDIATE holds the write
+                # lock from the start, a read-only plain BEGIN does not.
+                assert session.in_transaction()
+                if takes_write_lock:
+                    with pytest.raises(sqlite3.OperationalError, match="locked"):
+                        other.execute("BEGIN IMMEDIATE")
+                else:
+                    other.execute("BEGIN IMMEDIATE")
+                    other.execute("ROLLBACK")
                 await session.execute(select(Account))
         finally:
-            event.remove(tm.engine.sync_engine, "before_cursor_execute", record)
-        assert statements[0] == begin
+            other.close()
 
     @pytest.mark.backends("sqlite")
     async def test_concurrent_sqlite_writers_that_read_first_queue_instead_of_failing(

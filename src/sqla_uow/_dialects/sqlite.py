@@ -23,10 +23,12 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy import column as sql_column
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.types import TypeEngine
 
 from sqla_uow._compat import (
     on_connect_isolation_level,
+    run_in_sqlite3_thread,
     sqlite3_connection,
     sqlite_autocommit,
     sqlite_error_code,
@@ -177,7 +179,16 @@ class SQLiteBackend(Backend):
             pending = Backend.pending_restores(conn.info)
             if not any(s.startswith("PRAGMA busy") for s in pending):
                 Backend.restore_at_checkin(conn.info, f"PRAGMA busy_timeout = {int(previous)}")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_IMMEDIATE_OPTION) else "BEGIN")
+        begin = "BEGIN IMMEDIATE" if options.get(_IMMEDIATE_OPTION) else "BEGIN"
+        try:
+            # One hop to the driver's thread instead of a statement's three.
+            done = run_in_sqlite3_thread(dbapi_connection, lambda raw: raw.execute(begin))
+        except sqlite3.Error as error:
+            raise sa_exc.DBAPIError.instance(
+                begin, None, error, sqlite3.Error, dialect=conn.dialect
+            ) from error
+        if not done:
+            conn.exec_driver_sql(begin)
 
     # -- statements -------------------------------------------------------------------
     # create_many: SQLite has no ordered form of insertmanyvalues, so the statement
