@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from sqla_uow._compat import (
+    column_annotations,
     flushed_states,
     on_connect_isolation_level,
     pool_max_overflow,
@@ -156,3 +157,14 @@ class TestTransactionReads:
                 await session.flush()
                 states = flushed_states(session.sync_session)
             assert {state.obj() for state in states} == {one, two}
+
+
+class TestReads:
+    def test_reads_the_attribute_key_and_mapper_a_column_expression_carries(self) -> None:
+        annotations = column_annotations(_Note.text.expression)
+        assert annotations["proxy_key"] == "text"
+        assert annotations["parententity"] is _Note.__mapper__
+
+    def test_reads_no_annotations_of_a_plain_table_column_or_other_object(self) -> None:
+        assert "proxy_key" not in column_annotations(_Note.__table__.c.text)
+        assert column_annotations("text") == {}

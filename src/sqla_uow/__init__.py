@@ -26,7 +26,7 @@ from ._pagination import CursorPage, Page
 from ._pgbouncer import pgbouncer_options
 from ._protocol import Repository
 from ._repository import AsyncRepository
-from ._transactions import Propagation, TransactionManager
+from ._transactions import Propagation, TransactionManager, TransactionScope
 from ._uow import AbstractUnitOfWork, SQLAlchemyUnitOfWork
 from .exceptions import (
     ConflictError,
@@ -68,6 +68,7 @@ __all__ = [
     "TransactionError",
     "TransactionManager",
     "TransactionRequiredError",
+    "TransactionScope",
     "UnsupportedDialectError",
     "__version__",
     "current_manager",

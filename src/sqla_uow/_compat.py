@@ -9,7 +9,7 @@ this module calls these functions instead of reading underscore attributes.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.util import await_only
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import Pool
 
 __all__ = [
+    "column_annotations",
     "flushed_states",
     "on_connect_isolation_level",
     "pool_max_overflow",
@@ -106,3 +107,16 @@ def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
         flushed.update(getattr(transaction, "_dirty", None) or ())
         transaction = getattr(transaction, "_parent", None)
     return flushed
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+def column_annotations(expression: object) -> Mapping[str, Any]:
+    """The ORM annotations of a column expression (``proxy_key``, ``parententity``).
+
+    ``User.name.expression`` carries the attribute's key and mapper there; empty for
+    anything else.
+    """
+    found: object = getattr(expression, "_annotations", None)
+    return found if isinstance(found, Mapping) else {}

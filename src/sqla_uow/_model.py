@@ -17,6 +17,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ColumnProperty, Mapper, QueryableAttribute
 from sqlalchemy.schema import Column, Table, UniqueConstraint
 
+from ._compat import column_annotations
 from ._values import ValueRule, rule_for_type
 from .exceptions import InvalidFieldError
 
@@ -298,7 +299,7 @@ def mapped_key(model: type[Any], expression: object) -> str | None:
     for name, prop in meta.filterable.items():
         if any(expression is col for col in prop.columns):
             return name
-    annotations: Mapping[str, Any] = getattr(expression, "_annotations", {})
+    annotations = column_annotations(expression)
     key: Any = annotations.get("proxy_key")
     entity: Any = annotations.get("parententity")
     if (

@@ -85,7 +85,17 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
     """The context manager `TransactionManager.transaction` returns.
 
     ``async with`` it to get the session (``None`` for a scope without a transaction).
-    A scope is entered once; `began_transaction` and `joined` tell what it did.
+    A scope is entered once; `began_transaction` and `joined` tell what it did. Units
+    of work use `commit_and_continue` / `rollback_and_continue` for ``uow.commit()``
+    and ``uow.rollback()``.
+
+    Example:
+        ```python
+        scope = tm.transaction()
+        async with scope as session:
+            session.add(User(email="ann@example.com"))
+        assert scope.began_transaction  # it committed its own transaction
+        ```
     """
 
     def __init__(
@@ -407,6 +417,11 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         set_level(frame, fresh)
 
     async def rollback_and_continue(self) -> None:
+        """Roll back the work so far and go on in a new transaction (or savepoint).
+
+        A joined scope cannot roll back on its own: it marks the transaction
+        rollback-only. The on_commit callbacks registered since the last commit are dropped.
+        """
         frame = self._require_innermost("rollback()")
         assert frame.tx is not None
         assert frame.level is not None
