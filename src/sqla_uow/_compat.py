@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy.util import await_only
 
@@ -118,5 +118,5 @@ def column_annotations(expression: object) -> Mapping[str, Any]:
     ``User.name.expression`` carries the attribute's key and mapper there; empty for
     anything else.
     """
-    found: object = getattr(expression, "_annotations", None)
-    return found if isinstance(found, Mapping) else {}
+    found: Any = getattr(expression, "_annotations", None)
+    return cast("Mapping[str, Any]", found) if isinstance(found, Mapping) else {}
