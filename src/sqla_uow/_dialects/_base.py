@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from sqlalchemy import ColumnElement, event
+from sqlalchemy import ColumnElement, Insert, event
+from sqlalchemy.dialects.postgresql import dml as pg_dml
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import Column
+from sqlalchemy.sql import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
-from sqla_uow.exceptions import ConflictKind, IllegalTransactionStateError
+from sqla_uow.exceptions import ConflictKind, IllegalTransactionStateError, UnsupportedDialectError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.pool import ConnectionPoolEntry
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Insert
-from sqlalchemy.schema import Column
-from sqlalchemy.sql import FromClause, Select
-
-from sqla_uow.exceptions import UnsupportedDialectError
-
-if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
 
-__all__ = ["Backend", "rows_per_statement"]
+__all__ = ["Backend", "on_conflict", "rows_per_statement"]
 
 _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
@@ -324,3 +319,27 @@ def rows_per_statement(
     by_limit = max(1, max_parameters // max(1, params_per_row))
     wanted = chunk_size if chunk_size is not None else default
     return by_limit if wanted is None else max(1, min(wanted, by_limit))
+
+
+_OnConflictInsert = TypeVar("_OnConflictInsert", pg_dml.Insert, sqlite_dml.Insert)
+
+
+def on_conflict(
+    statement: _OnConflictInsert,
+    meta: ModelMeta,
+    conflict: Sequence[str],
+    targets: Sequence[str],
+    source: tuple[Sequence[Column[Any]], Select[Any]] | None,
+) -> _OnConflictInsert:
+    """*statement* (PostgreSQL's or SQLite's ``insert()``) as ``ON CONFLICT (conflict) DO
+    UPDATE SET`` each of *targets* to the excluded row's value, or ``DO NOTHING`` without
+    targets; rows from *source* (columns, select) when given."""
+    if source is not None:
+        statement = statement.from_select(list(source[0]), source[1])
+    index_elements = [meta.columns[name] for name in conflict]
+    if not targets:
+        return statement.on_conflict_do_nothing(index_elements=index_elements)
+    return statement.on_conflict_do_update(
+        index_elements=index_elements,
+        set_={meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets},
+    )

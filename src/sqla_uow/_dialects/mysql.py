@@ -20,7 +20,6 @@ from ._diagnostics import constraint_columns, mapper_or_none
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
 
 __all__ = ["MySQLBackend"]

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ColumnElement, any_, bindparam, text
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.compiler import compiles
-
-from sqla_uow.exceptions import ConflictKind
-
-from ._base import Backend, rows_per_statement
-from ._diagnostics import constraint_columns, sqlstate
-from ._elements import NullFlag, native_null_flag
-
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
-
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -32,20 +18,34 @@ from sqlalchemy import (
     Interval,
     Numeric,
     String,
+    Text,
     Time,
     Uuid,
+    any_,
+    bindparam,
+    case,
     cast,
     column,
+    extract,
     func,
     select,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import FromClause, Select
 
+from sqla_uow.exceptions import ConflictKind
+
+from ._base import Backend, on_conflict, rows_per_statement
+from ._diagnostics import constraint_columns, sqlstate
+from ._elements import NullFlag, native_null_flag
 from ._values import shaped_values
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
     from sqla_uow._model import ModelMeta
 
 __all__ = ["PostgreSQLBackend"]
@@ -95,21 +95,16 @@ class PostgreSQLBackend(Backend):
         return f"__asyncpg_{uuid.uuid4().hex}__"
 
     async def primary_position(self, connection: AsyncConnection) -> int:
-        found = await connection.scalar(text("SELECT pg_current_wal_lsn()::text"))
+        found = await connection.scalar(select(cast(func.pg_current_wal_lsn(), Text)))
         return self.parse_lsn(str(found))
 
     async def replica_position(self, connection: AsyncConnection) -> tuple[int | None, Any]:
-        row = (
-            await connection.execute(
-                text(
-                    "SELECT pg_last_wal_replay_lsn()::text, CASE WHEN pg_last_wal_receive_lsn()"
-                    " = pg_last_wal_replay_lsn() THEN 0 ELSE EXTRACT(EPOCH FROM now() - "
-                    "pg_last_xact_replay_timestamp()) END"
-                )
-            )
-        ).one()
-        replayed, lag = row
-        return (None if replayed is None else self.parse_lsn(replayed)), lag
+        replayed_lsn = func.pg_last_wal_replay_lsn()
+        behind = extract("epoch", func.now() - func.pg_last_xact_replay_timestamp())
+        lag_seconds = case((func.pg_last_wal_receive_lsn() == replayed_lsn, 0), else_=behind)
+        row = (await connection.execute(select(cast(replayed_lsn, Text), lag_seconds))).one()
+        replayed: Any = row[0]  # NULL on a server that is not a standby
+        return (None if replayed is None else self.parse_lsn(replayed)), row[1]
 
     # -- statements -------------------------------------------------------------------
     # update_many: UPDATE ... FROM a row source (asyncpg reports no row count for an
@@ -222,18 +217,7 @@ class PostgreSQLBackend(Backend):
     ) -> Insert:
         """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET`` / ``DO NOTHING``."""
         assert meta.table is not None
-        statement = pg_insert(meta.table)
-        if source is not None:
-            statement = statement.from_select(list(source[0]), source[1])
-        index_elements = [meta.columns[name] for name in conflict]
-        if not targets:
-            return statement.on_conflict_do_nothing(index_elements=index_elements)
-        return statement.on_conflict_do_update(
-            index_elements=index_elements,
-            set_={
-                meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets
-            },
-        )
+        return on_conflict(pg_insert(meta.table), meta, conflict, targets, source)
 
     # -- errors -----------------------------------------------------------------------
     # SQLSTATEs, which asyncpg and psycopg both report.

@@ -14,16 +14,26 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Insert,
     String,
     Time,
     bindparam,
+    column,
     event,
     func,
+    insert,
+    literal,
+    literal_column,
     select,
+    table,
+    true,
     type_coerce,
 )
 from sqlalchemy import column as sql_column
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.schema import Column
+from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
 
 from sqla_uow._compat import (
@@ -36,31 +46,15 @@ from sqla_uow._compat import (
 )
 from sqla_uow.exceptions import ConflictKind, IllegalTransactionStateError
 
-from ._base import Backend
+from ._base import Backend, on_conflict
 from ._diagnostics import constraint_columns, named_constraint
+from ._values import shaped_values
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncConnection
     from sqlalchemy.pool import ConnectionPoolEntry
-from typing import TYPE_CHECKING
 
-from sqlalchemy import (
-    Insert,
-    column,
-    insert,
-    literal,
-    literal_column,
-    table,
-    true,
-)
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.schema import Column
-from sqlalchemy.sql import Select
-
-from ._values import shaped_values
-
-if TYPE_CHECKING:
     from sqla_uow._model import ModelMeta
 
 __all__ = ["SQLiteBackend"]
@@ -270,18 +264,7 @@ class SQLiteBackend(Backend):
     ) -> Insert:
         """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET`` / ``DO NOTHING``."""
         assert meta.table is not None
-        statement = sqlite_insert(meta.table)
-        if source is not None:
-            statement = statement.from_select(list(source[0]), source[1])
-        index_elements = [meta.columns[name] for name in conflict]
-        if not targets:
-            return statement.on_conflict_do_nothing(index_elements=index_elements)
-        return statement.on_conflict_do_update(
-            index_elements=index_elements,
-            set_={
-                meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets
-            },
-        )
+        return on_conflict(sqlite_insert(meta.table), meta, conflict, targets, source)
 
     # -- errors -----------------------------------------------------------------------
     # sqlite3's extended result codes (https://www.sqlite.org/rescode.html).
