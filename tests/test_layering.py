@@ -71,6 +71,17 @@ def test_the_dialect_layer_imports_nothing_above_it_at_run_time() -> None:
     assert found == []
 
 
+def test_other_modules_reach_the_dialect_layer_through_its_package_only() -> None:
+    found = [
+        f"{path.relative_to(PACKAGE)}: from {node.module}"
+        for path in _modules()
+        if DIALECTS not in path.parents
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and "_dialects._" in node.module
+    ]
+    assert found == []
+
+
 def test_the_fakes_import_no_private_name_of_another_module() -> None:
     found: list[str] = []
     for path in sorted((PACKAGE / "testing").glob("*.py")):

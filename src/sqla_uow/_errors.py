@@ -16,8 +16,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from ._dialects import Backend, backend_classes
-from ._dialects._diagnostics import sqlstate
+from ._dialects import Backend, backend_classes, sqlstate
 from .exceptions import ConflictError, ConflictKind
 
 __all__ = [

@@ -14,7 +14,7 @@ from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from ._dialects._elements import NullFlag
+from ._dialects import NullFlag
 from ._filters import choices_text, column_expression
 from ._model import mapped_key, model_meta
 from .exceptions import InvalidFieldError

@@ -18,11 +18,20 @@ import weakref
 from sqlalchemy.engine import Dialect
 
 from ._base import Backend, rows_per_statement
+from ._diagnostics import sqlstate
+from ._elements import NullFlag
 from .mysql import MySQLBackend
 from .postgresql import PostgreSQLBackend
 from .sqlite import SQLiteBackend
 
-__all__ = ["Backend", "backend_classes", "backend_for", "rows_per_statement"]
+__all__ = [
+    "Backend",
+    "NullFlag",
+    "backend_classes",
+    "backend_for",
+    "rows_per_statement",
+    "sqlstate",
+]
 
 _BACKENDS: dict[str, type[Backend]] = {
     "sqlite": SQLiteBackend,
