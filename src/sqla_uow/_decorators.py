@@ -33,6 +33,7 @@ def transactional(
     retries: int = ...,
     retry_base_delay: float = ...,
     retry_max_delay: float = ...,
+    no_rollback_for: tuple[type[BaseException], ...] = ...,
 ) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]: ...
 
 
@@ -45,6 +46,7 @@ def transactional(
     retries: int = 0,
     retry_base_delay: float = 0.05,
     retry_max_delay: float = 2.0,
+    no_rollback_for: tuple[type[BaseException], ...] = (),
 ) -> Any:
     """Run the decorated coroutine function inside a transaction scope.
 
@@ -91,6 +93,12 @@ def transactional(
         retries: How many times to re-run the function after a retryable failure.
         retry_base_delay: Backoff base in seconds.
         retry_max_delay: Upper bound of one backoff delay in seconds.
+        no_rollback_for: Exception classes that leave the function without rolling
+            back (Spring's ``noRollbackFor``): the scope exits as if the function had
+            returned, so a transaction it began commits (a joined one is left to commit
+            with its owner), and then the exception is raised, never retried. Work that
+            a database error made rollback-only still cannot commit: that raises
+            `RollbackOnlyError`.
 
     Returns:
         The decorated function (bare ``@transactional``), or a decorator; the decorated
@@ -122,6 +130,10 @@ def transactional(
         )
     if type(retries) is not int or retries < 0:
         raise ValueError(f"retries must be an int >= 0, not {retries!r}")
+    if not _exception_classes(no_rollback_for):
+        raise TypeError(
+            f"no_rollback_for must be a tuple of exception classes, not {no_rollback_for!r}"
+        )
     if retry_base_delay < 0 or retry_max_delay < 0:
         raise ValueError(
             "retry_base_delay and retry_max_delay must be >= 0, not "
@@ -156,9 +168,18 @@ def transactional(
             retries,
             retry_base_delay,
             retry_max_delay,
+            no_rollback_for,
         )
 
     return decorate
+
+
+def _exception_classes(value: object) -> bool:
+    """Whether *value* is a tuple of exception classes (checked whatever its annotation)."""
+    if not isinstance(value, tuple):
+        return False
+    items: tuple[object, ...] = value  # pyright: ignore[reportUnknownVariableType]
+    return all(isinstance(item, type) and issubclass(item, BaseException) for item in items)
 
 
 def _decorate(
@@ -170,6 +191,7 @@ def _decorate(
     retries: int,
     retry_base_delay: float,
     retry_max_delay: float,
+    no_rollback_for: tuple[type[BaseException], ...] = (),
 ) -> Callable[_P, Coroutine[Any, Any, _R]]:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(
@@ -187,12 +209,19 @@ def _decorate(
                 isolation_level=isolation_level,
                 read_only=read_only,
             )
+            escaped: BaseException | None = None
             try:
                 async with scope:
-                    return await fn(*args, **kwargs)
+                    try:
+                        return await fn(*args, **kwargs)
+                    except no_rollback_for as exc:
+                        escaped = exc  # the scope exits cleanly: it commits
             except Exception as exc:
                 if attempt >= retries or not scope.began_transaction or not is_retryable_error(exc):
                     raise
+            else:
+                assert escaped is not None
+                raise escaped
             delay = min(retry_max_delay, retry_base_delay * (2**attempt))
             attempt += 1
             await asyncio.sleep(random.uniform(0, delay))

@@ -138,6 +138,45 @@ class TestDecoration:
             await fail()
         assert await balances(tm.engine) == {}
 
+    async def test_commits_when_an_exception_of_no_rollback_for_escapes(
+        self, tm: TransactionManager
+    ) -> None:
+        class Declined(Exception):
+            pass
+
+        @transactional(tm, no_rollback_for=(Declined,))
+        async def record_attempt(name: str, *, fail: type[Exception] | None) -> None:
+            tm.session.add(Account(name=name))
+            if fail is not None:
+                raise fail("declined")
+
+        with pytest.raises(Declined, match="declined"):
+            await record_attempt("Ann", fail=Declined)
+        with pytest.raises(ValueError, match="declined"):
+            await record_attempt("Bob", fail=ValueError)
+        assert await balances(tm.engine) == {"Ann": 0}
+
+    async def test_no_rollback_for_in_a_joined_call_leaves_the_transaction_to_commit(
+        self, tm: TransactionManager
+    ) -> None:
+        @transactional(tm, no_rollback_for=(LookupError,))
+        async def lookup() -> None:
+            tm.session.add(Account(name="Ann"))
+            raise KeyError("missing")
+
+        async with tm.transaction():
+            with pytest.raises(KeyError):
+                await lookup()
+            tm.session.add(Account(name="Bob"))
+        assert await balances(tm.engine) == {"Ann": 0, "Bob": 0}
+
+    def test_no_rollback_for_takes_a_tuple_of_exception_classes(
+        self, tm: TransactionManager
+    ) -> None:
+        for wrong in (ValueError, (ValueError, "x"), [KeyError]):
+            with pytest.raises(TypeError, match="no_rollback_for"):
+                transactional(tm, no_rollback_for=wrong)  # type: ignore[arg-type]
+
     async def test_applies_propagation(self, tm: TransactionManager) -> None:
         @transactional(tm, propagation=Propagation.MANDATORY)
         async def needs_a_transaction() -> None:

@@ -432,6 +432,39 @@ class TransactionManager:
             )
         frame.level.callbacks.append(callback)
 
+    def on_rollback(self, callback: OnCommitCallback) -> None:
+        """Run *callback* after the work of the current scope is rolled back.
+
+        For compensating actions, such as deleting a file uploaded in the transaction.
+        It belongs to the innermost level (a NESTED scope's savepoint, else the
+        transaction) and runs when that level rolls back: an exception leaving the scope,
+        rollback-only, ``uow.rollback()``, a failed COMMIT. A released savepoint hands
+        its callbacks to the enclosing level. They are dropped at COMMIT and when the
+        COMMIT's outcome is unknown. They run in order (coroutine functions awaited),
+        after the ROLLBACK, outside the scope of a transaction; exceptions are logged.
+
+        Raises:
+            TransactionRequiredError: no transaction is active in this task.
+            TypeError: *callback* is not callable.
+
+        Example:
+            ```python
+            async with tm.transaction() as session:
+                path = await storage.save(upload)
+                tm.on_rollback(lambda: storage.delete(path))
+                session.add(Document(path=path))
+            ```
+        """
+        if not callable(callback):
+            raise TypeError(f"on_rollback() needs a callable, not {callback!r}")
+        frame = self._active_frame()
+        if frame is None or frame.level is None:
+            raise TransactionRequiredError(
+                "on_rollback() needs an active transaction: "
+                + why_none(self._var.get(), current_task())
+            )
+        frame.level.rollback_callbacks.append(callback)
+
 
 def _engine_and_sessionmaker(
     bind: str | URL | AsyncEngine | async_sessionmaker[AsyncSession],

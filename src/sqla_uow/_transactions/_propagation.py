@@ -36,8 +36,10 @@ __all__ = [
     "mark_rollback_only",
     "normalize_isolation",
     "open_transactions",
+    "release_into_parent",
     "rollback_only_error",
     "run_callbacks",
+    "run_rollback_callbacks",
     "set_level",
     "why_none",
 ]
@@ -105,6 +107,9 @@ class Level:
 
     parent: Level | None
     callbacks: list[OnCommitCallback] = field(default_factory=_no_callbacks)
+    rollback_callbacks: list[OnCommitCallback] = field(default_factory=_no_callbacks)
+    """`TransactionManager.on_rollback` callbacks of this level and of the savepoints
+    released into it."""
     rollback_only: bool = False
     rollback_cause: BaseException | None = None
 
@@ -218,14 +223,33 @@ def why_none(frame: Frame | None, task: asyncio.Task[Any] | None) -> str:
     return "use `async with tm.transaction():` or @transactional(tm) to begin one"
 
 
-async def run_callbacks(callbacks: list[OnCommitCallback]) -> None:
-    """Run on_commit callbacks in order; log (not raise) the exceptions they raise."""
+async def run_callbacks(callbacks: list[OnCommitCallback], *, rolled_back: bool = False) -> None:
+    """Run on_commit (or, *rolled_back*, on_rollback) callbacks in order; log (not raise)
+    the exceptions they raise."""
     for callback in callbacks:
         try:
             result = callback()
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            logger.exception(
-                "on_commit callback %r failed; the transaction was committed", callback
-            )
+            if rolled_back:
+                logger.exception(
+                    "on_rollback callback %r failed; the work was rolled back", callback
+                )
+            else:
+                logger.exception(
+                    "on_commit callback %r failed; the transaction was committed", callback
+                )
+
+
+async def run_rollback_callbacks(level: Level) -> None:
+    """Run the on_rollback callbacks of *level*, which was just rolled back."""
+    callbacks, level.rollback_callbacks = level.rollback_callbacks, []
+    await run_callbacks(callbacks, rolled_back=True)
+
+
+def release_into_parent(level: Level) -> None:
+    """Hand the callbacks of a released savepoint's *level* over to its parent level."""
+    if level.parent is not None:
+        level.parent.callbacks.extend(level.callbacks)
+        level.parent.rollback_callbacks.extend(level.rollback_callbacks)

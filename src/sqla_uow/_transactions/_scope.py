@@ -37,7 +37,10 @@ from ._propagation import (
     mark_rollback_only,
     normalize_isolation,
     open_transactions,
+    release_into_parent,
     rollback_only_error,
+    run_callbacks,
+    run_rollback_callbacks,
     set_level,
     why_none,
 )
@@ -286,8 +289,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
                     if self._joined_savepoint:
                         mark_rollback_only(level.parent, error)
                     raise
-                if level.parent is not None:
-                    level.parent.callbacks.extend(level.callbacks)
+                release_into_parent(level)
                 return
             await self._rollback_savepoint(nested, level, exc)
             if exc is None and level.rollback_only and not self.discard_on_exit:
@@ -310,7 +312,11 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             # the enclosing transaction cannot commit either.
             logger.debug("rolling back a savepoint failed", exc_info=True)
             mark_rollback_only(level.parent, cause)
+            if level.parent is not None:  # they run when the enclosing transaction rolls back
+                level.parent.rollback_callbacks.extend(level.rollback_callbacks)
+                level.rollback_callbacks = []
             return False
+        await run_rollback_callbacks(level)
         return True
 
     async def _exit_root(self, exc: BaseException | None) -> None:
@@ -321,10 +327,12 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         tx, level = frame.tx, frame.level
         session = tx.session
         callbacks: list[OnCommitCallback] = []
+        undone: list[OnCommitCallback] = []
         try:
             if exc is not None or level.rollback_only or self.discard_on_exit:
                 level.callbacks.clear()
                 await shielded(discard(session, invalidate=False))
+                undone = level.rollback_callbacks
                 if exc is None and level.rollback_only and not self.discard_on_exit:
                     raise rollback_only_error(level, "transaction")
                 self._transactions.raise_if_locked(tx, exc)
@@ -333,6 +341,8 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
                 await commit(tx)
             except BaseException as error:
                 level.callbacks.clear()
+                if not is_outcome_unknown(error):
+                    undone = level.rollback_callbacks
                 self._transactions.raise_if_locked(tx, error)
                 raise
             callbacks = level.callbacks
@@ -340,6 +350,8 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         finally:
             self._transactions.end(tx)
             self._pop()
+            # Like on_commit callbacks, outside the scope (after its frame is gone).
+            await run_callbacks(undone, rolled_back=True)
         await self._transactions.committed(callbacks)
 
     # -- used by the unit of work
@@ -387,8 +399,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
                     self._nested = await session.begin_nested()
                     set_level(frame, Level(parent=level.parent))
                 raise
-            if level.parent is not None:
-                level.parent.callbacks.extend(level.callbacks)
+            release_into_parent(level)
             self._nested = await session.begin_nested()
             set_level(frame, Level(parent=level.parent))
             return
@@ -398,6 +409,8 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         except BaseException as error:
             level.callbacks.clear()
             self._transactions.end(tx)
+            if not is_outcome_unknown(error):
+                await run_rollback_callbacks(level)
             if isinstance(error, Exception) and not is_outcome_unknown(error):
                 fresh = frame.level = Level(parent=None)
                 frame.tx = await self._begin_root(session)
@@ -420,7 +433,8 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         """Roll back the work so far and go on in a new transaction (or savepoint).
 
         A joined scope cannot roll back on its own: it marks the transaction
-        rollback-only. The on_commit callbacks registered since the last commit are dropped.
+        rollback-only. The on_commit callbacks registered since the last commit are dropped;
+        the on_rollback ones run.
         """
         frame = self._require_innermost("rollback()")
         assert frame.tx is not None
@@ -434,6 +448,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         if self._kind == "nested":
             assert self._nested is not None
             await shielded(self._nested.rollback())
+            await run_rollback_callbacks(level)
             self._nested = await session.begin_nested()
             set_level(frame, Level(parent=level.parent))
             return
@@ -442,6 +457,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             await shielded(rollback(session))
         finally:
             self._transactions.end(tx)
+        await run_rollback_callbacks(level)
         fresh = frame.level = Level(parent=None)
         frame.tx = await self._begin_root(session)
         set_level(frame, fresh)
