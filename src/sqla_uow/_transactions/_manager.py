@@ -440,8 +440,9 @@ class TransactionManager:
         transaction) and runs when that level rolls back: an exception leaving the scope,
         rollback-only, ``uow.rollback()``, a failed COMMIT. A released savepoint hands
         its callbacks to the enclosing level. They are dropped at COMMIT and when the
-        COMMIT's outcome is unknown. They run in order (coroutine functions awaited),
-        after the ROLLBACK, outside the scope of a transaction; exceptions are logged.
+        COMMIT's outcome is unknown. They run in order (coroutine functions awaited)
+        after the ROLLBACK, once the scope has exited if its exit rolled back; a
+        callback's exception is logged.
 
         Raises:
             TransactionRequiredError: no transaction is active in this task.
