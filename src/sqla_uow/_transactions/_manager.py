@@ -32,6 +32,7 @@ from ._begin import EngineTransactions
 from ._hooks import install_engine_hooks
 from ._propagation import (
     Frame,
+    Level,
     OnCommitCallback,
     Propagation,
     PropagationWithTransaction,
@@ -422,15 +423,7 @@ class TransactionManager:
                 tm.on_commit(lambda: mailer.send_confirmation(order.id))
             ```
         """
-        if not callable(callback):
-            raise TypeError(f"on_commit() needs a callable, not {callback!r}")
-        frame = self._active_frame()
-        if frame is None or frame.level is None:
-            raise TransactionRequiredError(
-                "on_commit() needs an active transaction: "
-                + why_none(self._var.get(), current_task())
-            )
-        frame.level.callbacks.append(callback)
+        self._level_for("on_commit", callback).callbacks.append(callback)
 
     def on_rollback(self, callback: OnCommitCallback) -> None:
         """Run *callback* after the work of the current scope is rolled back.
@@ -456,15 +449,19 @@ class TransactionManager:
                 session.add(Document(path=path))
             ```
         """
+        self._level_for("on_rollback", callback).rollback_callbacks.append(callback)
+
+    def _level_for(self, method: str, callback: object) -> Level:
+        """The innermost level of the active transaction, for *method* to register *callback*."""
         if not callable(callback):
-            raise TypeError(f"on_rollback() needs a callable, not {callback!r}")
+            raise TypeError(f"{method}() needs a callable, not {callback!r}")
         frame = self._active_frame()
         if frame is None or frame.level is None:
             raise TransactionRequiredError(
-                "on_rollback() needs an active transaction: "
+                f"{method}() needs an active transaction: "
                 + why_none(self._var.get(), current_task())
             )
-        frame.level.rollback_callbacks.append(callback)
+        return frame.level
 
 
 def _engine_and_sessionmaker(
