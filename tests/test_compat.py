@@ -25,6 +25,7 @@ from sqla_uow._compat import (
     on_connect_isolation_level,
     pool_max_overflow,
     run_in_sqlite3_thread,
+    session_is_clean,
     sqlite3_connection,
     sqlite_autocommit,
     sqlite_error_code,
@@ -157,6 +158,24 @@ class TestTransactionReads:
                 await session.flush()
                 states = flushed_states(session.sync_session)
             assert {state.obj() for state in states} == {one, two}
+
+    async def test_tells_whether_a_session_has_anything_to_flush(
+        self, sqlite_engine: AsyncEngine
+    ) -> None:
+        async with sqlite_engine.begin() as conn:
+            await conn.run_sync(_Base.metadata.create_all)
+        async with AsyncSession(sqlite_engine) as session, session.begin():
+            assert session_is_clean(session.sync_session)
+            session.add(_Note(id=1, text="one"))
+            assert not session_is_clean(session.sync_session)
+            await session.flush()
+            assert session_is_clean(session.sync_session)
+            note = await session.get_one(_Note, 1)
+            note.text = "changed"
+            assert not session_is_clean(session.sync_session)
+            await session.flush()
+            await session.delete(note)
+            assert not session_is_clean(session.sync_session)
 
 
 class TestReads:

@@ -25,6 +25,7 @@ __all__ = [
     "on_connect_isolation_level",
     "pool_max_overflow",
     "run_in_sqlite3_thread",
+    "session_is_clean",
     "sqlite3_connection",
     "sqlite_autocommit",
     "sqlite_error_code",
@@ -107,6 +108,16 @@ def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
         flushed.update(getattr(transaction, "_dirty", None) or ())
         transaction = getattr(transaction, "_parent", None)
     return flushed
+
+
+def session_is_clean(sync_session: Session) -> bool:
+    """Whether the session has nothing to flush (``Session._is_clean()``).
+
+    ``False`` when SQLAlchemy no longer has the method: the caller flushes, which is
+    always correct.
+    """
+    is_clean: Any = getattr(sync_session, "_is_clean", None)
+    return bool(is_clean()) if callable(is_clean) else False
 
 
 # -- reads ----------------------------------------------------------------------------

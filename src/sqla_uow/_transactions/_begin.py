@@ -169,8 +169,8 @@ class EngineTransactions:
             )
             if isolation_level is not None and applies:
                 options["isolation_level"] = isolation_level
-            if not session.in_transaction():
-                await session.begin()
+            # connection() begins the session's transaction itself (autobegin): no
+            # separate begin() and its trip through a greenlet.
             self._blocked_holders += waiting
             try:
                 connection = await session.connection(execution_options=options or None)

@@ -346,7 +346,10 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
                 self._transactions.raise_if_locked(tx, error)
                 raise
             callbacks = level.callbacks
-            await shielded(session.close())
+            if session.in_transaction():
+                await shielded(session.close())
+            else:  # committed: closing does no I/O, so there is nothing to shield
+                await session.close()
         finally:
             self._transactions.end(tx)
             self._pop()

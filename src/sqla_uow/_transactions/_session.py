@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.attributes import set_committed_value
 
-from sqla_uow._compat import flushed_states
+from sqla_uow._compat import flushed_states, session_is_clean
 from sqla_uow._errors import database_errors
 
 if TYPE_CHECKING:
@@ -71,7 +71,12 @@ def is_outcome_unknown(exc: BaseException) -> bool:
 
 
 async def flush_session(session: AsyncSession) -> None:
-    """Flush *session*; an integrity violation surfaces as `ConflictError`."""
+    """Flush *session*; an integrity violation surfaces as `ConflictError`.
+
+    A session with nothing to flush costs no trip through a greenlet.
+    """
+    if session_is_clean(session.sync_session):
+        return
     with database_errors():
         await session.flush()
 
