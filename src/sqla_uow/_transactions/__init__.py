@@ -25,7 +25,7 @@ the error, that level can only roll back.
 """
 
 from ._manager import TransactionManager, managers_in_scope
-from ._propagation import WITH_TRANSACTION, OnCommitCallback, Propagation
+from ._propagation import WITH_TRANSACTION, OnCommitCallback, Propagation, check_timeout
 from ._scope import TransactionScope
 from ._session import flush_session
 
@@ -35,6 +35,7 @@ __all__ = [
     "Propagation",
     "TransactionManager",
     "TransactionScope",
+    "check_timeout",
     "flush_session",
     "managers_in_scope",
 ]

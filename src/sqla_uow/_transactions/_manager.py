@@ -266,6 +266,7 @@ class TransactionManager:
         propagation: PropagationWithTransaction = ...,
         isolation_level: str | None = ...,
         read_only: bool = ...,
+        timeout: float | None = ...,
     ) -> TransactionScope[AsyncSession]: ...
     @overload
     def transaction(
@@ -274,6 +275,7 @@ class TransactionManager:
         propagation: Propagation,
         isolation_level: str | None = ...,
         read_only: bool = ...,
+        timeout: float | None = ...,
     ) -> TransactionScope[AsyncSession | None]: ...
 
     def transaction(
@@ -282,6 +284,7 @@ class TransactionManager:
         propagation: Propagation = Propagation.REQUIRED,
         isolation_level: str | None = None,
         read_only: bool = False,
+        timeout: float | None = None,
     ) -> TransactionScope[AsyncSession | None]:
         """Open a transaction scope; ``async with`` it to get the session.
 
@@ -296,6 +299,14 @@ class TransactionManager:
                 SQLite: a plain ``BEGIN`` (read-write: ``BEGIN IMMEDIATE``) and ``PRAGMA
                 query_only``; MySQL / MariaDB: ``SET TRANSACTION READ ONLY``). A
                 read-write scope cannot join a read-only transaction.
+            timeout: Seconds (greater than 0) that each statement of the transaction
+                may run or wait for a lock: PostgreSQL ``statement_timeout`` and
+                ``lock_timeout`` (transaction-local), MariaDB ``max_statement_time``,
+                SQLite the busy timeout (also for the lock at ``BEGIN``); the session's
+                own settings come back when the transaction ends. A statement stopped
+                by it raises `TransactionTimeoutError`. A scope that joins (REQUIRED,
+                NESTED) may shorten the timeout in force until its end, never lengthen
+                it. Not applied under a savepoint manager (the ``sqla_uow_tm`` fixture).
 
         Returns:
             The `TransactionScope`: an async context manager yielding the
@@ -305,7 +316,9 @@ class TransactionManager:
             ValueError: an unknown isolation level (names the valid ones), or an
                 invalid *propagation*.
             TypeError: *read_only* is not a bool.
-            UnsupportedDialectError: ``read_only`` on a database without support.
+            InvalidFieldError: *timeout* is not a number of seconds greater than 0.
+            UnsupportedDialectError: ``read_only`` or ``timeout`` on a database without
+                support (MySQL has no ``max_statement_time``: raised at ``async with``).
             IllegalTransactionStateError: (at ``async with``) the scope cannot begin,
                 join or suspend as asked; see the class documentation for SQLite and
                 for pools that cannot hand out another connection.
@@ -331,7 +344,11 @@ class TransactionManager:
             )
         level = self._transactions.check_isolation_level(isolation_level)
         self._transactions.check_read_only(read_only)
-        return TransactionScope(self._transactions, self._var, propagation, level, read_only)
+        if timeout is not None:
+            timeout = self._transactions.check_timeout(timeout)
+        return TransactionScope(
+            self._transactions, self._var, propagation, level, read_only, timeout
+        )
 
     # -- ambient scope
 
