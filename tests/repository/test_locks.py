@@ -103,7 +103,7 @@ class TestForUpdateChecksItsOptionsBeforeSql:
                 with pytest.raises(InvalidFieldError, match="is not Account") as info:
                     await repo.find_one(id=1, for_update=ForUpdate(of=User.email))
                 assert info.value.field == "of"
-                with pytest.raises(InvalidFieldError, match="of=...\\) is empty"):
+                with pytest.raises(InvalidFieldError, match=r"of=\.\.\.\) is empty"):
                     await repo.list(for_update=ForUpdate(of=[]))
 
     @pytest.mark.backends("mariadb")
@@ -178,6 +178,22 @@ async def holding_ann(tm: TransactionManager) -> AsyncIterator[None]:
         await task
 
 
+async def locking_read(tm: TransactionManager, read: str) -> None:
+    """Ann's row read with *read* under NOWAIT, in a transaction of its own."""
+    nowait = ForUpdate(nowait=True)
+    async with tm.transaction() as session:
+        accounts = Accounts(session)
+        if read == "get_one":
+            await accounts.get_one(1, for_update=nowait)
+        elif read == "find_one":
+            await accounts.find_one(name="Ann", for_update=nowait)
+        elif read == "list":
+            await accounts.list(for_update=nowait)
+        else:
+            async with aclosing(accounts.stream(for_update=nowait)) as rows:
+                [row async for row in rows]
+
+
 @pytest.mark.backends(*LOCKING)
 class TestALockHeldByAnotherTransaction:
     async def test_nowait_raises_lock_not_available_with_the_driver_error_chained(
@@ -194,44 +210,31 @@ class TestALockHeldByAnotherTransaction:
             assert (await Accounts(session).get_one(1, for_update=ForUpdate(nowait=True))).id == 1
 
     async def test_every_locking_read_raises_it(self, tm: TransactionManager) -> None:
-        nowait = ForUpdate(nowait=True)
         async with holding_ann(tm):
             for read in ("get_one", "find_one", "list", "stream"):
                 with pytest.raises(LockNotAvailableError):
-                    async with tm.transaction() as session:
-                        accounts = Accounts(session)
-                        if read == "get_one":
-                            await accounts.get_one(1, for_update=nowait)
-                        elif read == "find_one":
-                            await accounts.find_one(name="Ann", for_update=nowait)
-                        elif read == "list":
-                            await accounts.list(for_update=nowait)
-                        else:
-                            async with aclosing(accounts.stream(for_update=nowait)) as rows:
-                                [row async for row in rows]
+                    await locking_read(tm, read)
 
     async def test_a_plain_session_outside_any_manager_gets_it_too(
         self, engine: AsyncEngine, tm: TransactionManager
     ) -> None:
-        async with holding_ann(tm):
-            async with AsyncSession(engine) as session:
-                with pytest.raises(LockNotAvailableError) as info:
-                    await Accounts(session).list(for_update=ForUpdate(nowait=True))
-                assert info.value.__cause__ is not None
-                await session.rollback()
-                assert await Accounts(session).count() == 3  # usable after the rollback
+        async with holding_ann(tm), AsyncSession(engine) as session:
+            with pytest.raises(LockNotAvailableError) as info:
+                await Accounts(session).list(for_update=ForUpdate(nowait=True))
+            assert info.value.__cause__ is not None
+            await session.rollback()
+            assert await Accounts(session).count() == 3  # usable after the rollback
 
     async def test_skip_locked_leaves_the_locked_rows_out(self, tm: TransactionManager) -> None:
-        async with holding_ann(tm):
-            async with tm.transaction() as session:
-                accounts = Accounts(session)
-                free = await accounts.list(order_by="id", for_update=ForUpdate(skip_locked=True))
-                assert [row.name for row in free] == ["Bob", "Cy"]
-                assert await accounts.find_one(id=1, for_update=ForUpdate(skip_locked=True)) is None
-                # The rows taken are locked in turn: a third transaction skips them too.
-                async with tm.transaction(propagation=Propagation.REQUIRES_NEW) as other:
-                    left = await Accounts(other).list(for_update=ForUpdate(skip_locked=True))
-                    assert left == []
+        async with holding_ann(tm), tm.transaction() as session:
+            accounts = Accounts(session)
+            free = await accounts.list(order_by="id", for_update=ForUpdate(skip_locked=True))
+            assert [row.name for row in free] == ["Bob", "Cy"]
+            assert await accounts.find_one(id=1, for_update=ForUpdate(skip_locked=True)) is None
+            # The rows taken are locked in turn: a third transaction skips them too.
+            async with tm.transaction(propagation=Propagation.REQUIRES_NEW) as other:
+                left = await Accounts(other).list(for_update=ForUpdate(skip_locked=True))
+                assert left == []
 
     @pytest.mark.backends("postgresql")
     async def test_psycopg_reports_it_the_same_way(
@@ -240,15 +243,12 @@ class TestALockHeldByAnotherTransaction:
         url = make_url(database_url).set(drivername="postgresql+psycopg")
         other = create_async_engine(url)
         try:
-            async with holding_ann(tm):
-                async with TransactionManager(other) as tm2:
-                    with pytest.raises(LockNotAvailableError) as info:
-                        async with tm2.transaction() as session:
-                            await Accounts(session).get(1, for_update=ForUpdate(nowait=True))
-                    assert info.value.code == "55P03"
-                    assert type(info.value.__cause__).__module__.startswith(
-                        ("psycopg", "sqlalchemy")
-                    )
+            async with holding_ann(tm), TransactionManager(other) as tm2:
+                with pytest.raises(LockNotAvailableError) as info:
+                    async with tm2.transaction() as session:
+                        await Accounts(session).get(1, for_update=ForUpdate(nowait=True))
+                assert info.value.code == "55P03"
+                assert type(info.value.__cause__).__module__.startswith(("psycopg", "sqlalchemy"))
         finally:
             await other.dispose()
 
