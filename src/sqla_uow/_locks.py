@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql import Select
 
-from .exceptions import InvalidFieldError, UnsupportedDialectError
+from .exceptions import InvalidFieldError
 
 if TYPE_CHECKING:
     from ._dialects import Backend
@@ -131,13 +131,7 @@ def lock_arguments(
     arguments = lock_request(for_update, model)
     if arguments is None or not backend.row_locks:
         return None
-    missing = [name for name in arguments if name not in backend.lock_options]
-    if missing:
-        raise UnsupportedDialectError(
-            f"ForUpdate({missing[0]}=...) is not supported on {backend.name}: "
-            f"{backend.name} takes {_options(backend)}; leave the option out there",
-            dialect=backend.dialect.name,
-        )
+    backend.check_lock_options(arguments)
     return arguments
 
 
@@ -177,9 +171,3 @@ def _lock_targets(of: LockTarget | Sequence[LockTarget], model: type[Any]) -> li
             field="of",
         )
     return list(items)
-
-
-def _options(backend: Backend) -> str:
-    if not backend.lock_options:
-        return "only a plain FOR UPDATE"
-    return "FOR UPDATE with " + ", ".join(sorted(backend.lock_options))

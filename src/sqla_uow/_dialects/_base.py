@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from sqlalchemy import ColumnElement, Insert, event
@@ -340,6 +340,26 @@ class Backend:
     lock_options: ClassVar[frozenset[str]] = frozenset()
     """The `ForUpdate` options the database has: ``nowait``, ``skip_locked``, ``of``,
     ``key_share``."""
+
+    def check_lock_options(self, requested: Iterable[str]) -> None:
+        """Refuse `ForUpdate` options (by name) the database does not have.
+
+        Raises:
+            UnsupportedDialectError: Naming the first such option and the database.
+        """
+        missing = [name for name in requested if name not in self.lock_options]
+        if not missing:
+            return
+        takes = (
+            "FOR UPDATE with " + ", ".join(sorted(self.lock_options))
+            if self.lock_options
+            else "only a plain FOR UPDATE"
+        )
+        raise UnsupportedDialectError(
+            f"ForUpdate({missing[0]}=...) is not supported on {self.name}: {self.name} "
+            f"takes {takes}; leave the option out there",
+            dialect=self.dialect.name,
+        )
 
     integer_bits: ClassVar[int] = 64
     """The width of a plain ``Integer`` column (``SmallInteger`` and ``BigInteger`` are

@@ -116,6 +116,30 @@ class EngineTransactions:
                 dialect=database,
             )
 
+    def check_options(
+        self,
+        propagation: Propagation,
+        isolation_level: str | None,
+        read_only: bool,
+        timeout: float | None,
+    ) -> tuple[str | None, float | None]:
+        """The options of a scope checked: the isolation level and timeout normalised.
+
+        Raises:
+            ValueError: An invalid *propagation* or unknown *isolation_level*.
+            TypeError: *read_only* is not a bool.
+            InvalidFieldError: *timeout* is not a number of seconds greater than 0.
+            UnsupportedDialectError: ``read_only`` or ``timeout`` the database lacks.
+        """
+        if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f"propagation must be a Propagation, not {propagation!r}; choices: "
+                + ", ".join(f"Propagation.{p.name}" for p in Propagation)
+            )
+        level = self.check_isolation_level(isolation_level)
+        self.check_read_only(read_only)
+        return level, None if timeout is None else self.check_timeout(timeout)
+
     def check_timeout(self, timeout: object) -> float:
         """*timeout* as seconds; `InvalidFieldError` / `UnsupportedDialectError` naming why not."""
         seconds = check_timeout(timeout)

@@ -299,14 +299,8 @@ class TransactionManager:
                 SQLite: a plain ``BEGIN`` (read-write: ``BEGIN IMMEDIATE``) and ``PRAGMA
                 query_only``; MySQL / MariaDB: ``SET TRANSACTION READ ONLY``). A
                 read-write scope cannot join a read-only transaction.
-            timeout: Seconds (greater than 0) that each statement of the transaction
-                may run or wait for a lock: PostgreSQL ``statement_timeout`` and
-                ``lock_timeout`` (transaction-local), MariaDB ``max_statement_time``,
-                SQLite the busy timeout (also for the lock at ``BEGIN``); the session's
-                own settings come back when the transaction ends. A statement stopped
-                by it raises `TransactionTimeoutError`. A scope that joins (REQUIRED,
-                NESTED) may shorten the timeout in force until its end, never lengthen
-                it. Not applied under a savepoint manager (the ``sqla_uow_tm`` fixture).
+            timeout: Seconds each statement may run or wait for a lock on the server,
+                else `TransactionTimeoutError`; a joining scope may shorten it, not extend it.
 
         Returns:
             The `TransactionScope`: an async context manager yielding the
@@ -317,8 +311,7 @@ class TransactionManager:
                 invalid *propagation*.
             TypeError: *read_only* is not a bool.
             InvalidFieldError: *timeout* is not a number of seconds greater than 0.
-            UnsupportedDialectError: ``read_only`` or ``timeout`` on a database without
-                support (MySQL has no ``max_statement_time``: raised at ``async with``).
+            UnsupportedDialectError: ``read_only`` or ``timeout`` on a database without them.
             IllegalTransactionStateError: (at ``async with``) the scope cannot begin,
                 join or suspend as asked; see the class documentation for SQLite and
                 for pools that cannot hand out another connection.
@@ -337,18 +330,9 @@ class TransactionManager:
                 account.balance -= 10
             ```
         """
-        if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(
-                f"propagation must be a Propagation, not {propagation!r}; choices: "
-                + ", ".join(f"Propagation.{p.name}" for p in Propagation)
-            )
-        level = self._transactions.check_isolation_level(isolation_level)
-        self._transactions.check_read_only(read_only)
-        if timeout is not None:
-            timeout = self._transactions.check_timeout(timeout)
-        return TransactionScope(
-            self._transactions, self._var, propagation, level, read_only, timeout
-        )
+        txs = self._transactions
+        level, timeout = txs.check_options(propagation, isolation_level, read_only, timeout)
+        return TransactionScope(txs, self._var, propagation, level, read_only, timeout)
 
     # -- ambient scope
 
