@@ -85,6 +85,10 @@ class PostgreSQLBackend(Backend):
 
     supports_timeout: ClassVar[bool] = True
 
+    async def begin_timeout(self, connection: AsyncConnection, seconds: float) -> Any:
+        # Transaction-local: nothing to restore at the transaction's end.
+        return await self.set_timeout(connection, seconds, first=False)
+
     async def set_timeout(self, connection: AsyncConnection, seconds: float, *, first: bool) -> Any:
         """``statement_timeout`` and ``lock_timeout``, transaction-local, in one round trip.
 

@@ -399,6 +399,8 @@ _PREFIX_CODES = {
     "FOREIGN KEY": 787,
     "NOT NULL": 1299,
     "UNIQUE": 2067,
+    "database is locked": 5,  # SQLITE_BUSY's fixed message
+    "database table is locked": 6,  # SQLITE_LOCKED's
 }
 
 
