@@ -75,7 +75,7 @@ class TestForUpdateChecksItsOptionsBeforeSql:
 
     def test_options_are_keyword_only_and_the_value_is_frozen(self) -> None:
         with pytest.raises(TypeError):
-            ForUpdate(True)  # type: ignore[misc]
+            ForUpdate(True)  # type: ignore[call-arg]
         lock = ForUpdate(nowait=True)
         with pytest.raises(AttributeError):
             lock.nowait = False  # type: ignore[misc]
@@ -92,6 +92,11 @@ class TestForUpdateChecksItsOptionsBeforeSql:
                 assert info.value.field == "for_update"
                 with pytest.raises(InvalidFieldError, match="for_update must be"):
                     await repo.list(for_update=1)  # type: ignore[arg-type]
+            fake = InMemoryRepository(Account)
+            await fake.create_many([{"id": 1, "name": "Ann"}, {"id": 2, "name": "Bob"}])
+            lock = ForUpdate(skip_locked=True, of=Account.id)
+            assert [a.name async for a in fake.stream(for_update=lock)] == ["Ann", "Bob"]
+            assert (await fake.get_one(2, for_update=ForUpdate(nowait=True))).name == "Bob"
             assert await Accounts(session).count() == 3  # the transaction goes on
 
     @pytest.mark.backends("sqlite", "postgresql", "mariadb")

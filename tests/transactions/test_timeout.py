@@ -245,6 +245,23 @@ class TestAnInnerScopeMayShortenButNotExtendTheTimeout:
             session.add(Account(name="Ann"))
         assert await default_ms(tm, backend) == before
 
+    async def test_a_joined_scope_left_by_an_exception_leaves_the_reset_to_the_rollback(
+        self, backend: str, tm: TransactionManager
+    ) -> None:
+        before = await default_ms(tm, backend)
+
+        async def fail_inside() -> None:
+            async with tm.transaction(timeout=3) as session:
+                session.add(Account(name="Ann"))
+                async with tm.transaction(timeout=0.3):
+                    raise LookupError("no such shelf")
+
+        with pytest.raises(LookupError):
+            await fail_inside()
+        async with tm.transaction() as session:
+            assert await timeout_ms(session, backend) == before
+            assert await session.scalar(select(Account.name)) is None
+
     @pytest.mark.backends(*SERVERS)
     async def test_a_nested_scope_cut_by_its_timeout_rolls_back_and_the_outer_goes_on(
         self, backend: str, tm: TransactionManager
