@@ -341,9 +341,11 @@ class LockNotAvailableError(TransactionError):
 
     Raised by a read with ``for_update=ForUpdate(nowait=True)`` when a row it selects
     is locked (PostgreSQL SQLSTATE 55P03; MariaDB error 1205, MySQL 3572), and when a
-    wait for a lock outlasts the timeout of the transaction (PostgreSQL's
-    ``lock_timeout``, also SQLSTATE 55P03; MariaDB's ``innodb_lock_wait_timeout``,
-    error 1205). The driver's exception is chained as ``__cause__``. Like any database
+    wait for a lock outlasts a lock timeout the application set itself (PostgreSQL's
+    ``lock_timeout``, also 55P03; MariaDB's ``innodb_lock_wait_timeout``, 1205). Inside
+    ``transaction(timeout=...)`` a lock wait cut off by that timeout raises
+    `TransactionTimeoutError` instead, like any statement that takes too long. The
+    driver's exception is chained as ``__cause__``. Like any database
     error it leaves the transaction rollback-only: retry the work in a new transaction,
     run the locking read in a ``Propagation.NESTED`` scope to go on without it, or use
     ``skip_locked=True`` to pass over locked rows.

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from models.accounts import Account
 from sqla_uow import (
@@ -281,6 +281,25 @@ class TestAnInnerScopeMayShortenButNotExtendTheTimeout:
         async with tm.transaction() as session:
             assert list(await session.scalars(select(Account.name))) == ["Ann"]
         assert await default_ms(tm, backend) == before
+
+
+class TestASavepointManager:
+    async def test_records_the_timeout_but_does_not_apply_it(
+        self, backend: str, engine: AsyncEngine
+    ) -> None:
+        async with engine.connect() as conn:
+            await conn.begin()
+            maker = async_sessionmaker(
+                bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
+            )
+            tm = TransactionManager(maker)
+            async with tm.transaction() as session:
+                before = await timeout_ms(session, backend)
+            async with tm.transaction(timeout=0.2) as session:
+                assert await timeout_ms(session, backend) == before
+                async with tm.transaction(timeout=0.1):
+                    assert await timeout_ms(session, backend) == before
+            await conn.rollback()
 
 
 class TestNoTimeoutCostsNothing:
