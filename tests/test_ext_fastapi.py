@@ -31,7 +31,13 @@ from models.catalog import (
     OrderRepository,
     seed,
 )
-from sqla_uow import NotFoundError, SQLAlchemyUnitOfWork, TransactionManager
+from sqla_uow import (
+    LockNotAvailableError,
+    NotFoundError,
+    SQLAlchemyUnitOfWork,
+    TransactionManager,
+    TransactionTimeoutError,
+)
 from sqla_uow.ext.fastapi import (
     CursorPageResponse,
     CursorParams,
@@ -153,6 +159,12 @@ def build_app(tm: TransactionManager) -> FastAPI:
             pass  # a bug: the joined scope marked the transaction rollback-only
         return {"status": "ok"}
 
+    @app.post("/orders/{order_id}/busy")
+    async def busy_order(order_id: int, timed_out: bool = False) -> None:
+        if timed_out:
+            raise TransactionTimeoutError("canceling statement due to statement timeout")
+        raise LockNotAvailableError("could not obtain lock on row", code="55P03")
+
     @app.post("/quantities")
     async def quantities(body: Quantity) -> Quantity:
         return body
@@ -269,6 +281,15 @@ class TestExceptionHandlers:
         assert "rolled back" in body["detail"]
         assert any(record.exc_info for record in caplog.records)
         assert await count(engine, Customer) == 3
+
+    async def test_a_lock_not_available_is_409_and_a_timeout_503_without_driver_text(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        body = is_problem(await client.post("/orders/1/busy"), 409, "lock_not_available")
+        assert "could not obtain" not in body["detail"]
+        response = await client.post("/orders/1/busy", params={"timed_out": True})
+        body = is_problem(response, 503, "transaction_timeout")
+        assert "canceling" not in body["detail"]
 
 
 class TestUnitOfWork:

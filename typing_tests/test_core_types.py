@@ -13,6 +13,7 @@ from sqla_uow import (
     AbstractUnitOfWork,
     AsyncRepository,
     CursorPage,
+    ForUpdate,
     Page,
     Propagation,
     SQLAlchemyUnitOfWork,
@@ -58,6 +59,14 @@ async def repository_reads(session: AsyncSession) -> None:
         assert_type(user, User)
     async for chunk in users.stream_chunks(chunk_size=100):
         assert_type(chunk, list[User])
+    nowait = ForUpdate(nowait=True, of=User)
+    assert_type(await users.get(1, for_update=nowait), User | None)
+    assert_type(await users.get_one(1, for_update=True), User)
+    assert_type(await users.find_one(id=1, for_update=ForUpdate(key_share=True)), User | None)
+    assert_type(await users.list(for_update=ForUpdate(skip_locked=True, of=[User.id])), list[User])
+    assert_type(users.stream(for_update=nowait), AsyncIterator[User])
+    ForUpdate(True)  # type: ignore[call-arg]
+    await users.get(1, for_update="nowait")  # type: ignore[arg-type]
 
     orders = AsyncRepository(session, model=Order)
     assert_type(orders, AsyncRepository[Order])
@@ -116,9 +125,13 @@ async def decorators(tm: TransactionManager) -> None:
     await transfer(1, 2, 3)  # type: ignore[call-arg]
     await transfer("1", 2, amount=3)  # type: ignore[arg-type]
 
-    @transactional(tm, propagation=Propagation.REQUIRES_NEW, read_only=True)
+    @transactional(tm, propagation=Propagation.REQUIRES_NEW, read_only=True, timeout=2.5)
     async def audit() -> None:
         return None
+
+    async with tm.transaction(timeout=2) as session:
+        assert_type(session, AsyncSession)
+    tm.transaction(timeout="2")  # type: ignore[call-overload]
 
     _audited: Callable[[], Coroutine[Any, Any, None]] = audit
 

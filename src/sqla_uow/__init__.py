@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._current import current_manager, set_default_manager, use_default_manager
 from ._decorators import transactional
+from ._locks import ForUpdate
 from ._pagination import CursorPage, Page
 from ._pgbouncer import pgbouncer_options
 from ._protocol import Repository
@@ -33,6 +34,7 @@ from .exceptions import (
     IllegalTransactionStateError,
     InvalidCursorError,
     InvalidFieldError,
+    LockNotAvailableError,
     MultipleResultsError,
     NotFoundError,
     PoolExhaustedError,
@@ -40,6 +42,7 @@ from .exceptions import (
     SqlaUowError,
     TransactionError,
     TransactionRequiredError,
+    TransactionTimeoutError,
     UnsupportedDialectError,
 )
 
@@ -53,9 +56,11 @@ __all__ = [
     "AsyncRepository",
     "ConflictError",
     "CursorPage",
+    "ForUpdate",
     "IllegalTransactionStateError",
     "InvalidCursorError",
     "InvalidFieldError",
+    "LockNotAvailableError",
     "MultipleResultsError",
     "NotFoundError",
     "Page",
@@ -69,6 +74,7 @@ __all__ = [
     "TransactionManager",
     "TransactionRequiredError",
     "TransactionScope",
+    "TransactionTimeoutError",
     "UnsupportedDialectError",
     "__version__",
     "current_manager",

@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 from ._current import current_manager
 from ._errors import is_retryable_error
-from ._transactions import Propagation, TransactionManager
+from ._transactions import Propagation, TransactionManager, check_timeout
 
 __all__ = ["transactional"]
 
@@ -34,6 +34,7 @@ def transactional(
     retry_base_delay: float = ...,
     retry_max_delay: float = ...,
     no_rollback_for: tuple[type[BaseException], ...] = ...,
+    timeout: float | None = ...,
 ) -> Callable[[Callable[_P, Coroutine[Any, Any, _R]]], Callable[_P, Coroutine[Any, Any, _R]]]: ...
 
 
@@ -47,6 +48,7 @@ def transactional(
     retry_base_delay: float = 0.05,
     retry_max_delay: float = 2.0,
     no_rollback_for: tuple[type[BaseException], ...] = (),
+    timeout: float | None = None,
 ) -> Any:
     """Run the decorated coroutine function inside a transaction scope.
 
@@ -99,6 +101,10 @@ def transactional(
             with its owner), and then the exception is raised, never retried. Work that
             a database error made rollback-only still cannot commit: that raises
             `RollbackOnlyError`.
+        timeout: Seconds each statement of the transaction may run (see
+            `TransactionManager.transaction`); a statement stopped by it raises
+            `TransactionTimeoutError`, which is not retried. A joining scope may
+            shorten the timeout in force, never lengthen it.
 
     Returns:
         The decorated function (bare ``@transactional``), or a decorator; the decorated
@@ -110,6 +116,7 @@ def transactional(
         ValueError: *propagation* is not a `Propagation`, *isolation_level* is not a
             str, *retries* is negative, a delay is negative, or (with a manager given)
             the isolation level is unknown to its database (without one: at the call).
+        InvalidFieldError: *timeout* is not a number of seconds greater than 0.
         TransactionRequiredError: (at a call, without a manager) no scope is open and
             no default manager is set.
 
@@ -149,11 +156,16 @@ def transactional(
         raise TypeError(f"read_only must be True or False, not {read_only!r}")
     if isolation_level is not None and not isinstance(isolation_level, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ValueError(f"isolation_level must be a str or None, not {isolation_level!r}")
+    if timeout is not None:
+        timeout = check_timeout(timeout)
     if tm is not None:
         # With the manager known, check the options against its database now, at
         # decoration time, rather than at the first call.
         tm.transaction(
-            propagation=propagation, isolation_level=isolation_level, read_only=read_only
+            propagation=propagation,
+            isolation_level=isolation_level,
+            read_only=read_only,
+            timeout=timeout,
         )
 
     def decorate(
@@ -169,6 +181,7 @@ def transactional(
             retry_base_delay,
             retry_max_delay,
             no_rollback_for,
+            timeout,
         )
 
     return decorate
@@ -192,6 +205,7 @@ def _decorate(
     retry_base_delay: float,
     retry_max_delay: float,
     no_rollback_for: tuple[type[BaseException], ...] = (),
+    timeout: float | None = None,
 ) -> Callable[_P, Coroutine[Any, Any, _R]]:
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(
@@ -208,6 +222,7 @@ def _decorate(
                 propagation=propagation,
                 isolation_level=isolation_level,
                 read_only=read_only,
+                timeout=timeout,
             )
             escaped: BaseException | None = None
             try:

@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 from ._dialects import Backend, backend_classes, sqlstate
-from .exceptions import ConflictError, ConflictKind
+from .exceptions import (
+    ConflictError,
+    ConflictKind,
+    LockNotAvailableError,
+    TransactionError,
+    TransactionTimeoutError,
+)
 
 __all__ = [
     "conflict_error",
@@ -26,6 +32,7 @@ __all__ = [
     "is_conflict_error",
     "is_retryable_error",
     "is_unmatched_conflict_target",
+    "lock_or_timeout_error",
     "sqlstate_of",
 ]
 
@@ -138,9 +145,44 @@ def conflict_error(exc: sa_exc.DBAPIError, *, model: type[Any] | None = None) ->
     )
 
 
+def lock_or_timeout_error(exc: BaseException, *, timeout: float | None) -> TransactionError | None:
+    """The `LockNotAvailableError` or `TransactionTimeoutError` *exc* means, if any.
+
+    A lock not available: PostgreSQL SQLSTATE 55P03 (NOWAIT, ``lock_timeout``), MySQL /
+    MariaDB errors 1205 and 3572. A statement the server stopped (PostgreSQL 57014,
+    MariaDB 1969, SQLite's busy timeout running out) is a `TransactionTimeoutError`
+    only inside a transaction with a *timeout*: otherwise something else cancelled it.
+    The caller raises the result ``from exc``.
+    """
+    found = _classified(exc)
+    if found is None:
+        return None
+    backend, err, raw_code = found
+    kind = backend.lock_or_timeout(raw_code)
+    code = backend.reported_code(err, raw_code)
+    if kind == "lock":
+        return LockNotAvailableError(
+            f"a row lock could not be taken: another transaction holds it ({backend.name} "
+            f"error {code}); the transaction can only roll back now: retry it later, run "
+            "the locking read in a Propagation.NESTED scope to go on without it, or use "
+            "ForUpdate(skip_locked=True) to pass over locked rows",
+            code=code,
+        )
+    if kind == "timeout" and timeout is not None:
+        return TransactionTimeoutError(
+            f"a statement ran longer than the transaction's timeout of {timeout:g} s and "
+            f"was stopped ({backend.name} error {code}); the transaction can only roll "
+            "back now: give it a longer timeout=, make the work faster, or retry later",
+            timeout=timeout,
+            code=code,
+        )
+    return None
+
+
 @contextlib.contextmanager
 def database_errors(model: type[Any] | None = None) -> Generator[None, None, None]:
-    """The error boundary: an integrity violation raised in the block becomes `ConflictError`.
+    """The error boundary: an integrity violation raised in the block becomes `ConflictError`,
+    a row lock not available `LockNotAvailableError`.
 
     Every repository call, flush and commit runs its statements inside this one context
     manager (a plain ``with`` works around ``await``), so a driver error is translated
@@ -152,4 +194,7 @@ def database_errors(model: type[Any] | None = None) -> Generator[None, None, Non
     except sa_exc.DBAPIError as exc:
         if is_conflict_error(exc):
             raise conflict_error(exc, model=model) from exc
+        translated = lock_or_timeout_error(exc, timeout=None)
+        if translated is not None:
+            raise translated from exc
         raise

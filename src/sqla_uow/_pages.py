@@ -6,8 +6,10 @@ import builtins
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._errors import database_errors
 from ._filters import check_page_size, check_stream_chunk_size, check_window
 from ._keyset import keyset_columns, keyset_select
+from ._locks import ForUpdate
 from ._pagination import CursorPage, KeysetRequest, Page
 from ._reads import OrderBy, ReadMixin
 from ._typing import ModelT
@@ -70,6 +72,7 @@ class PageMixin(ReadMixin[ModelT]):
         order_by: OrderBy = None,
         chunk_size: int = 1000,
         options: Sequence[ORMOption] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[ModelT]:
         """Iterate over the matching objects, fetching *chunk_size* rows at a time.
@@ -78,6 +81,7 @@ class PageMixin(ReadMixin[ModelT]):
         result is never held in memory at once. The connection is busy until the
         iteration ends: wrap it in ``contextlib.aclosing`` when breaking out early.
         Loader options that join collections (``joinedload`` of a list) cannot be used.
+        ``for_update`` (``True`` or a `ForUpdate`) locks the rows as they are read.
 
         Raises:
             InvalidFieldError: ``chunk_size`` below 1, or an unknown field, lookup or
@@ -91,7 +95,12 @@ class PageMixin(ReadMixin[ModelT]):
             ```
         """
         async for chunk in self.stream_chunks(
-            *where, order_by=order_by, chunk_size=chunk_size, options=options, **filters
+            *where,
+            order_by=order_by,
+            chunk_size=chunk_size,
+            options=options,
+            for_update=for_update,
+            **filters,
         ):
             for obj in chunk:
                 yield obj
@@ -102,6 +111,7 @@ class PageMixin(ReadMixin[ModelT]):
         order_by: OrderBy = None,
         chunk_size: int = 1000,
         options: Sequence[ORMOption] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[builtins.list[ModelT]]:
         """Like `stream`, but yields lists of up to *chunk_size* objects.
@@ -113,9 +123,12 @@ class PageMixin(ReadMixin[ModelT]):
             ```
         """
         check_stream_chunk_size(self.model, chunk_size)
-        stmt = self._select(where, filters, order_by=order_by, options=options)
+        stmt = self._select(
+            where, filters, order_by=order_by, options=options, for_update=for_update
+        )
         stmt = stmt.execution_options(yield_per=chunk_size)
-        result = await self.session.stream_scalars(stmt)
+        with database_errors(self.model):
+            result = await self.session.stream_scalars(stmt)
         try:
             async for partition in result.partitions(chunk_size):
                 yield builtins.list(partition)

@@ -6,6 +6,7 @@ import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ._locks import ForUpdate
 from ._pagination import CursorPage, Page
 from ._typing import ModelT
 
@@ -47,13 +48,13 @@ class Repository(Protocol[ModelT]):
         ...
 
     async def get(
-        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
     ) -> ModelT | None:
         """The object with primary key *pk*, or ``None``."""
         ...
 
     async def get_one(
-        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
     ) -> ModelT:
         """The object with primary key *pk*; `NotFoundError` when there is none."""
         ...
@@ -68,7 +69,7 @@ class Repository(Protocol[ModelT]):
         self,
         *where: Where,
         options: Sequence[Any] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> ModelT | None:
         """The one object matching the criteria, or ``None``."""
@@ -81,7 +82,7 @@ class Repository(Protocol[ModelT]):
         limit: int | None = None,
         offset: int | None = None,
         options: Sequence[Any] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> builtins.list[ModelT]:
         """The objects matching the criteria."""
@@ -127,6 +128,7 @@ class Repository(Protocol[ModelT]):
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[ModelT]:
         """Iterate over the matching objects."""
@@ -138,6 +140,7 @@ class Repository(Protocol[ModelT]):
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[builtins.list[ModelT]]:
         """Iterate over the matching objects in lists of up to *chunk_size*."""

@@ -19,12 +19,14 @@ from sqlalchemy.engine import ScalarResult
 from sqlalchemy.orm import QueryableAttribute
 
 from ._bulk_base import BulkBase
+from ._errors import database_errors
 from ._filters import (
     check_window,
     identity_of,
     not_found_error,
     one_or_none,
 )
+from ._locks import ForUpdate, lock_arguments, with_lock
 from ._model import ModelMeta
 from ._ordering import compile_order_by, order_items, parse_order_item
 from ._typing import ModelT
@@ -75,7 +77,7 @@ class ReadMixin(BulkBase[ModelT]):
         limit: int | None = None,
         offset: int | None = None,
         options: Sequence[ORMOption] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
     ) -> Select[Any]:
         check_window(self.model, limit=limit, offset=offset)
         criteria = compile_where(self.model, where, filters, dialect=self._dialect())
@@ -89,8 +91,8 @@ class ReadMixin(BulkBase[ModelT]):
             stmt = stmt.offset(offset)
         if options:
             stmt = stmt.options(*options)
-        if for_update:
-            stmt = stmt.with_for_update()
+        if for_update is not False:
+            stmt = with_lock(stmt, for_update, self.model, self._backend())
         return stmt
 
     def _stable_order(self, order_by: OrderBy) -> builtins.list[Any]:
@@ -116,7 +118,7 @@ class ReadMixin(BulkBase[ModelT]):
         pk: Any,
         *,
         options: Sequence[ORMOption] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
     ) -> ModelT | None:
         """The object with primary key *pk*, or ``None``.
 
@@ -128,12 +130,17 @@ class ReadMixin(BulkBase[ModelT]):
             pk: The primary key: a value, or a tuple (or mapping by attribute name) for a
                 composite key.
             options: Loader options, such as ``selectinload(User.orders)``.
-            for_update: Lock the row until the transaction ends (ignored by SQLite).
+            for_update: Lock the row until the transaction ends: ``True``, or a
+                `ForUpdate` with options (``nowait``, ``skip_locked``, ...). SQLite
+                has no row locks and needs none (see `ForUpdate`).
 
         Raises:
             InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
                 its column's type does not take (``True``, an integer beyond the
-                column's width, text that is not a number for an integer key).
+                column's width, text that is not a number for an integer key); or
+                *for_update* is not a bool or `ForUpdate`.
+            UnsupportedDialectError: A `ForUpdate` option the database does not have.
+            LockNotAvailableError: ``ForUpdate(nowait=True)`` and the row is locked.
 
         Example:
             ```python
@@ -142,20 +149,23 @@ class ReadMixin(BulkBase[ModelT]):
             ```
         """
         ident = self._identity(pk)
-        return await self.session.get(
-            self.model,
-            ident,
-            options=options,
-            with_for_update=True if for_update else None,
-            populate_existing=bool(options) or for_update,
-        )
+        locks = for_update is not False
+        lock = lock_arguments(for_update, self.model, self._backend()) if locks else None
+        with database_errors(self.model):
+            return await self.session.get(
+                self.model,
+                ident,
+                options=options,
+                with_for_update=None if lock is None else (lock or True),
+                populate_existing=bool(options) or locks,
+            )
 
     async def get_one(
         self,
         pk: Any,
         *,
         options: Sequence[ORMOption] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
     ) -> ModelT:
         """The object with primary key *pk*; like `get` but raises when there is none.
 
@@ -163,7 +173,10 @@ class ReadMixin(BulkBase[ModelT]):
             NotFoundError: No row has this primary key (``exc.ident`` is *pk*).
             InvalidFieldError: *pk* does not fit the primary key: its shape, or a value
                 its column's type does not take (``True``, an integer beyond the
-                column's width, text that is not a number for an integer key).
+                column's width, text that is not a number for an integer key); or
+                *for_update* is not a bool or `ForUpdate`.
+            UnsupportedDialectError: A `ForUpdate` option the database does not have.
+            LockNotAvailableError: ``ForUpdate(nowait=True)`` and the row is locked.
 
         Example:
             ```python
@@ -224,7 +237,7 @@ class ReadMixin(BulkBase[ModelT]):
         self,
         *where: Where,
         options: Sequence[ORMOption] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> ModelT | None:
         """The one object matching the criteria, or ``None`` when none does.
@@ -233,13 +246,15 @@ class ReadMixin(BulkBase[ModelT]):
             *where: SQLAlchemy boolean expressions.
             options: Loader options.
             for_update: Lock the matching row until the transaction ends (``SELECT ...
-                FOR UPDATE``; ignored by SQLite), as for a row found by a unique key.
+                FOR UPDATE``), as for a row found by a unique key: ``True`` or a
+                `ForUpdate` (ignored by SQLite, see `ForUpdate`).
             **filters: ``field=value`` and lookups.
 
         Raises:
             MultipleResultsError: More than one row matches.
             InvalidFieldError: An unknown field or lookup, or a value its column's type
                 does not take.
+            LockNotAvailableError: ``ForUpdate(nowait=True)`` and the row is locked.
 
         Example:
             ```python
@@ -248,9 +263,9 @@ class ReadMixin(BulkBase[ModelT]):
             ```
         """
         stmt = self._select(where, filters, limit=2, options=options, for_update=for_update)
-        return one_or_none(
-            self.model, self._unique(await self.session.scalars(stmt), options).all()
-        )
+        with database_errors(self.model):
+            found = self._unique(await self.session.scalars(stmt), options).all()
+        return one_or_none(self.model, found)
 
     async def list(
         self,
@@ -259,7 +274,7 @@ class ReadMixin(BulkBase[ModelT]):
         limit: int | None = None,
         offset: int | None = None,
         options: Sequence[ORMOption] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> builtins.list[ModelT]:
         """The objects matching the criteria.
@@ -273,12 +288,14 @@ class ReadMixin(BulkBase[ModelT]):
             limit: At most this many rows.
             offset: Skip this many rows first.
             options: Loader options.
-            for_update: Lock the selected rows (ignored by SQLite).
+            for_update: Lock the selected rows: ``True`` or a `ForUpdate` (ignored
+                by SQLite, see `ForUpdate`).
             **filters: ``field=value`` and lookups such as ``name__ilike="a%"``.
 
         Raises:
             InvalidFieldError: An unknown field, lookup or order key, a value its
                 column's type does not take, or a negative limit or offset.
+            LockNotAvailableError: ``ForUpdate(nowait=True)`` and a row is locked.
 
         Example:
             ```python
@@ -295,7 +312,8 @@ class ReadMixin(BulkBase[ModelT]):
             options=options,
             for_update=for_update,
         )
-        return builtins.list(self._unique(await self.session.scalars(stmt), options).all())
+        with database_errors(self.model):
+            return builtins.list(self._unique(await self.session.scalars(stmt), options).all())
 
     async def count(self, *where: Where, **filters: Any) -> int:
         """How many rows match the criteria.

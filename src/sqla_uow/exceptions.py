@@ -14,9 +14,12 @@ two of them also derive from the built-in exception a caller would reach for fir
         ├── TransactionRequiredError
         ├── IllegalTransactionStateError
         ├── RollbackOnlyError          a caught error left the transaction rollback-only
-        └── PoolExhaustedError         no connection for a transaction to begin on
+        ├── PoolExhaustedError         no connection for a transaction to begin on
+        ├── LockNotAvailableError      a row lock could not be taken (NOWAIT, lock timeout)
+        └── TransactionTimeoutError    a statement outlasted the transaction's timeout
 
-Database errors that are part of the contract (integrity violations) are translated
+Database errors that are part of the contract (integrity violations, locks not
+available, statements cut by a transaction's timeout) are translated
 with ``raise ... from exc``: the driver's exception stays available as ``__cause__``.
 Everything else SQLAlchemy raises propagates unchanged.
 
@@ -42,6 +45,7 @@ __all__ = [
     "IllegalTransactionStateError",
     "InvalidCursorError",
     "InvalidFieldError",
+    "LockNotAvailableError",
     "MultipleResultsError",
     "NotFoundError",
     "PoolExhaustedError",
@@ -49,6 +53,7 @@ __all__ = [
     "SqlaUowError",
     "TransactionError",
     "TransactionRequiredError",
+    "TransactionTimeoutError",
     "UnsupportedDialectError",
 ]
 
@@ -329,3 +334,66 @@ class PoolExhaustedError(TransactionError):
         self.capacity = capacity
         self.checked_out = checked_out
         self.held_by_task = held_by_task
+
+
+class LockNotAvailableError(TransactionError):
+    """A row lock could not be taken: another transaction holds it.
+
+    Raised by a read with ``for_update=ForUpdate(nowait=True)`` when a row it selects
+    is locked (PostgreSQL SQLSTATE 55P03; MariaDB error 1205, MySQL 3572), and when a
+    wait for a lock outlasts a lock timeout the application set itself (PostgreSQL's
+    ``lock_timeout``, also 55P03; MariaDB's ``innodb_lock_wait_timeout``, 1205). Inside
+    ``transaction(timeout=...)`` a lock wait cut off by that timeout raises
+    `TransactionTimeoutError` instead, like any statement that takes too long. The
+    driver's exception is chained as ``__cause__``. Like any database
+    error it leaves the transaction rollback-only: retry the work in a new transaction,
+    run the locking read in a ``Propagation.NESTED`` scope to go on without it, or use
+    ``skip_locked=True`` to pass over locked rows.
+
+    Attributes:
+        code: The SQLSTATE or driver error code.
+
+    Example:
+        ```python
+        try:
+            job = await jobs.get_one(7, for_update=ForUpdate(nowait=True))
+        except LockNotAvailableError:
+            ...  # someone else works on job 7: try again later
+        ```
+    """
+
+    def __init__(self, message: str, *, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransactionTimeoutError(TransactionError):
+    """A statement was cut off by the timeout of its transaction.
+
+    Raised inside ``tm.transaction(timeout=...)`` or ``@transactional(timeout=...)``
+    when the database stops a statement that ran (or waited) longer than the timeout:
+    PostgreSQL's ``statement_timeout`` (SQLSTATE 57014), MariaDB's
+    ``max_statement_time`` (error 1969), SQLite's busy timeout (the database stayed
+    locked by another connection). The driver's exception is chained as ``__cause__``;
+    the transaction is rollback-only, and its connection stays usable for the next one.
+
+    Attributes:
+        timeout: The timeout in force, in seconds.
+        code: The SQLSTATE or driver error code.
+
+    Example:
+        ```python
+        try:
+            async with tm.transaction(timeout=2.0):
+                await reports.rebuild()
+        except TransactionTimeoutError as exc:
+            log.warning("report rebuild took over %s s", exc.timeout)
+        ```
+    """
+
+    def __init__(
+        self, message: str, *, timeout: float | None = None, code: str | int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+        self.code = code

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from sqlalchemy import ColumnElement, Insert, event
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqla_uow._model import ModelMeta
 
-__all__ = ["Backend", "on_conflict", "rows_per_statement"]
+__all__ = ["Backend", "on_conflict", "rows_per_statement", "timeout_ms"]
 
 _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
@@ -100,18 +101,44 @@ class Backend:
         return tuple(v for v in values if v != "AUTOCOMMIT")
 
     def begin_options(
-        self, *, read_only: bool, apply_read_only: bool, guarded: bool
+        self, *, read_only: bool, apply_read_only: bool, guarded: bool, timeout: float | None = None
     ) -> dict[str, Any]:
         """Execution options for the connection a transaction begins on.
 
         *apply_read_only*: the transaction really begins (not as a SAVEPOINT of an outer
         one) and read-only is to be applied. *guarded*: it begins inside an open one
-        on a `one_writer` database.
+        on a `one_writer` database. *timeout*: the transaction's timeout in seconds,
+        for a backend that applies it at ``BEGIN`` (others use `begin_timeout`).
         """
         return {}
 
     async def begin_read_only(self, connection: AsyncConnection) -> None:
         """Make the transaction just begun on *connection* read-only (after BEGIN)."""
+
+    # -- per-transaction timeouts ---------------------------------------------------
+    supports_timeout: ClassVar[bool] = False
+    """Whether a transaction can bound its statements (``transaction(timeout=...)``)."""
+
+    async def begin_timeout(self, connection: AsyncConnection, seconds: float) -> Any:
+        """Bound the statements of the transaction just begun on *connection* to *seconds*.
+
+        Returns what `reset_timeout` needs (see `set_timeout`). The setting ends with
+        the transaction: transaction-local, or restored when the connection goes back
+        to the pool.
+        """
+        return await self.set_timeout(connection, seconds, first=True)
+
+    async def set_timeout(self, connection: AsyncConnection, seconds: float, *, first: bool) -> Any:
+        """Bound the statements of *connection*'s open transaction to *seconds*.
+
+        *first*: the transaction had no timeout yet; returns what `reset_timeout`
+        needs to bring back the setting in force before (otherwise ``None``).
+        """
+        raise NotImplementedError(f"{self.name} has no statement timeout")
+
+    async def reset_timeout(self, connection: AsyncConnection, saved: Any) -> None:
+        """Bring back the setting a `set_timeout` with ``first=True`` replaced (*saved*)."""
+        raise NotImplementedError(f"{self.name} has no statement timeout")
 
     def is_busy(self, error: BaseException) -> bool:
         """Whether *error* says that the database is locked by another transaction."""
@@ -246,6 +273,20 @@ class Backend:
     """The error codes of integrity violations, by the kind of rule violated."""
     retryable: ClassVar[frozenset[str | int]] = frozenset()
     """The error codes of serialization failures and deadlocks (worth a retry)."""
+    lock_not_available: ClassVar[frozenset[str | int]] = frozenset()
+    """The error codes of a row lock that could not be taken (NOWAIT, lock wait timeout)."""
+    statement_timeouts: ClassVar[frozenset[str | int]] = frozenset()
+    """The error codes of a statement the server stopped (inside a transaction with a
+    timeout, `TransactionTimeoutError`)."""
+
+    @classmethod
+    def lock_or_timeout(cls, code: str | int) -> str | None:
+        """``"lock"`` for a lock not available, ``"timeout"`` for a statement stopped."""
+        if code in cls.lock_not_available:
+            return "lock"
+        if code in cls.statement_timeouts:
+            return "timeout"
+        return None
 
     @classmethod
     def owns(cls, err: BaseException) -> bool:
@@ -291,7 +332,34 @@ class Backend:
         """The names the database gives an unnamed (*primary*) key over *columns* of *table*."""
         return ()
 
-    # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+    # -- reads: row locks, IN lists, NULL ordering, keyset, value rules -----------------
+
+    row_locks: ClassVar[bool] = True
+    """Whether the database locks rows (``SELECT ... FOR UPDATE``); without, ``for_update=``
+    is checked and otherwise ignored."""
+    lock_options: ClassVar[frozenset[str]] = frozenset()
+    """The `ForUpdate` options the database has: ``nowait``, ``skip_locked``, ``of``,
+    ``key_share``."""
+
+    def check_lock_options(self, requested: Iterable[str]) -> None:
+        """Refuse `ForUpdate` options (by name) the database does not have.
+
+        Raises:
+            UnsupportedDialectError: Naming the first such option and the database.
+        """
+        missing = [name for name in requested if name not in self.lock_options]
+        if not missing:
+            return
+        takes = (
+            "FOR UPDATE with " + ", ".join(sorted(self.lock_options))
+            if self.lock_options
+            else "only a plain FOR UPDATE"
+        )
+        raise UnsupportedDialectError(
+            f"ForUpdate({missing[0]}=...) is not supported on {self.name}: {self.name} "
+            f"takes {takes}; leave the option out there",
+            dialect=self.dialect.name,
+        )
 
     integer_bits: ClassVar[int] = 64
     """The width of a plain ``Integer`` column (``SmallInteger`` and ``BigInteger`` are
@@ -310,6 +378,11 @@ class Backend:
         value SQLAlchemy binds for it.
         """
         return None
+
+
+def timeout_ms(seconds: float) -> int:
+    """*seconds* as whole milliseconds, rounded up (at least 1: 0 means no timeout)."""
+    return max(1, math.ceil(seconds * 1000))
 
 
 def rows_per_statement(

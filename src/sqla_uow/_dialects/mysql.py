@@ -12,7 +12,7 @@ from sqlalchemy.schema import Column
 from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
 
-from sqla_uow.exceptions import ConflictKind
+from sqla_uow.exceptions import ConflictKind, UnsupportedDialectError
 
 from ._base import Backend
 from ._diagnostics import constraint_columns, mapper_or_none
@@ -35,6 +35,31 @@ class MySQLBackend(Backend):
 
     async def begin_read_only(self, connection: AsyncConnection) -> None:
         await connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    # A transaction's timeout is MariaDB's session variable max_statement_time (MySQL's
+    # max_execution_time bounds only SELECTs). The session's own value is kept in a
+    # user variable and brought back when the connection goes back to the pool.
+    supports_timeout: ClassVar[bool] = True
+
+    async def set_timeout(self, connection: AsyncConnection, seconds: float, *, first: bool) -> Any:
+        if not getattr(self.dialect, "is_mariadb", False):
+            raise UnsupportedDialectError(
+                "transaction(timeout=...) is supported on MariaDB (max_statement_time), not "
+                "on MySQL, whose max_execution_time bounds only SELECT statements; leave "
+                "timeout out, or set max_execution_time yourself",
+                dialect=self.dialect.name,
+            )
+        if first:
+            await connection.exec_driver_sql(
+                f"SET {_SAVED_TIMEOUT} = @@max_statement_time, max_statement_time = %s",
+                (seconds,),
+            )
+            self.restore_at_checkin(connection.info, _RESET_TIMEOUT)
+        else:
+            await connection.exec_driver_sql("SET max_statement_time = %s", (seconds,))
+
+    async def reset_timeout(self, connection: AsyncConnection, saved: Any) -> None:
+        await connection.exec_driver_sql(_RESET_TIMEOUT)
 
     # -- statements -------------------------------------------------------------------
     # upsert_many: INSERT ... ON DUPLICATE KEY UPDATE, which fires on any unique key (no
@@ -82,6 +107,10 @@ class MySQLBackend(Backend):
         4025: "check",  # ER_CONSTRAINT_FAILED (MariaDB)
     }
     retryable: ClassVar[frozenset[str | int]] = frozenset({1213})  # ER_LOCK_DEADLOCK
+    lock_not_available: ClassVar[frozenset[str | int]] = frozenset(
+        {1205, 3572}  # ER_LOCK_WAIT_TIMEOUT (also MariaDB's NOWAIT), ER_LOCK_NOWAIT (MySQL)
+    )
+    statement_timeouts: ClassVar[frozenset[str | int]] = frozenset({1969})  # ER_STATEMENT_TIMEOUT
 
     @classmethod
     def error_code(cls, err: BaseException) -> str | int | None:
@@ -131,6 +160,7 @@ class MySQLBackend(Backend):
 
     # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
 
+    lock_options: ClassVar[frozenset[str]] = frozenset({"nowait", "skip_locked"})
     integer_bits: ClassVar[int] = 32
 
     def keyset_text(
@@ -142,6 +172,10 @@ class MySQLBackend(Backend):
             return cast(expression, String())
         return None
 
+
+_SAVED_TIMEOUT = "@sqla_uow_max_statement_time"
+"""The user variable holding the session's max_statement_time while a timeout is set."""
+_RESET_TIMEOUT = f"SET max_statement_time = {_SAVED_TIMEOUT}"
 
 # Context read from messages once the error code has classified them.
 _KEY = re.compile(r"for key '(?:[^'.]*\.)?([^']+)'")

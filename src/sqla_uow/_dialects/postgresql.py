@@ -29,6 +29,7 @@ from sqlalchemy import (
     extract,
     func,
     select,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,7 +39,7 @@ from sqlalchemy.sql import FromClause, Select
 
 from sqla_uow.exceptions import ConflictKind
 
-from ._base import Backend, on_conflict, rows_per_statement
+from ._base import Backend, on_conflict, rows_per_statement, timeout_ms
 from ._diagnostics import constraint_columns, sqlstate
 from ._elements import NullFlag, native_null_flag
 from ._values import shaped_values
@@ -61,7 +62,7 @@ class PostgreSQLBackend(Backend):
     wal_positions: ClassVar[bool] = True
 
     def begin_options(
-        self, *, read_only: bool, apply_read_only: bool, guarded: bool
+        self, *, read_only: bool, apply_read_only: bool, guarded: bool, timeout: float | None = None
     ) -> dict[str, Any]:
         # Part of the BEGIN statement (BEGIN ... READ ONLY): transaction-local.
         return {"postgresql_readonly": True} if read_only and apply_read_only else {}
@@ -81,6 +82,32 @@ class PostgreSQLBackend(Backend):
             # None never.
             return {"prepare_threshold": None}
         return None
+
+    supports_timeout: ClassVar[bool] = True
+
+    async def begin_timeout(self, connection: AsyncConnection, seconds: float) -> Any:
+        # Transaction-local: nothing to restore at the transaction's end.
+        return await self.set_timeout(connection, seconds, first=False)
+
+    async def set_timeout(self, connection: AsyncConnection, seconds: float, *, first: bool) -> Any:
+        """``statement_timeout`` and ``lock_timeout``, transaction-local, in one round trip.
+
+        ``set_config(..., true)`` is ``SET LOCAL``: the transaction's end resets both.
+        """
+        ms = str(timeout_ms(seconds))
+        setters = [func.set_config(name, ms, true()) for name in _TIMEOUT_SETTINGS]
+        if not first:
+            await connection.execute(select(*setters))
+            return None
+        current = [func.current_setting(name) for name in _TIMEOUT_SETTINGS]
+        return tuple((await connection.execute(select(*current, *setters))).one()[:2])
+
+    async def reset_timeout(self, connection: AsyncConnection, saved: Any) -> None:
+        setters = [
+            func.set_config(name, value, true())
+            for name, value in zip(_TIMEOUT_SETTINGS, saved, strict=True)
+        ]
+        await connection.execute(select(*setters))
 
     @staticmethod
     def parse_lsn(value: str) -> int:
@@ -233,6 +260,8 @@ class PostgreSQLBackend(Backend):
     retryable: ClassVar[frozenset[str | int]] = frozenset(
         {"40001", "40P01"}  # serialization_failure, deadlock_detected
     )
+    lock_not_available: ClassVar[frozenset[str | int]] = frozenset({"55P03"})
+    statement_timeouts: ClassVar[frozenset[str | int]] = frozenset({"57014"})  # query_canceled
 
     @classmethod
     def error_code(cls, err: BaseException) -> str | int | None:
@@ -268,6 +297,7 @@ class PostgreSQLBackend(Backend):
 
     # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
 
+    lock_options: ClassVar[frozenset[str]] = frozenset({"nowait", "skip_locked", "of", "key_share"})
     integer_bits: ClassVar[int] = 32
 
     def in_list(self, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
@@ -293,6 +323,9 @@ def _diagnostic(chain: Sequence[BaseException], field: str) -> str | None:
                 return value
     return None
 
+
+_TIMEOUT_SETTINGS = ("statement_timeout", "lock_timeout")
+"""What bounds a transaction's statements: their run time, and their waits for locks."""
 
 # PostgreSQL truncates identifiers to 63 bytes (NAMEDATALEN - 1).
 _MAX_IDENTIFIER = 63

@@ -46,7 +46,7 @@ from sqla_uow._compat import (
 )
 from sqla_uow.exceptions import ConflictKind, IllegalTransactionStateError
 
-from ._base import Backend, on_conflict
+from ._base import Backend, on_conflict, timeout_ms
 from ._diagnostics import constraint_columns, named_constraint
 from ._values import shaped_values
 
@@ -94,15 +94,43 @@ class SQLiteBackend(Backend):
         event.listen(engine, "begin", SQLiteBackend._on_begin)
 
     def begin_options(
-        self, *, read_only: bool, apply_read_only: bool, guarded: bool
+        self, *, read_only: bool, apply_read_only: bool, guarded: bool, timeout: float | None = None
     ) -> dict[str, Any]:
         # Writers take the write lock at BEGIN and queue on the busy timeout; with a
         # deferred BEGIN, two transactions that read and then write cannot both
-        # upgrade their locks and one fails at once (SQLITE_BUSY).
+        # upgrade their locks and one fails at once (SQLITE_BUSY). A transaction's
+        # timeout is the busy timeout, set before BEGIN so that it bounds the wait
+        # for the lock there too.
         options: dict[str, Any] = {_IMMEDIATE_OPTION: not read_only}
+        if timeout is not None:
+            options[_BUSY_OPTION] = timeout_ms(timeout)
         if guarded:
-            options[_BUSY_OPTION] = _GUARD_BUSY_TIMEOUT_MS
+            options[_BUSY_OPTION] = min(
+                options.get(_BUSY_OPTION, _GUARD_BUSY_TIMEOUT_MS), _GUARD_BUSY_TIMEOUT_MS
+            )
         return options
+
+    supports_timeout: ClassVar[bool] = True
+
+    async def begin_timeout(self, connection: AsyncConnection, seconds: float) -> Any:
+        return None  # set before BEGIN (begin_options), restored at check-in
+
+    async def set_timeout(self, connection: AsyncConnection, seconds: float, *, first: bool) -> Any:
+        previous: int | None = None
+        if first:
+            previous = int((await connection.exec_driver_sql("PRAGMA busy_timeout")).scalar_one())
+            self._restore_busy_timeout_at_checkin(connection.info, previous)
+        await connection.exec_driver_sql(f"PRAGMA busy_timeout = {timeout_ms(seconds)}")
+        return previous
+
+    async def reset_timeout(self, connection: AsyncConnection, saved: Any) -> None:
+        await connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(saved)}")
+
+    @staticmethod
+    def _restore_busy_timeout_at_checkin(info: dict[Any, Any], previous: int) -> None:
+        """Queue the restore of the connection's busy timeout, unless one is queued."""
+        if not any(s.startswith("PRAGMA busy") for s in Backend.pending_restores(info)):
+            Backend.restore_at_checkin(info, f"PRAGMA busy_timeout = {int(previous)}")
 
     async def begin_read_only(self, connection: AsyncConnection) -> None:
         await connection.exec_driver_sql("PRAGMA query_only = 1")
@@ -170,9 +198,7 @@ class SQLiteBackend(Backend):
         if busy_timeout is not None:
             previous = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
             conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(busy_timeout)}")
-            pending = Backend.pending_restores(conn.info)
-            if not any(s.startswith("PRAGMA busy") for s in pending):
-                Backend.restore_at_checkin(conn.info, f"PRAGMA busy_timeout = {int(previous)}")
+            SQLiteBackend._restore_busy_timeout_at_checkin(conn.info, int(previous))
         begin = "BEGIN IMMEDIATE" if options.get(_IMMEDIATE_OPTION) else "BEGIN"
         try:
             # One hop to the driver's thread instead of a statement's three.
@@ -280,6 +306,14 @@ class SQLiteBackend(Backend):
     }
 
     @classmethod
+    def lock_or_timeout(cls, code: str | int) -> str | None:
+        """``"timeout"`` for SQLITE_BUSY and SQLITE_LOCKED (any extended code): the busy
+        timeout ran out while another connection held the database's lock."""
+        if isinstance(code, int) and code & 0xFF in _BUSY_CODES:
+            return "timeout"
+        return None
+
+    @classmethod
     def error_code(cls, err: BaseException) -> str | int | None:
         """sqlite3's extended result code; on Python 3.10 (no code) one read from the message."""
         code = getattr(err, "sqlite_errorcode", None)
@@ -317,6 +351,10 @@ class SQLiteBackend(Backend):
         return (named_constraint(model, names) if kind == "unique" else None), names
 
     # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
+
+    # No row locks: a read-write transaction holds the database's write lock from its
+    # BEGIN IMMEDIATE on, which keeps every row it reads from other writers.
+    row_locks: ClassVar[bool] = False
 
     in_list_inline: ClassVar[int] = 500
     """``__in`` lists up to this long are sent as one parameter per value; longer ones as
@@ -361,6 +399,8 @@ _PREFIX_CODES = {
     "FOREIGN KEY": 787,
     "NOT NULL": 1299,
     "UNIQUE": 2067,
+    "database is locked": 5,  # SQLITE_BUSY's fixed message
+    "database table is locked": 6,  # SQLITE_LOCKED's
 }
 
 

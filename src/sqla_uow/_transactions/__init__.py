@@ -21,11 +21,13 @@ connection of the pool is held by tasks that wait for another one.
 A database error raised on the connection of a transaction marks its innermost level
 (the savepoint of the innermost NESTED scope, else the root) rollback-only, through
 SQLAlchemy's ``handle_error`` event: whatever code sent the statement and whoever caught
-the error, that level can only roll back.
+the error, that level can only roll back. The same hook raises `LockNotAvailableError`
+for a lock not available and `TransactionTimeoutError` for a statement stopped by the
+transaction's ``timeout=``, each ``from`` the driver's error.
 """
 
 from ._manager import TransactionManager, managers_in_scope
-from ._propagation import WITH_TRANSACTION, OnCommitCallback, Propagation
+from ._propagation import WITH_TRANSACTION, OnCommitCallback, Propagation, check_timeout
 from ._scope import TransactionScope
 from ._session import flush_session
 
@@ -35,6 +37,7 @@ __all__ = [
     "Propagation",
     "TransactionManager",
     "TransactionScope",
+    "check_timeout",
     "flush_session",
     "managers_in_scope",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,6 +20,7 @@ from sqlalchemy.pool import QueuePool, SingletonThreadPool, StaticPool
 
 from sqla_uow._compat import pool_max_overflow
 from sqla_uow._dialects import backend_for
+from sqla_uow._errors import lock_or_timeout_error
 from sqla_uow._replicas import Replica, ReplicaRouter, is_connection_failure
 from sqla_uow.exceptions import (
     IllegalTransactionStateError,
@@ -32,6 +33,7 @@ from ._propagation import (
     OnCommitCallback,
     Propagation,
     Tx,
+    check_timeout,
     current_task,
     normalize_isolation,
     run_callbacks,
@@ -114,6 +116,42 @@ class EngineTransactions:
                 dialect=database,
             )
 
+    def check_options(
+        self,
+        propagation: Propagation,
+        isolation_level: str | None,
+        read_only: bool,
+        timeout: float | None,
+    ) -> tuple[str | None, float | None]:
+        """The options of a scope checked: the isolation level and timeout normalised.
+
+        Raises:
+            ValueError: An invalid *propagation* or unknown *isolation_level*.
+            TypeError: *read_only* is not a bool.
+            InvalidFieldError: *timeout* is not a number of seconds greater than 0.
+            UnsupportedDialectError: ``read_only`` or ``timeout`` the database lacks.
+        """
+        if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f"propagation must be a Propagation, not {propagation!r}; choices: "
+                + ", ".join(f"Propagation.{p.name}" for p in Propagation)
+            )
+        level = self.check_isolation_level(isolation_level)
+        self.check_read_only(read_only)
+        return level, None if timeout is None else self.check_timeout(timeout)
+
+    def check_timeout(self, timeout: object) -> float:
+        """*timeout* as seconds; `InvalidFieldError` / `UnsupportedDialectError` naming why not."""
+        seconds = check_timeout(timeout)
+        if not self.backend.supports_timeout:
+            database = self._engine.url.get_backend_name()
+            raise UnsupportedDialectError(
+                f"transaction(timeout=...) is not supported on {database}; supported on "
+                "PostgreSQL, MariaDB and SQLite",
+                dialect=database,
+            )
+        return seconds
+
     async def begin(
         self,
         *,
@@ -124,6 +162,7 @@ class EngineTransactions:
         propagation: Propagation,
         session: AsyncSession | None = None,
         on_primary: bool = False,
+        timeout: float | None = None,
     ) -> Tx:
         """Begin a transaction (on a new session unless one is given) with its settings.
 
@@ -135,6 +174,7 @@ class EngineTransactions:
 
         A read-only transaction on a new session begins on a replica when the manager
         has replicas (unless *on_primary*), and on the primary when none is usable.
+        *timeout* (seconds) bounds its statements.
         """
         replica: Replica | None = None
         if self._router is not None and read_only and session is None and not on_primary:
@@ -164,8 +204,13 @@ class EngineTransactions:
             # read_only are recorded (joining scopes are checked against them as usual)
             # but not applied.
             applies = self.savepoint_connection is None
+            if not applies:
+                timeout = None
             options = backend.begin_options(
-                read_only=read_only, apply_read_only=read_only and applies, guarded=guarded
+                read_only=read_only,
+                apply_read_only=read_only and applies,
+                guarded=guarded,
+                timeout=timeout,
             )
             if isolation_level is not None and applies:
                 options["isolation_level"] = isolation_level
@@ -178,6 +223,8 @@ class EngineTransactions:
                 self._blocked_holders -= waiting
             if read_only and applies:
                 await backend.begin_read_only(connection)
+            if timeout is not None:
+                await backend.begin_timeout(connection, timeout)
             router = self._router
             if router is not None and replica is None:
                 router.begin_watch(connection)
@@ -199,6 +246,11 @@ class EngineTransactions:
                     f"Propagation.{propagation.name} on {backend.name} could not begin a "
                     "transaction"
                 ) from error
+            if timeout is not None and isinstance(error, sa_exc.DBAPIError):
+                # SQLite's BEGIN IMMEDIATE that waited out the busy timeout.
+                translated = lock_or_timeout_error(error, timeout=timeout)
+                if translated is not None:
+                    raise translated from error
             if replica is not None and self._router is not None and isinstance(error, Exception):
                 if is_connection_failure(error):
                     self._router.skip(replica, f"{type(error).__name__}: {error}")
@@ -211,6 +263,7 @@ class EngineTransactions:
                     held=held,
                     propagation=propagation,
                     on_primary=True,
+                    timeout=timeout,
                 )
             if isinstance(error, sa_exc.TimeoutError):
                 raise self._pool_exhausted_error(
@@ -227,9 +280,33 @@ class EngineTransactions:
             task=current_task(),
             replica=replica,
             router=self._router,
+            timeout=timeout,
         )
         watch(tx)
         return tx
+
+    async def narrow_timeout(self, tx: Tx, seconds: float) -> tuple[float | None, Any] | None:
+        """Shorten *tx*'s timeout to *seconds* for an inner scope (never lengthen it).
+
+        Returns what `restore_timeout` needs at the scope's end, or ``None`` when
+        nothing changed (the timeout in force is as short already, or transactions are
+        savepoints of one outer transaction, where timeouts are not applied).
+        """
+        outer = tx.timeout
+        if (outer is not None and outer <= seconds) or self.savepoint_connection is not None:
+            return None
+        saved = await self.backend.set_timeout(tx.connection, seconds, first=outer is None)
+        tx.timeout = seconds
+        return outer, saved
+
+    async def restore_timeout(self, tx: Tx, narrowed: tuple[float | None, Any]) -> None:
+        """Bring back the timeout an inner scope's `narrow_timeout` shortened."""
+        outer, saved = narrowed
+        if outer is None:
+            await self.backend.reset_timeout(tx.connection, saved)
+        else:
+            await self.backend.set_timeout(tx.connection, outer, first=False)
+        tx.timeout = outer
 
     def _check_second_connection(self, propagation: Propagation, enclosing: int) -> None:
         """Fail fast where a transaction inside open ones would wait for a connection forever."""

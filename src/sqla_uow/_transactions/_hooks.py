@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import event
 
 from sqla_uow._dialects import backend_for
+from sqla_uow._errors import lock_or_timeout_error
 
 from ._propagation import Tx, mark_rollback_only
 
@@ -27,29 +28,32 @@ def watch(tx: Tx) -> None:
         _TRANSACTIONS[tx.connection.sync_connection] = weakref.ref(tx)
 
 
-def _on_database_error(context: ExceptionContext) -> None:
+def _on_database_error(context: ExceptionContext) -> BaseException | None:
     """Mark the innermost level of the connection's transaction rollback-only.
 
     SQLAlchemy calls this ``handle_error`` hook for every error raised while a statement,
     a flush, a BEGIN, a SAVEPOINT or a COMMIT runs on a connection, whatever code sent
     it, so no caller can swallow a database error and then commit the rest of the
     transaction: the savepoint the error was raised in (or else the root) can only roll
-    back. The hook never replaces the exception.
+    back. The hook replaces only a lock not available (`LockNotAvailableError`) and a
+    statement stopped by the transaction's timeout (`TransactionTimeoutError`), which
+    SQLAlchemy raises ``from`` the driver's error; every other error passes unchanged.
     """
     connection = context.connection
     if connection is None:
-        return
+        return None
     statement = context.execution_context
     if statement is not None and statement.execution_options.get("skip_user_error_events"):
         # SQLAlchemy's own probe that expects the error and handles it (MySQL's
         # has_table() runs DESCRIBE and reads "no such table" as False).
-        return
+        return None
     ref = _TRANSACTIONS.get(connection)
     tx = ref() if ref is not None else None
-    if tx is None or not tx.open:
-        return
-    error = context.sqlalchemy_exception or context.original_exception
-    mark_rollback_only(tx.level, error)
+    if tx is not None and tx.open:
+        error = context.sqlalchemy_exception or context.original_exception
+        mark_rollback_only(tx.level, error)
+    timeout = tx.timeout if tx is not None and tx.open else None
+    return lock_or_timeout_error(context.original_exception, timeout=timeout)
 
 
 _HOOKED: weakref.WeakSet[Engine] = weakref.WeakSet()

@@ -266,6 +266,7 @@ class TransactionManager:
         propagation: PropagationWithTransaction = ...,
         isolation_level: str | None = ...,
         read_only: bool = ...,
+        timeout: float | None = ...,
     ) -> TransactionScope[AsyncSession]: ...
     @overload
     def transaction(
@@ -274,6 +275,7 @@ class TransactionManager:
         propagation: Propagation,
         isolation_level: str | None = ...,
         read_only: bool = ...,
+        timeout: float | None = ...,
     ) -> TransactionScope[AsyncSession | None]: ...
 
     def transaction(
@@ -282,6 +284,7 @@ class TransactionManager:
         propagation: Propagation = Propagation.REQUIRED,
         isolation_level: str | None = None,
         read_only: bool = False,
+        timeout: float | None = None,
     ) -> TransactionScope[AsyncSession | None]:
         """Open a transaction scope; ``async with`` it to get the session.
 
@@ -296,6 +299,8 @@ class TransactionManager:
                 SQLite: a plain ``BEGIN`` (read-write: ``BEGIN IMMEDIATE``) and ``PRAGMA
                 query_only``; MySQL / MariaDB: ``SET TRANSACTION READ ONLY``). A
                 read-write scope cannot join a read-only transaction.
+            timeout: Seconds each statement may run or wait for a lock on the server,
+                else `TransactionTimeoutError`; a joining scope may shorten it, not extend it.
 
         Returns:
             The `TransactionScope`: an async context manager yielding the
@@ -305,7 +310,8 @@ class TransactionManager:
             ValueError: an unknown isolation level (names the valid ones), or an
                 invalid *propagation*.
             TypeError: *read_only* is not a bool.
-            UnsupportedDialectError: ``read_only`` on a database without support.
+            InvalidFieldError: *timeout* is not a number of seconds greater than 0.
+            UnsupportedDialectError: ``read_only`` or ``timeout`` on a database without them.
             IllegalTransactionStateError: (at ``async with``) the scope cannot begin,
                 join or suspend as asked; see the class documentation for SQLite and
                 for pools that cannot hand out another connection.
@@ -324,14 +330,9 @@ class TransactionManager:
                 account.balance -= 10
             ```
         """
-        if not isinstance(propagation, Propagation):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise ValueError(
-                f"propagation must be a Propagation, not {propagation!r}; choices: "
-                + ", ".join(f"Propagation.{p.name}" for p in Propagation)
-            )
-        level = self._transactions.check_isolation_level(isolation_level)
-        self._transactions.check_read_only(read_only)
-        return TransactionScope(self._transactions, self._var, propagation, level, read_only)
+        txs = self._transactions
+        level, timeout = txs.check_options(propagation, isolation_level, read_only, timeout)
+        return TransactionScope(txs, self._var, propagation, level, read_only, timeout)
 
     # -- ambient scope
 

@@ -13,11 +13,12 @@ import asyncio
 import enum
 import inspect
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from sqla_uow.exceptions import RollbackOnlyError
+from sqla_uow.exceptions import InvalidFieldError, RollbackOnlyError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -32,6 +33,7 @@ __all__ = [
     "Propagation",
     "PropagationWithTransaction",
     "Tx",
+    "check_timeout",
     "current_task",
     "mark_rollback_only",
     "normalize_isolation",
@@ -136,6 +138,8 @@ class Tx:
     """The replica the transaction runs on (None: the primary)."""
     router: ReplicaRouter | None = None
     """Told of the commit of a read-write transaction (read-your-writes)."""
+    timeout: float | None = None
+    """The timeout (seconds) bounding its statements now; an inner scope may shorten it."""
 
 
 @dataclass(eq=False)
@@ -147,6 +151,22 @@ class Frame:
     task: asyncio.Task[Any] | None
     propagation: Propagation
     previous: Frame | None
+
+
+def check_timeout(timeout: object) -> float:
+    """*timeout* (seconds, a number greater than 0) as a float; `InvalidFieldError` else."""
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise InvalidFieldError(
+            f"timeout must be a number of seconds greater than 0 (such as 2.5), or None "
+            f"for no timeout; not {timeout!r}",
+            field="timeout",
+        )
+    return float(timeout)
 
 
 def current_task() -> asyncio.Task[Any] | None:

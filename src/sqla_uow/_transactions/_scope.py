@@ -21,7 +21,7 @@ import contextvars
 import logging
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
@@ -67,8 +67,17 @@ class PhysicalTransactions(Protocol):
         held: int,
         propagation: Propagation,
         session: AsyncSession | None = None,
+        timeout: float | None = None,
     ) -> Tx:
         """Begin a transaction (on *session*, else on a new one) with these settings."""
+        ...
+
+    async def narrow_timeout(self, tx: Tx, seconds: float) -> tuple[float | None, Any] | None:
+        """Shorten *tx*'s timeout for an inner scope; what `restore_timeout` needs."""
+        ...
+
+    async def restore_timeout(self, tx: Tx, narrowed: tuple[float | None, Any]) -> None:
+        """Bring back the timeout `narrow_timeout` shortened."""
         ...
 
     def end(self, tx: Tx) -> None:
@@ -108,8 +117,11 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         propagation: Propagation,
         isolation_level: str | None,
         read_only: bool,
+        timeout: float | None = None,
     ) -> None:
         self._transactions = transactions
+        self._timeout = timeout
+        self._narrowed: tuple[float | None, Any] | None = None
         self._var = var
         self.propagation = propagation
         self._isolation_level = isolation_level
@@ -181,6 +193,8 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             joins = p in (Propagation.REQUIRED, Propagation.MANDATORY, Propagation.SUPPORTS)
             if joins and not self.discard_on_exit:
                 await self._check_compatible(active)
+                if self._timeout is not None:
+                    self._narrowed = await self._transactions.narrow_timeout(active, self._timeout)
                 self._kind = "join"
                 self._push(Frame(active, current.level, task, p, previous))
                 return active.session
@@ -188,6 +202,9 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
                 # An explicit-style unit of work that would join runs in a savepoint,
                 # so that what it does not commit can be rolled back at its exit.
                 await self._check_compatible(active)
+                if self._timeout is not None:
+                    # Before the SAVEPOINT: rolling it back must not undo the setting.
+                    self._narrowed = await self._transactions.narrow_timeout(active, self._timeout)
                 self._nested = await active.session.begin_nested()
                 self._kind = "nested"
                 self._joined_savepoint = joins
@@ -213,7 +230,21 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             held=sum(1 for tx in enclosing if tx.task is task),
             propagation=self.propagation,
             session=session,
+            timeout=self._timeout,
         )
+
+    async def _restore_timeout(self, tx: Tx | None) -> None:
+        """Bring back the timeout this inner scope shortened, while *tx* can go on.
+
+        Not when the transaction (or the savepoint around this scope) can only roll
+        back: its end resets the setting (transaction-local, or at check-in).
+        """
+        narrowed, self._narrowed = self._narrowed, None
+        if narrowed is None or tx is None or not tx.open:
+            return
+        if tx.level is not None and tx.level.rollback_only:
+            return
+        await self._transactions.restore_timeout(tx, narrowed)
 
     def _push(self, frame: Frame) -> None:
         self._frame = frame
@@ -263,12 +294,18 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             self._pop()
             if exc is not None:
                 mark_rollback_only(self._frame.level, exc)
+            elif self._narrowed is not None:
+                await self._restore_timeout(self._frame.tx)
             return
         if kind == "nested":
             if exc is not None and self._joined_savepoint:
                 level = self._frame.level
                 mark_rollback_only(level.parent if level is not None else None, exc)
-            await self._exit_nested(exc)
+            try:
+                await self._exit_nested(exc)
+            finally:
+                if self._narrowed is not None:
+                    await self._restore_timeout(self._frame.tx)
             return
         await self._exit_root(exc)
 

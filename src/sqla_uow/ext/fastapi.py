@@ -233,11 +233,11 @@ def add_exception_handlers(app: Starlette) -> None:
     |---|---|---|
     | `NotFoundError` | 404 | ``not_found`` |
     | `ConflictError` | 409 | ``conflict`` (with ``kind``, ``constraint``, ``columns``) |
-    | ``LockNotAvailableError`` (where it exists) | 409 | ``lock_not_available`` |
+    | `LockNotAvailableError` | 409 | ``lock_not_available`` |
     | `InvalidFieldError` | 422 | ``invalid_field`` |
     | `InvalidCursorError` | 422 | ``invalid_cursor`` |
     | FastAPI's ``RequestValidationError`` | 422 | ``validation`` |
-    | ``TransactionTimeoutError`` (where it exists) | 503 | ``transaction_timeout`` |
+    | `TransactionTimeoutError` | 503 | ``transaction_timeout`` |
     | `TransactionError` (`RollbackOnlyError`, ...) | 500 | ``transaction_failed`` |
 
     Bodies never carry a driver message, SQL or the client's input: a conflict says
@@ -252,18 +252,17 @@ def add_exception_handlers(app: Starlette) -> None:
         add_exception_handlers(app)
         ```
     """
-    handlers: list[tuple[type[Exception] | None, Callable[..., Awaitable[ProblemResponse]]]] = [
+    handlers: list[tuple[type[Exception], Callable[..., Awaitable[ProblemResponse]]]] = [
         (exceptions.NotFoundError, _not_found),
         (exceptions.ConflictError, _conflict),
         (exceptions.InvalidFieldError, _invalid_field),
         (exceptions.TransactionError, _transaction_error),
-        (getattr(exceptions, "LockNotAvailableError", None), _lock_not_available),
-        (getattr(exceptions, "TransactionTimeoutError", None), _timeout),
+        (exceptions.LockNotAvailableError, _lock_not_available),
+        (exceptions.TransactionTimeoutError, _timeout),
         (RequestValidationError, _request_validation),
     ]
     for exc_class, handler in handlers:
-        if exc_class is not None:
-            app.add_exception_handler(exc_class, handler)
+        app.add_exception_handler(exc_class, handler)
 
 
 # -- the unit of work of a request -------------------------------------------------------

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
 from sqla_uow._filters import check_page_size, check_stream_chunk_size, check_window
+from sqla_uow._locks import ForUpdate, lock_request
 from sqla_uow._pagination import CursorPage, KeysetRequest, Page
 from sqla_uow._typing import ModelT
 
@@ -69,6 +70,7 @@ class FakePagesMixin(FakeStore[ModelT]):
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[ModelT]:
         """Iterate over the matching instances.
@@ -84,7 +86,7 @@ class FakePagesMixin(FakeStore[ModelT]):
             ```
         """
         async for chunk in self.stream_chunks(
-            *where, order_by=order_by, chunk_size=chunk_size, **filters
+            *where, order_by=order_by, chunk_size=chunk_size, for_update=for_update, **filters
         ):
             for obj in chunk:
                 yield obj
@@ -95,6 +97,7 @@ class FakePagesMixin(FakeStore[ModelT]):
         order_by: Any = None,
         chunk_size: int = 1000,
         options: Sequence[Any] = (),
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> AsyncIterator[builtins.list[ModelT]]:
         """Like `stream`, but yields lists of up to *chunk_size* instances.
@@ -106,6 +109,7 @@ class FakePagesMixin(FakeStore[ModelT]):
             ```
         """
         check_stream_chunk_size(self.model, chunk_size)
+        lock_request(for_update, self.model)
         found = self._fake_select(where, filters, order_by)
         for start in range(0, len(found), chunk_size):
             yield found[start : start + chunk_size]

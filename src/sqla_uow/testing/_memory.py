@@ -15,6 +15,7 @@ from sqla_uow._filters import (
     not_found_error,
     one_or_none,
 )
+from sqla_uow._locks import ForUpdate, lock_request
 from sqla_uow._model import model_meta
 from sqla_uow._pagination import check_secret
 from sqla_uow._typing import ModelT
@@ -66,7 +67,8 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
     Not imitated: server-side defaults (``server_default=``), foreign keys, check
     constraints, loader options (``options=`` is accepted and ignored, relationship
     attributes hold what your code put there) and row locks (``for_update=`` is
-    accepted and ignored). The stored instances are the ones the repository returns:
+    checked as the real repository checks it, ``ForUpdate`` options included, and
+    otherwise ignored). The stored instances are the ones the repository returns:
     setting an attribute of a returned instance changes the stored row, as the next
     flush of a real session would.
 
@@ -159,7 +161,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
         return self._ordered()
 
     async def get(
-        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
     ) -> ModelT | None:
         """The instance with primary key *pk*, or ``None``.
 
@@ -171,10 +173,11 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             user = await users.get(1)
             ```
         """
+        lock_request(for_update, self.model)
         return self._rows.get(self._identity(pk))
 
     async def get_one(
-        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool = False
+        self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
     ) -> ModelT:
         """The instance with primary key *pk*; like `get` but raises when there is none.
 
@@ -187,6 +190,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             user = await users.get_one(1)
             ```
         """
+        lock_request(for_update, self.model)
         obj = self._rows.get(self._identity(pk))
         if obj is None:
             raise not_found_error(self.model, pk)
@@ -211,7 +215,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
         self,
         *where: Any,
         options: Sequence[Any] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> ModelT | None:
         """The one instance matching the criteria, or ``None`` when none does.
@@ -225,6 +229,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ann = await users.find_one(email="ann@example.com")
             ```
         """
+        lock_request(for_update, self.model)
         return one_or_none(self.model, self._fake_select(where, filters))
 
     async def list(
@@ -234,7 +239,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
         limit: int | None = None,
         offset: int | None = None,
         options: Sequence[Any] = (),
-        for_update: bool = False,
+        for_update: bool | ForUpdate = False,
         **filters: Any,
     ) -> builtins.list[ModelT]:
         """The instances matching the criteria, ordered and windowed.
@@ -250,6 +255,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ```
         """
         check_window(self.model, limit=limit, offset=offset)
+        lock_request(for_update, self.model)
         found = self._fake_select(where, filters, order_by)
         start = offset or 0
         return found[start : start + limit] if limit is not None else found[start:]
