@@ -12,7 +12,7 @@ soft-deleting model: every read and write method, inside and outside the scope.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -270,3 +270,18 @@ class TestScopeParity:
                 got = error_of(exc)
             assert got == real, f"{name}: fake {got!r}, database {real!r}"
             assert stock_rows_fake(fake) == await stock_rows_real(tm), f"rows after {name}"
+
+
+class FakeShopStock(InMemoryRepository[Stock]):
+    def default_scope(self) -> Mapping[str, Any] | None:
+        return {"shop": 3}
+
+
+class TestFakeDefaultScope:
+    async def test_the_fake_applies_its_default_scope_to_reads_and_writes(self) -> None:
+        fake = FakeShopStock(rows=[A(1, "a", shop=3), A(2, "b", shop=4)])
+        assert [obj.code for obj in await fake.list()] == ["a"]
+        made = await fake.create(A(3, "c"))
+        assert made.shop == 3
+        assert await fake.get(2) is None
+        assert await fake.scoped(code="c").count() == 1

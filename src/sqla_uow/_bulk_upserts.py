@@ -217,7 +217,8 @@ class UpsertMixin(ScopeBase[ModelT]):
         by_column_key = {meta.columns[name].key: name for name in names}
         compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
         order = compiled.positiontup
-        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
+        if order is None or sorted(order) != sorted(by_column_key):
+            # The statement has parameters of its own (the guard of a scoped upsert).
             group = [
                 {meta.columns[name].key: value for name, value in row.items()} for row in group_rows
             ]

@@ -91,7 +91,7 @@ class ReadMixin(ScopeBase[ModelT]):
             stmt = stmt.options(*options)
         if for_update:
             stmt = stmt.with_for_update()
-        scope = self._active_scope()
+        scope = self._active_scope() if self._scoping else None  # hot path
         return stmt if scope is None else scope.apply(stmt)
 
     def _criteria(
@@ -153,7 +153,7 @@ class ReadMixin(ScopeBase[ModelT]):
             ```
         """
         ident = self._identity(pk)
-        scope = self._active_scope()
+        scope = self._active_scope() if self._scoping else None  # hot path
         if scope is not None and scope.criteria:
             return await self._get_scoped(scope, ident, options, for_update=for_update)
         return await self.session.get(

@@ -162,7 +162,7 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             ```
         """
         dialect = self._dialect()
-        scope = self._active_scope()
+        scope = self._active_scope() if self._scoping else None  # hot path
         if self._check_own_instance(data):
             check_assignable(self.model, values)
             obj: ModelT = data

@@ -127,6 +127,11 @@ class TestReadsSeeOnlyTheScope:
         customers.session.expunge_all()
         assert (await shop.get(seeded["Ann"].id)) is not None
         assert await shop.get(seeded["Cat"].id) is None
+        # Loader options and locks always query, with the scope.
+        assert await shop.get(seeded["Cat"].id, for_update=True) is None
+        loaded = await shop.get(seeded["Bob"].id, options=[selectinload(Customer.purchases)])
+        assert loaded is not None
+        assert loaded.purchases == []
 
     async def test_get_with_a_scope_of_expressions_queries(
         self, customers: CustomerRepository, seeded: dict[str, Customer]
@@ -244,11 +249,17 @@ class TestWritesStayInTheScope:
         assert dan.shop_id == 7
         same = await shop.create(Customer(email="eve@x.io", name="Eve", shop_id=7))
         assert same.shop_id == 7
+        gus = await shop.create(Customer(email="gus@x.io", name="Gus"))  # filled in
+        assert gus.shop_id == 7
         with pytest.raises(InvalidFieldError, match="outside the repository's scope") as caught:
             await shop.create(email="fay@x.io", name="Fay", shop_id=8)
         assert caught.value.field == "shop_id"
         await session.commit()
-        assert await rows(session) == [(7, "dan@x.io", "Dan"), (7, "eve@x.io", "Eve")]
+        assert await rows(session) == [
+            (7, "dan@x.io", "Dan"),
+            (7, "eve@x.io", "Eve"),
+            (7, "gus@x.io", "Gus"),
+        ]
 
     @covers("update")
     async def test_update_finds_only_rows_in_the_scope_and_keeps_them_there(

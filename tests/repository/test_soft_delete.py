@@ -104,6 +104,9 @@ class TestDeleteSetsDeletedAt:
         self, session: AsyncSession, authors: AuthorRepository, seeded: dict[str, Author]
     ) -> None:
         assert await authors.delete_many([seeded["Ann"].id, seeded["Bob"].id]) == 2
+        assert seeded["Ann"].deleted_at is not None  # the loaded objects are in step
+        assert seeded["Cat"].deleted_at is None
+        assert await authors.get(seeded["Bob"].id) is None
         assert await authors.delete_many([seeded["Ann"].id]) == 0
         assert await authors.delete_where(name__in=["Ann", "Cat"]) == 1
         await session.commit()
