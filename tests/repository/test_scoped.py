@@ -238,6 +238,26 @@ class TestReadsSeeOnlyTheScope:
         assert [p.title for p in loaded] == ["lamp"]
         assert [p.title for p in loaded[0].customer.purchases] == ["lamp"]
 
+    async def test_lazy_loads_in_sync_code_obey_the_scope(
+        self, session: AsyncSession, customers: CustomerRepository
+    ) -> None:
+        ann = await customers.create(shop_id=7, email="ann@x.io", name="Ann")
+        purchases = PurchaseRepository(session)
+        await purchases.insert_many(
+            [
+                {"shop_id": 7, "customer_id": ann.id, "title": "lamp"},
+                {"shop_id": 8, "customer_id": ann.id, "title": "desk"},
+            ]
+        )
+        await session.commit()
+        session.expunge_all()
+        (lamp,) = await purchases.scoped(shop_id=7).list()
+
+        def titles(_: Any) -> list[str]:
+            return [p.title for p in lamp.customer.purchases]  # two lazy loads
+
+        assert await session.run_sync(titles) == ["lamp"]
+
 
 class TestWritesStayInTheScope:
     @covers("create")
