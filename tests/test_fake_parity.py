@@ -5,11 +5,14 @@ Each example is a sequence of bulk operations (``create_many``, ``update_many``,
 table with a primary key and a unique column, drawn so that keys collide often. Both
 repositories run it; every call's result (or the kind of error it raised) and the rows
 left after it must be the same.
+
+A fixed scenario does the same for scoped views (``scoped``, ``including_deleted``) of a
+soft-deleting model: every read and write method, inside and outside the scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
@@ -19,7 +22,15 @@ from sqlalchemy import MetaData, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from sqla_uow import AsyncRepository, ConflictError, SqlaUowError, TransactionManager
+from sqla_uow import (
+    AsyncRepository,
+    ConflictError,
+    CursorPage,
+    Page,
+    SqlaUowError,
+    TransactionManager,
+)
+from sqla_uow.mixins import SoftDeleteMixin
 from sqla_uow.testing import InMemoryRepository
 
 
@@ -37,6 +48,15 @@ class Item(Base):
 
 class ItemRepository(AsyncRepository[Item]):
     pass
+
+
+class Stock(SoftDeleteMixin, Base):
+    __tablename__ = "parity_stock"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    shop: Mapped[int]
+    code: Mapped[str] = mapped_column(String(5), unique=True)
+    qty: Mapped[int | None]
 
 
 @pytest.fixture
@@ -142,3 +162,126 @@ class TestBulkParity:
             got = await run_fake(fake, op)
             assert got == real, f"step {step} {op!r}: fake {got!r}, database {real!r}"
             assert fake_rows(fake) == await real_rows(tm), f"rows after step {step} {op!r}"
+
+
+def stock_result(value: Any) -> Any:
+    if isinstance(value, Stock):
+        return (value.id, value.shop, value.code, value.qty)
+    if isinstance(value, list):
+        return sorted(stock_result(item) for item in value)
+    if isinstance(value, Page):
+        return ("page", stock_result(value.items), value.total)
+    if isinstance(value, CursorPage):
+        return ("cursor page", stock_result(value.items), value.has_next)
+    return value
+
+
+async def streamed(items: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in items]
+
+
+def A(i: int, code: str, qty: int | None = None, **extra: Any) -> dict[str, Any]:
+    return {"id": i, "code": code, "qty": qty, **extra}
+
+
+STOCK_SCENARIO: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
+    ("create in shop 2", lambda r: r.create(A(1, "a", 1, shop=2))),
+    ("scoped create fills the shop", lambda r: r.scoped(shop=1).create(A(2, "b", 2))),
+    ("scoped create_many", lambda r: r.scoped(shop=1).create_many([A(3, "c"), A(4, "d", 4)])),
+    ("scoped insert_many", lambda r: r.scoped(shop=1).insert_many([A(5, "e", 5, shop=1)])),
+    ("contradicting create", lambda r: r.scoped(shop=1).create(A(6, "f", shop=2))),
+    ("contradicting create_many", lambda r: r.scoped(shop=1).create_many([A(6, "f", shop=3)])),
+    ("get outside", lambda r: r.scoped(shop=1).get(1)),
+    ("get inside", lambda r: r.scoped(shop=1).get(2)),
+    ("get_one outside", lambda r: r.scoped(shop=1).get_one(1)),
+    ("get_many", lambda r: r.scoped(shop=1).get_many([1, 2, 3])),
+    ("find_one outside", lambda r: r.scoped(shop=1).find_one(code="a")),
+    ("list", lambda r: r.scoped(shop=1).list(qty__is_null=False)),
+    ("count", lambda r: r.scoped(shop=1).count()),
+    ("exists outside", lambda r: r.scoped(shop=1).exists(code="a")),
+    ("paginate", lambda r: r.scoped(shop=1).paginate(limit=2, order_by="id")),
+    ("paginate_cursor", lambda r: r.scoped(shop=1).paginate_cursor(limit=2, order_by="id")),
+    ("stream", lambda r: streamed(r.scoped(shop=1).stream(order_by="id"))),
+    ("stream_chunks", lambda r: streamed(r.scoped(shop=1).stream_chunks(chunk_size=2))),
+    ("update outside", lambda r: r.scoped(shop=1).update(1, qty=9)),
+    ("update moving out", lambda r: r.scoped(shop=1).update(2, shop=2)),
+    ("update inside", lambda r: r.scoped(shop=1).update(2, qty=7)),
+    (
+        "update_many",
+        lambda r: r.scoped(shop=1).update_many([{"id": 1, "qty": 8}, {"id": 3, "qty": 8}]),
+    ),
+    (
+        "upsert_many inside",
+        lambda r: r.scoped(shop=1).upsert_many([A(3, "c", 3), A(7, "g")], on_conflict=("code",)),
+    ),
+    (
+        "upsert_many outside",
+        lambda r: r.scoped(shop=1).upsert_many([A(1, "a", 0)], on_conflict=("code",)),
+    ),
+    ("delete outside", lambda r: r.scoped(shop=1).delete(1)),
+    ("soft delete", lambda r: r.scoped(shop=1).delete(2)),
+    ("soft delete again", lambda r: r.scoped(shop=1).delete(2)),
+    ("get deleted", lambda r: r.get(2)),
+    ("update deleted", lambda r: r.update(2, qty=1)),
+    ("delete_many", lambda r: r.scoped(shop=1).delete_many([1, 2, 3])),
+    ("delete_where", lambda r: r.scoped(shop=1).delete_where(qty__gte=4)),
+    ("count including deleted", lambda r: r.including_deleted().count()),
+    ("list including deleted", lambda r: r.scoped(shop=1).including_deleted().list()),
+    ("restore", lambda r: r.restore(2)),
+    ("restore outside", lambda r: r.scoped(shop=2).restore(3)),
+    ("hard_delete", lambda r: r.hard_delete(3)),
+    ("count", lambda r: r.count()),
+]
+
+
+async def stock_rows_real(tm: TransactionManager) -> list[tuple[Any, ...]]:
+    async with tm.transaction() as session:
+        result = await session.execute(
+            select(Stock.id, Stock.shop, Stock.code, Stock.qty, Stock.deleted_at.is_not(None))
+        )
+        return sorted((a, b, c, d, bool(e)) for a, b, c, d, e in result.all())
+
+
+def stock_rows_fake(repo: InMemoryRepository[Stock]) -> list[tuple[Any, ...]]:
+    return sorted(
+        (obj.id, obj.shop, obj.code, obj.qty, obj.deleted_at is not None) for obj in repo.rows
+    )
+
+
+class TestScopeParity:
+    @pytest.mark.backends("sqlite")
+    async def test_scoped_and_soft_deleting_views_agree_with_the_database(
+        self, engine: AsyncEngine
+    ) -> None:
+        tm = TransactionManager(engine)
+        fake = InMemoryRepository(Stock)
+        for name, op in STOCK_SCENARIO:
+            try:
+                async with tm.transaction() as session:
+                    real: Any = (
+                        "ok",
+                        stock_result(await op(AsyncRepository(session, model=Stock))),
+                    )
+            except SqlaUowError as exc:
+                real = error_of(exc)
+            try:
+                got: Any = ("ok", stock_result(await op(fake)))
+            except SqlaUowError as exc:
+                got = error_of(exc)
+            assert got == real, f"{name}: fake {got!r}, database {real!r}"
+            assert stock_rows_fake(fake) == await stock_rows_real(tm), f"rows after {name}"
+
+
+class FakeShopStock(InMemoryRepository[Stock]):
+    def default_scope(self) -> Mapping[str, Any] | None:
+        return {"shop": 3}
+
+
+class TestFakeDefaultScope:
+    async def test_the_fake_applies_its_default_scope_to_reads_and_writes(self) -> None:
+        fake = FakeShopStock(rows=[A(1, "a", shop=3), A(2, "b", shop=4)])
+        assert [obj.code for obj in await fake.list()] == ["a"]
+        made = await fake.create(A(3, "c"))
+        assert made.shop == 3
+        assert await fake.get(2) is None
+        assert await fake.scoped(code="c").count() == 1

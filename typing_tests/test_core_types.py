@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -88,6 +88,19 @@ async def repository_writes(session: AsyncSession) -> None:
         await users.upsert_many([{"email": "e@example.com", "name": "E"}], on_conflict=("email",)),
         int,
     )
+
+
+async def repository_scopes(session: AsyncSession) -> None:
+    users = UserRepository(session)
+    assert_type(users.scoped(name="Ann"), UserRepository)
+    assert_type(users.scoped(User.id > 1).scoped(status="active"), UserRepository)
+    assert_type(users.including_deleted(), UserRepository)
+    assert_type(await users.scoped(name="Ann").get_one(1), User)
+    assert_type(await users.hard_delete(1), bool)
+    assert_type(await users.restore(1), bool)
+    assert_type(users.default_scope(), Mapping[str, Any] | None)
+    orders = AsyncRepository(session, model=Order)
+    assert_type(orders.scoped(user_id=1), AsyncRepository[Order])
 
 
 async def unit_of_work(tm: TransactionManager) -> None:

@@ -52,6 +52,9 @@ async def repository_calls() -> None:
 
     fake = FakeUserRepository()
     assert_type(await fake.get_one(1), User)
+    assert_type(fake.scoped(name="Ann"), FakeUserRepository)
+    assert_type(users.including_deleted(), InMemoryRepository[User])
+    assert_type(await users.scoped(name="Ann").hard_delete(1), bool)
     assert_type(await fake.get_by_email("a@example.com"), User | None)
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, tuple_, update
 
-from ._bulk_base import BulkBase
 from ._dialects import Backend, rows_per_statement
 from ._filters import identity_of
 from ._model import ModelMeta, model_meta
@@ -22,6 +21,7 @@ from ._rows import (
     refuse_unbounded_delete,
     single_table,
 )
+from ._scoping import ScopeBase
 from ._typing import ModelT
 from ._where import compile_where
 
@@ -32,7 +32,7 @@ _COMPOSITE_IN_ROWS = 1000
 PostgreSQL's parser recurses per tuple and exceeds its stack depth for around 10,000."""
 
 
-class ChangeMixin(BulkBase[ModelT]):
+class ChangeMixin(ScopeBase[ModelT]):
     """`update_many`, `delete_many` and `delete_where` of `BulkOperationsMixin`."""
 
     async def update_many(
@@ -77,15 +77,23 @@ class ChangeMixin(BulkBase[ModelT]):
         # An UPDATE ... FROM applies an arbitrary one of two source rows for the same
         # key, executemany the last one: refuse the ambiguity everywhere.
         check_unique_rows(self.model, rows_values, meta.pk)
+        scope = self._active_scope()
+        if scope is not None:
+            for index, row in enumerate(rows_values):
+                scope.keep(row, where=f"row {index}: ")
         if not rows_values:
             return 0
         single_table(meta, "update_many")
         await self.session.flush()
+        criteria: tuple[ColumnElement[bool], ...] = ()
+        if scope is not None and scope.criteria:
+            rows_values = await self._rows_in_scope(meta, backend, scope, rows_values)
+            criteria = scope.criteria
         matched = 0
         for keys, indexes in group_by_keys(rows_values).items():
             names = sorted(keys.difference(meta.pk))
             group = [rows_values[i] for i in indexes]
-            matched += await self._update_group(meta, backend, names, group, chunk_size)
+            matched += await self._update_group(meta, backend, names, group, chunk_size, criteria)
         self._sync_identity_map(meta, rows_values, by=meta.pk)
         return matched
 
@@ -96,8 +104,12 @@ class ChangeMixin(BulkBase[ModelT]):
         names: list[str],
         group: list[dict[str, Any]],
         chunk_size: int | None,
+        criteria: tuple[ColumnElement[bool], ...],
     ) -> int:
-        """``UPDATE ... FROM`` the backend's row sources, or an executemany ``UPDATE``."""
+        """``UPDATE ... FROM`` the backend's row sources, or an executemany ``UPDATE``.
+
+        *criteria*: the scope's, which the rows must still match.
+        """
         table = single_table(meta, "update_many")
         if not backend.updates_from_rows:
             pk_binds = {key: f"k_{i}" for i, key in enumerate(meta.pk)}
@@ -108,7 +120,8 @@ class ChangeMixin(BulkBase[ModelT]):
                     *(
                         meta.columns[key] == bindparam(pk_binds[key], type_=meta.columns[key].type)
                         for key in meta.pk
-                    )
+                    ),
+                    *criteria,
                 )
                 .values(
                     {
@@ -136,7 +149,10 @@ class ChangeMixin(BulkBase[ModelT]):
                         for i, name in enumerate(names)
                     }
                 )
-                .where(*(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(meta.pk)))
+                .where(
+                    *(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(meta.pk)),
+                    *criteria,
+                )
             )
             result = await self._execute(backend, statement, source_params)
             matched += max(0, result.rowcount)
@@ -186,8 +202,9 @@ class ChangeMixin(BulkBase[ModelT]):
             else tuple_(*(getattr(self.model, name) for name in meta.pk))
         )
         deleted = 0
+        base = self._delete_statement()
         for start in range(0, len(keys), per_statement):
-            statement = delete(self.model).where(target.in_(keys[start : start + per_statement]))
+            statement = base.where(target.in_(keys[start : start + per_statement]))
             result = await self._execute(backend, statement)
             deleted += max(0, result.rowcount)
         return deleted
@@ -230,5 +247,5 @@ class ChangeMixin(BulkBase[ModelT]):
             all_rows=all_rows,
             fields=model_meta(self.model).writable_keys,
         )
-        result = await self._execute(backend, delete(self.model).where(*criteria))
+        result = await self._execute(backend, self._delete_statement().where(*criteria))
         return max(0, int(result.rowcount))

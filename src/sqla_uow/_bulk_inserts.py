@@ -7,7 +7,6 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from ._bulk_base import BulkBase
 from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
@@ -17,6 +16,7 @@ from ._rows import (
     fill_defaults,
     group_by_keys,
 )
+from ._scoping import ScopeBase
 from ._typing import ModelT
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "InsertMixin"]
@@ -26,7 +26,7 @@ DEFAULT_CHUNK_SIZE = 1000
 otherwise (SQLAlchemy's own default page size; larger pages measured no faster)."""
 
 
-class InsertMixin(BulkBase[ModelT]):
+class InsertMixin(ScopeBase[ModelT]):
     """`create_many` and `insert_many` of `BulkOperationsMixin`."""
 
     async def create_many(
@@ -73,7 +73,7 @@ class InsertMixin(BulkBase[ModelT]):
         check_chunk_size(self.model, chunk_size)
         meta = model_meta(self.model)
         backend = self._backend()
-        rows_values = self._rows(meta, backend, rows, new=True)
+        rows_values = self._scoped_rows(self._rows(meta, backend, rows, new=True))
         if not rows_values:
             return []
         await self.session.flush()
@@ -191,7 +191,7 @@ class InsertMixin(BulkBase[ModelT]):
         check_chunk_size(self.model, chunk_size)
         meta = model_meta(self.model)
         backend = self._backend()
-        rows_values = self._rows(meta, backend, rows, new=True)
+        rows_values = self._scoped_rows(self._rows(meta, backend, rows, new=True))
         if not rows_values:
             return 0
         statement = insert(self.model)

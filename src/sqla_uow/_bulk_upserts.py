@@ -6,10 +6,9 @@ import contextlib
 from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select
 
-from ._bulk_base import BulkBase
 from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors, is_unmatched_conflict_target
 from ._model import ModelMeta, model_meta, unique_key_error
@@ -22,12 +21,13 @@ from ._rows import (
     group_by_keys,
     single_table,
 )
+from ._scoping import ScopeBase
 from ._typing import ModelT
 
 __all__ = ["UpsertMixin"]
 
 
-class UpsertMixin(BulkBase[ModelT]):
+class UpsertMixin(ScopeBase[ModelT]):
     """`upsert_many` of `BulkOperationsMixin`."""
 
     async def upsert_many(
@@ -83,7 +83,10 @@ class UpsertMixin(BulkBase[ModelT]):
         meta = model_meta(self.model)
         conflict, explicit = check_upsert_options(meta, on_conflict, update)
         backend = self._backend()
+        scope = self._active_scope()
         rows_values = self._rows(meta, backend, rows, new=True)
+        if scope is not None:
+            rows_values = scope.filled_rows(rows_values)
         groups = group_by_keys(rows_values)
         check_upsert_rows(meta, rows_values, groups, conflict, explicit)
         backend.check_upsert()
@@ -91,6 +94,10 @@ class UpsertMixin(BulkBase[ModelT]):
             return 0
         single_table(meta, "upsert_many")
         await self.session.flush()
+        guard = None
+        if scope is not None and scope.criteria:
+            await self._refuse_conflicts_outside(meta, backend, scope, conflict, rows_values)
+            guard = and_(*scope.criteria)
         written = 0
         async with self._unmatched_target_translated(meta, backend, conflict):
             for keys, indexes in groups.items():
@@ -100,7 +107,7 @@ class UpsertMixin(BulkBase[ModelT]):
                     targets = list(explicit)
                 group_rows = [rows_values[i] for i in indexes]
                 written += await self._upsert_group(
-                    meta, backend, keys, conflict, targets, group_rows, chunk_size
+                    meta, backend, keys, conflict, targets, group_rows, chunk_size, guard
                 )
                 if targets:
                     self._sync_identity_map(
@@ -146,13 +153,17 @@ class UpsertMixin(BulkBase[ModelT]):
         targets: list[str],
         group_rows: list[dict[str, Any]],
         chunk_size: int | None,
+        guard: ColumnElement[bool] | None,
     ) -> int:
-        """Upsert rows that give the same *keys*, in the backend's `upsert_form`."""
+        """Upsert rows that give the same *keys*, in the backend's `upsert_form`.
+
+        *guard*: the scope an existing row must be in to be updated.
+        """
         if meta.python_defaults is not None and backend.upsert_form == "rows":
             return await self._upsert_from_rows(
-                meta, backend, keys, conflict, targets, group_rows, chunk_size
+                meta, backend, keys, conflict, targets, group_rows, chunk_size, guard
             )
-        statement = backend.upsert_statement(meta, conflict, targets)
+        statement = backend.upsert_statement(meta, conflict, targets, where=guard)
         if meta.python_defaults is not None and backend.upsert_form == "executemany":
             return await self._upsert_executemany(
                 meta, backend, statement, keys, group_rows, chunk_size
@@ -206,7 +217,8 @@ class UpsertMixin(BulkBase[ModelT]):
         by_column_key = {meta.columns[name].key: name for name in names}
         compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
         order = compiled.positiontup
-        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
+        if order is None or sorted(order) != sorted(by_column_key):
+            # The statement has parameters of its own (the guard of a scoped upsert).
             group = [
                 {meta.columns[name].key: value for name, value in row.items()} for row in group_rows
             ]
@@ -239,6 +251,7 @@ class UpsertMixin(BulkBase[ModelT]):
         targets: list[str],
         group_rows: list[dict[str, Any]],
         chunk_size: int | None,
+        guard: ColumnElement[bool] | None,
     ) -> int:
         """``INSERT ... SELECT FROM`` the backend's row sources per chunk; an exact count."""
         assert meta.python_defaults is not None
@@ -250,7 +263,7 @@ class UpsertMixin(BulkBase[ModelT]):
         written = 0
         for source, params in backend.row_sources(columns, value_rows, chunk_size):
             rows = select(*(source.c[f"c{j}"] for j in range(len(names))))
-            statement = backend.upsert_statement(meta, conflict, targets, (columns, rows))
+            statement = backend.upsert_statement(meta, conflict, targets, (columns, rows), guard)
             result = await self._execute(backend, statement, params)
             written += max(0, result.rowcount)
         return written

@@ -10,7 +10,7 @@ from ._errors import database_errors
 from ._filters import check_page_size, check_stream_chunk_size, check_window
 from ._keyset import keyset_columns, keyset_select
 from ._locks import ForUpdate
-from ._pagination import CursorPage, KeysetRequest, Page
+from ._pagination import CursorPage, KeysetRequest, Page, check_scope
 from ._reads import OrderBy, ReadMixin
 from ._typing import ModelT
 from ._where import Where, compile_where
@@ -195,6 +195,13 @@ class PageMixin(ReadMixin[ModelT]):
         model = self.model
         dialect = self._dialect()
         columns = keyset_columns(model, order_by, dialect)
+        criteria = compile_where(model, where, filters, dialect=dialect)
+        scope = self._active_scope()
+        if scope is not None:
+            check_scope(model, cursor_scope)
+            cursor_scope = scope.cursor_scope(cursor_scope)
+            criteria.extend(scope.criteria)
+            options = (*scope.options, *options)
         request = KeysetRequest.parse(
             model,
             order_by,
@@ -209,7 +216,7 @@ class PageMixin(ReadMixin[ModelT]):
         stmt = keyset_select(
             model,
             builtins.list(columns.values()),
-            compile_where(model, where, filters, dialect=dialect),
+            criteria,
             position=request.position,
             backwards=request.backwards,
             limit=limit,

@@ -11,7 +11,14 @@ from ._pagination import CursorPage, Page
 from ._typing import ModelT
 
 if TYPE_CHECKING:
+    import sys
+
     from sqlalchemy import ColumnElement
+
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
     from ._where import Where
 
@@ -193,4 +200,20 @@ class Repository(Protocol[ModelT]):
         chunk_size: int | None = None,
     ) -> int:
         """Insert rows, or update the row with the same *on_conflict* values."""
+        ...
+
+    def scoped(self, *where: Where, **criteria: Any) -> Self:
+        """A view of the repository confined to the criteria (see `AsyncRepository.scoped`)."""
+        ...
+
+    def including_deleted(self) -> Self:
+        """The view that also sees soft-deleted rows."""
+        ...
+
+    async def restore(self, pk_or_instance: Any) -> bool:
+        """Undo the soft delete of a row; whether one was restored."""
+        ...
+
+    async def hard_delete(self, pk_or_instance: Any) -> bool:
+        """Delete a row for good, soft-deleted or not; whether one was deleted."""
         ...

@@ -18,7 +18,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import ScalarResult
 from sqlalchemy.orm import QueryableAttribute
 
-from ._bulk_base import BulkBase
 from ._errors import database_errors
 from ._filters import (
     check_window,
@@ -29,6 +28,7 @@ from ._filters import (
 from ._locks import ForUpdate, lock_arguments, with_lock
 from ._model import ModelMeta
 from ._ordering import compile_order_by, order_items, parse_order_item
+from ._scoping import ActiveScope, ScopeBase
 from ._typing import ModelT
 from ._where import Where, compile_where
 
@@ -46,7 +46,7 @@ OrderBy = OrderByItem | Sequence[OrderByItem] | None
 _GET_MANY_CHUNK = 500
 
 
-class ReadMixin(BulkBase[ModelT]):
+class ReadMixin(ScopeBase[ModelT]):
     """The reads of a repository of ``ModelT``; mixed into `AsyncRepository`.
 
     Needs ``model``, ``session``, ``_meta`` (the model's `ModelMeta`) and
@@ -93,7 +93,18 @@ class ReadMixin(BulkBase[ModelT]):
             stmt = stmt.options(*options)
         if for_update is not False:
             stmt = with_lock(stmt, for_update, self.model, self._backend())
-        return stmt
+        scope = self._active_scope() if self._scoping else None  # hot path
+        return stmt if scope is None else scope.apply(stmt)
+
+    def _criteria(
+        self, where: Sequence[Where], filters: Mapping[str, Any]
+    ) -> builtins.list[ColumnElement[bool]]:
+        """The WHERE criteria of *where* and *filters*, with the scope's."""
+        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
+        scope = self._active_scope()
+        if scope is not None:
+            criteria.extend(scope.criteria)
+        return criteria
 
     def _stable_order(self, order_by: OrderBy) -> builtins.list[Any]:
         """*order_by* followed by the primary-key columns it does not already name."""
@@ -149,16 +160,49 @@ class ReadMixin(BulkBase[ModelT]):
             ```
         """
         ident = self._identity(pk)
+        scope = self._active_scope() if self._scoping else None  # hot path
+        if scope is not None and scope.criteria:
+            return await self._get_scoped(scope, ident, options, for_update=for_update)
         locks = for_update is not False
         lock = lock_arguments(for_update, self.model, self._backend()) if locks else None
         with database_errors(self.model):
             return await self.session.get(
                 self.model,
                 ident,
-                options=options,
+                options=options if scope is None else (*scope.options, *options),
                 with_for_update=None if lock is None else (lock or True),
                 populate_existing=bool(options) or locks,
             )
+
+    async def _get_scoped(
+        self,
+        scope: ActiveScope,
+        ident: tuple[Any, ...],
+        options: Sequence[ORMOption],
+        *,
+        for_update: bool | ForUpdate,
+    ) -> ModelT | None:
+        """`get` confined to *scope*: from the identity map when its loaded state decides."""
+        if not options and not for_update:
+            key = self._meta.mapper.identity_key_from_primary_key(ident)
+            loaded = self.session.sync_session.identity_map.get(key)
+            if loaded is not None:
+                holds = scope.holds(loaded)
+                if holds is not None:
+                    return loaded if holds else None
+        cols = self._pk_attrs()
+        stmt = self._select(
+            [col == value for col, value in zip(cols, ident, strict=True)],
+            {},
+            options=options,
+            for_update=for_update,
+        )
+        if options or for_update:
+            stmt = stmt.execution_options(populate_existing=True)
+        with database_errors(self.model):
+            result = await self.session.scalars(stmt)
+        found: ModelT | None = self._unique(result, options).one_or_none()
+        return found
 
     async def get_one(
         self,
@@ -212,6 +256,7 @@ class ReadMixin(BulkBase[ModelT]):
         if not wanted:
             return []
         cols = self._pk_attrs()
+        scope = self._active_scope()
         found: dict[tuple[Any, ...], ModelT] = {}
         for start in range(0, len(wanted), _GET_MANY_CHUNK):
             chunk = wanted[start : start + _GET_MANY_CHUNK]
@@ -220,6 +265,8 @@ class ReadMixin(BulkBase[ModelT]):
             else:
                 criterion = tuple_(*cols).in_(chunk)
             stmt = select(self.model).where(criterion)
+            if scope is not None:
+                stmt = scope.apply(stmt)
             if options:
                 stmt = stmt.options(*options)
             for obj in (await self.session.scalars(stmt)).unique():
@@ -323,7 +370,7 @@ class ReadMixin(BulkBase[ModelT]):
             n = await users.count(name__like="A%")
             ```
         """
-        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
+        criteria = self._criteria(where, filters)
         stmt = select(func.count()).select_from(self.model).where(*criteria)
         return int((await self.session.execute(stmt)).scalar_one())
 
@@ -335,6 +382,6 @@ class ReadMixin(BulkBase[ModelT]):
             taken = await users.exists(email="ann@example.com")
             ```
         """
-        criteria = compile_where(self.model, where, filters, dialect=self._dialect())
+        criteria = self._criteria(where, filters)
         stmt = select(literal(1)).select_from(self.model).where(*criteria).limit(1)
         return (await self.session.execute(stmt)).first() is not None

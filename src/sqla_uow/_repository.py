@@ -23,6 +23,7 @@ from ._model import model_meta
 from ._pages import PageMixin
 from ._pagination import check_secret
 from ._reads import OrderBy, OrderByItem
+from ._soft_delete import deleted_now, is_soft_delete
 from ._typing import ModelT
 from .exceptions import ConflictError, InvalidFieldError
 
@@ -107,6 +108,7 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         self._mapper: Mapper[Any] = self._meta.mapper
         self._pk_names = self._meta.pk
         self.session = session
+        self._init_scoping()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} model={self.model.__name__}>"
@@ -160,14 +162,18 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             ```
         """
         dialect = self._dialect()
+        scope = self._active_scope() if self._scoping else None  # hot path
         if self._check_own_instance(data):
             check_assignable(self.model, values)
             obj: ModelT = data
             for key, value in values.items():
                 setattr(obj, key, value)
             given = as_values(obj, {})
-            for key, value in check_write_values(self.model, given, dialect=dialect).items():
-                if value is not given[key]:
+            checked = check_write_values(self.model, given, dialect=dialect)
+            if scope is not None:
+                checked = scope.filled(checked)
+            for key, value in checked.items():
+                if key not in given or value is not given[key]:
                     setattr(obj, key, value)
         else:
             # A pydantic model contributes the fields that were set, so a field left
@@ -175,6 +181,8 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             fields = as_values(data, values, exclude_unset=True)
             check_assignable(self.model, fields)
             fields = check_write_values(self.model, fields, dialect=dialect)
+            if scope is not None:
+                fields = scope.filled(fields)
             obj = self.model(**fields)
         self._check_identity_free(obj)
         self.session.add(obj)
@@ -258,7 +266,12 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             current = self._identity(pk_or_instance)
         fields = check_write_values(self.model, fields, dialect=self._dialect())
         drop_unchanged_key(self.model, fields, current)
+        scope = self._active_scope()
+        if scope is not None:
+            scope.keep(fields)
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
+        if scope is not None:
+            scope.keep(fields)  # with a detached instance's changes
         for key, value in fields.items():
             setattr(obj, key, value)
         await self._flush()
@@ -272,9 +285,11 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         if not is_instance:
             return await self.get_one(pk_or_instance)
         obj: ModelT = pk_or_instance
-        if obj in self.session:
-            return obj
         state: InstanceState[Any] = inspect(obj)
+        if obj in self.session:
+            if not self._scoping or state.identity is None:
+                return obj
+            return await self.get_one(tuple(state.identity))  # only when in the scope
         if state.key is None or state.identity is None:
             raise InvalidFieldError(
                 f"update() needs a stored {self.model.__name__}; this one was never "
@@ -296,8 +311,10 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         """Delete an object (by primary key or instance) and flush.
 
         ORM cascades configured on relationships apply. Returns whether a row was
-        deleted: ``False`` for a primary key that matches nothing, or an instance that
-        was never stored (a pending one is removed from the session).
+        deleted: ``False`` for a primary key that matches nothing (or a row outside the
+        repository's scope), or an instance that was never stored (a pending one is
+        removed from the session). For a `SoftDeleteMixin` model it sets ``deleted_at``
+        instead (``False`` for a row already soft-deleted); see `hard_delete`.
 
         Raises:
             ConflictError: The DELETE broke a foreign-key constraint.
@@ -308,30 +325,93 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             assert not await users.delete(ann.id)
             ```
         """
-        obj: ModelT | None
-        if self._check_own_instance(pk_or_instance):
-            state: InstanceState[Any] = inspect(pk_or_instance)
-            if state.pending:
-                self.session.expunge(pk_or_instance)
+        obj = await self._stored(pk_or_instance)
+        if obj is None:
+            return False
+        if is_soft_delete(self.model):
+            if getattr(obj, "deleted_at", None) is not None:
                 return False
-            if pk_or_instance in self.session:
-                obj = pk_or_instance
-            else:
-                ident = (
-                    state.identity
-                    if state.identity is not None
-                    else self._mapper.primary_key_from_instance(pk_or_instance)
-                )
-                if any(value is None for value in ident):
-                    return False
-                obj = await self.get(tuple(ident))
+            obj.deleted_at = deleted_now()  # type: ignore[attr-defined]
         else:
-            obj = await self.get(pk_or_instance)
+            await self.session.delete(obj)
+        await self._flush()
+        return True
+
+    async def hard_delete(self, pk_or_instance: Any) -> bool:
+        """Delete an object for good, also a soft-deleted one; like `delete` otherwise.
+
+        For a `SoftDeleteMixin` model it finds the row whether or not it is
+        soft-deleted (within the repository's other scope) and deletes it; for other
+        models it is `delete`.
+
+        Raises:
+            ConflictError: The DELETE broke a foreign-key constraint.
+
+        Example:
+            ```python
+            assert await users.hard_delete(ann.id)  # the row is gone
+            ```
+        """
+        view = self.including_deleted() if is_soft_delete(self.model) else self
+        obj = await view._stored(pk_or_instance)
         if obj is None:
             return False
         await self.session.delete(obj)
         await self._flush()
         return True
+
+    async def restore(self, pk_or_instance: Any) -> bool:
+        """Undo the soft delete of an object: clear its ``deleted_at`` and flush.
+
+        Returns whether a soft-deleted row (within the repository's other scope) was
+        restored: ``False`` for a key that matches nothing or a row that is not deleted.
+
+        Raises:
+            InvalidFieldError: The model has no `SoftDeleteMixin`.
+
+        Example:
+            ```python
+            await users.delete(ann.id)
+            assert await users.restore(ann.id)
+            assert await users.get(ann.id) is ann
+            ```
+        """
+        if not is_soft_delete(self.model):
+            raise InvalidFieldError(
+                f"restore() needs a soft-deleted model; {self.model.__name__} has no "
+                "SoftDeleteMixin (deleted_at)",
+                model=self.model,
+                field="deleted_at",
+            )
+        obj = await self.including_deleted()._stored(pk_or_instance)
+        if obj is None or getattr(obj, "deleted_at", None) is None:
+            return False
+        obj.deleted_at = None  # type: ignore[attr-defined]
+        await self._flush()
+        return True
+
+    async def _stored(self, pk_or_instance: Any) -> ModelT | None:
+        """The persistent object of a key or instance, in the scope; ``None`` when none.
+
+        A pending instance is removed from the session.
+        """
+        if not self._check_own_instance(pk_or_instance):
+            return await self.get(pk_or_instance)
+        state: InstanceState[Any] = inspect(pk_or_instance)
+        if state.pending:
+            self.session.expunge(pk_or_instance)
+            return None
+        if pk_or_instance in self.session and not self._scoping:
+            found: ModelT = pk_or_instance
+            return found
+        ident = (
+            state.identity
+            if state.identity is not None
+            else self._mapper.primary_key_from_instance(pk_or_instance)
+        )
+        if any(value is None for value in ident):
+            return None
+        return await self.get(tuple(ident))
 
 
 def _is_repository_class(value: object) -> TypeGuard[type[AsyncRepository[Any]]]:

@@ -238,12 +238,15 @@ class Backend:
         conflict: Sequence[str],
         targets: Sequence[str],
         source: tuple[Sequence[Column[Any]], Select[Any]] | None = None,
+        where: ColumnElement[bool] | None = None,
     ) -> Insert:
         """``INSERT ... ON CONFLICT`` (or the database's form) into *meta*'s table.
 
         *targets* are the attributes to overwrite (none: leave the existing row alone);
         *source* the columns and a SELECT of the rows (from `row_sources`) for an
         ``INSERT ... SELECT``; without it the statement takes its rows as parameters.
+        *where*: an existing row is updated only when it matches (a repository's scope);
+        otherwise it is left as it is.
 
         """
         raise NotImplementedError(f"{self.name} has no upsert")
@@ -403,10 +406,12 @@ def on_conflict(
     conflict: Sequence[str],
     targets: Sequence[str],
     source: tuple[Sequence[Column[Any]], Select[Any]] | None,
+    where: ColumnElement[bool] | None = None,
 ) -> _OnConflictInsert:
     """*statement* (PostgreSQL's or SQLite's ``insert()``) as ``ON CONFLICT (conflict) DO
     UPDATE SET`` each of *targets* to the excluded row's value, or ``DO NOTHING`` without
-    targets; rows from *source* (columns, select) when given."""
+    targets; rows from *source* (columns, select) when given; ``DO UPDATE ... WHERE
+    where`` when given."""
     if source is not None:
         statement = statement.from_select(list(source[0]), source[1])
     index_elements = [meta.columns[name] for name in conflict]
@@ -415,4 +420,5 @@ def on_conflict(
     return statement.on_conflict_do_update(
         index_elements=index_elements,
         set_={meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets},
+        where=where,
     )

@@ -6,10 +6,11 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import ColumnElement, Enum, Insert, String, cast
+from sqlalchemy import ColumnElement, Enum, Insert, String, case, cast
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.visitors import iterate
 from sqlalchemy.types import TypeEngine
 
 from sqla_uow.exceptions import ConflictKind, UnsupportedDialectError
@@ -74,8 +75,14 @@ class MySQLBackend(Backend):
         conflict: Sequence[str],
         targets: Sequence[str],
         source: tuple[Sequence[Column[Any]], Select[Any]] | None = None,
+        where: ColumnElement[bool] | None = None,
     ) -> Insert:
-        """``INSERT ... ON DUPLICATE KEY UPDATE`` (a no-op update for no *targets*)."""
+        """``INSERT ... ON DUPLICATE KEY UPDATE`` (a no-op update for no *targets*).
+
+        The clause has no WHERE: with *where*, each column is set to
+        ``IF(where, VALUES(col), col)``, the columns *where* reads assigned last (MySQL
+        assigns left to right, and a later assignment sees the earlier ones).
+        """
         assert meta.table is not None
         columns = meta.columns
         statement = mysql_insert(meta.table)
@@ -84,8 +91,19 @@ class MySQLBackend(Backend):
         if targets:
             # Column keys, not Column objects: older SQLAlchemy 2.0 releases match only
             # strings here.
+            if where is None:
+                return statement.on_duplicate_key_update(
+                    {columns[name].key: statement.inserted[columns[name].key] for name in targets}
+                )
+            read = {node.key for node in iterate(where) if isinstance(node, Column)}
+            ordered = sorted(targets, key=lambda name: columns[name].key in read)
             return statement.on_duplicate_key_update(
-                {columns[name].key: statement.inserted[columns[name].key] for name in targets}
+                {
+                    columns[name].key: case(
+                        (where, statement.inserted[columns[name].key]), else_=columns[name]
+                    )
+                    for name in ordered
+                }
             )
         first = columns[conflict[0]]
         return statement.on_duplicate_key_update({first.key: first})

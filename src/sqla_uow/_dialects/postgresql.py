@@ -241,10 +241,11 @@ class PostgreSQLBackend(Backend):
         conflict: Sequence[str],
         targets: Sequence[str],
         source: tuple[Sequence[Column[Any]], Select[Any]] | None = None,
+        where: ColumnElement[bool] | None = None,
     ) -> Insert:
         """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET`` / ``DO NOTHING``."""
         assert meta.table is not None
-        return on_conflict(pg_insert(meta.table), meta, conflict, targets, source)
+        return on_conflict(pg_insert(meta.table), meta, conflict, targets, source, where)
 
     # -- errors -----------------------------------------------------------------------
     # SQLSTATEs, which asyncpg and psycopg both report.

@@ -287,10 +287,11 @@ class SQLiteBackend(Backend):
         conflict: Sequence[str],
         targets: Sequence[str],
         source: tuple[Sequence[Column[Any]], Select[Any]] | None = None,
+        where: ColumnElement[bool] | None = None,
     ) -> Insert:
         """``INSERT ... ON CONFLICT (conflict) DO UPDATE SET`` / ``DO NOTHING``."""
         assert meta.table is not None
-        return on_conflict(sqlite_insert(meta.table), meta, conflict, targets, source)
+        return on_conflict(sqlite_insert(meta.table), meta, conflict, targets, source, where)
 
     # -- errors -----------------------------------------------------------------------
     # sqlite3's extended result codes (https://www.sqlite.org/rescode.html).

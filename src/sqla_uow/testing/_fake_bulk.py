@@ -20,6 +20,7 @@ from sqla_uow._rows import (
     row_values,
 )
 from sqla_uow._typing import ModelT
+from sqla_uow.exceptions import ConflictError
 
 from ._store import FakeStore
 
@@ -49,7 +50,11 @@ class FakeBulkMixin(FakeStore[ModelT]):
             ```
         """
         check_chunk_size(self.model, chunk_size)
-        objs = [self.model(**values) for values in row_values(self._info, rows, dialect=None)]
+        rows_values = row_values(self._info, rows, dialect=None)
+        scope = self._fake_scope()
+        if scope is not None:
+            rows_values = scope.scope.filled_rows(rows_values)
+        objs = [self.model(**values) for values in rows_values]
         self._insert(objs)
         return objs
 
@@ -83,9 +88,13 @@ class FakeBulkMixin(FakeStore[ModelT]):
         rows_values = row_values(self._info, rows, dialect=None)
         check_update_rows(self._info, rows_values)
         check_unique_rows(self.model, rows_values, pk)
+        scope = self._fake_scope()
+        if scope is not None:
+            for index, row in enumerate(rows_values):
+                scope.scope.keep(row, where=f"row {index}: ")
         updates: builtins.list[tuple[ModelT, Mapping[str, Any]]] = []
         for row in rows_values:
-            obj = self._rows.get(tuple(row[name] for name in pk))
+            obj = self._visible(tuple(row[name] for name in pk), scope)
             if obj is not None:
                 updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
         self._in_order([(update, None) for update in updates], onupdate=True)
@@ -108,7 +117,7 @@ class FakeBulkMixin(FakeStore[ModelT]):
         identities = [
             self._identity(key if len(self._info.pk) == 1 else tuple(key)) for key in keys
         ]
-        return sum(self._rows.pop(identity, None) is not None for identity in set(identities))
+        return self._fake_delete(identities)
 
     async def delete_where(self, *where: Any, all_rows: bool = False, **filters: Any) -> int:
         """Remove every instance matching the criteria; the number removed.
@@ -132,9 +141,7 @@ class FakeBulkMixin(FakeStore[ModelT]):
             all_rows=all_rows,
             fields=self._info.columns,
         )
-        for obj in doomed:
-            del self._rows[self._identity_of(obj)]
-        return len(doomed)
+        return self._fake_delete(self._identity_of(obj) for obj in doomed)
 
     async def upsert_many(
         self,
@@ -165,6 +172,9 @@ class FakeBulkMixin(FakeStore[ModelT]):
         check_chunk_size(self.model, chunk_size)
         conflict, explicit = check_upsert_options(self._info, on_conflict, update)
         rows_values = row_values(self._info, rows, dialect=None)
+        scope = self._fake_scope()
+        if scope is not None:
+            rows_values = scope.scope.filled_rows(rows_values)
         check_upsert_rows(self._info, rows_values, group_by_keys(rows_values), conflict, explicit)
         if not any(set(keys) == set(conflict) for _, keys in self._info.unique):
             raise unique_key_error(self.model, conflict)
@@ -174,6 +184,15 @@ class FakeBulkMixin(FakeStore[ModelT]):
         writes: builtins.list[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]] = []
         for row in rows_values:
             target = existing.get(tuple(row[name] for name in conflict))
+            if target is not None and scope is not None and not scope.inside(target):
+                raise ConflictError(
+                    f"unique violation writing {self.model.__name__}: a row of upsert_many "
+                    f"collides on ({', '.join(conflict)}) with a row outside the "
+                    "repository's scope; nothing was written",
+                    kind="unique",
+                    model=self.model,
+                    columns=[self._info.columns[name].name for name in conflict],
+                )
             if target is None:
                 writes.append((None, self.model(**row)))
                 continue

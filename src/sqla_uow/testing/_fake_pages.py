@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from sqla_uow._filters import check_page_size, check_stream_chunk_size, check_window
 from sqla_uow._locks import ForUpdate, lock_request
-from sqla_uow._pagination import CursorPage, KeysetRequest, Page
+from sqla_uow._pagination import CursorPage, KeysetRequest, Page, check_scope
 from sqla_uow._typing import ModelT
 
 from ._expressions import sort_instances
@@ -150,6 +150,10 @@ class FakePagesMixin(FakeStore[ModelT]):
             )
             ```
         """
+        scope = self._fake_scope()
+        if scope is not None:
+            check_scope(self.model, cursor_scope)
+            cursor_scope = scope.scope.cursor_scope(cursor_scope)
         request = KeysetRequest.parse(
             self.model,
             order_by,

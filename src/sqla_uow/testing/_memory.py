@@ -25,6 +25,8 @@ from sqla_uow.exceptions import (
 
 from ._fake_bulk import FakeBulkMixin
 from ._fake_pages import FakePagesMixin
+from ._fake_scope import FakeScopeMixin
+from ._store import FakeTable
 
 __all__ = ["InMemoryRepository"]
 
@@ -40,7 +42,7 @@ def _model_from_bases(cls: type[Any]) -> type[Any] | None:
     return None
 
 
-class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
+class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScopeMixin[ModelT]):
     """A stand-in for `AsyncRepository` that keeps model instances in memory.
 
     To type checkers it implements the `sqla_uow.Repository` protocol (it is not an
@@ -137,9 +139,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
                 f"InMemoryRepository[User], or set `model = User` on {name}"
             )
         self._info = model_meta(found)
-        self._unit_of_work: Any = None  # the FakeUnitOfWork whose block holds this repository
-        self._rows: dict[tuple[Any, ...], ModelT] = {}
-        self._next_id = 1
+        self._table = FakeTable()  # rows, next key, FakeUnitOfWork: shared with scoped views
         initial = [self._instance(row, {}) for row in rows]
         if initial:
             self._insert(initial)
@@ -174,7 +174,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ```
         """
         lock_request(for_update, self.model)
-        return self._rows.get(self._identity(pk))
+        return self._visible(self._identity(pk), self._fake_scope())
 
     async def get_one(
         self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
@@ -191,7 +191,7 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ```
         """
         lock_request(for_update, self.model)
-        obj = self._rows.get(self._identity(pk))
+        obj = self._visible(self._identity(pk), self._fake_scope())
         if obj is None:
             raise not_found_error(self.model, pk)
         return obj
@@ -209,7 +209,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ```
         """
         wanted = dict.fromkeys(self._identity(pk) for pk in pks)
-        return [self._rows[ident] for ident in wanted if ident in self._rows]
+        scope = self._fake_scope()
+        found = [self._visible(ident, scope) for ident in wanted]
+        return [obj for obj in found if obj is not None]
 
     async def find_one(
         self,
@@ -296,6 +298,11 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             ```
         """
         obj = self._instance(data, values)
+        scope = self._fake_scope()
+        if scope is not None:
+            given = {key: obj.__dict__[key] for key in scope.scope.fill if key in obj.__dict__}
+            for key, value in scope.scope.filled(given).items():
+                setattr(obj, key, value)
         self._insert([obj])
         return obj
 
@@ -334,7 +341,10 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             current = self._identity(pk_or_instance)
         fields = check_write_values(self.model, fields, dialect=None)
         drop_unchanged_key(self.model, fields, current)
-        obj = self._rows.get(current)
+        scope = self._fake_scope()
+        if scope is not None:
+            scope.scope.keep(fields)
+        obj = self._visible(current, scope)
         if obj is None:
             raise not_found_error(self.model, pk_or_instance if not is_instance else current)
         self._update([(obj, fields)])
@@ -342,6 +352,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
 
     async def delete(self, pk_or_instance: Any) -> bool:
         """Remove an instance (by primary key or instance); whether anything was removed.
+
+        A key outside the scope removes nothing; a `SoftDeleteMixin` instance gets its
+        ``deleted_at`` set instead.
 
         Example:
             ```python
@@ -354,4 +367,4 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
                 return False
         else:
             identity = self._identity(pk_or_instance)
-        return self._rows.pop(identity, None) is not None
+        return self._fake_delete([identity]) == 1

@@ -8,7 +8,7 @@ lets a `FakeUnitOfWork` roll them back.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic
 
 from sqla_uow._filters import (
@@ -20,15 +20,34 @@ from sqla_uow._filters import (
 )
 from sqla_uow._model import ModelMeta
 from sqla_uow._rows import default_value
+from sqla_uow._scoping import ActiveScope, ScopeLayer, compile_scope
+from sqla_uow._soft_delete import deleted_now, is_soft_delete
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import ConflictError
 
 from ._expressions import compile_order, compile_predicate, sort_instances
 
-__all__ = ["FakeStore", "Snapshot"]
+__all__ = ["FakeScope", "FakeStore", "FakeTable", "Snapshot"]
 
 Snapshot = dict[tuple[Any, ...], tuple[Any, dict[str, Any]]]
 """The stored instances by identity, each with its column values at the time."""
+
+
+class FakeTable:
+    """The stored rows, shared by a repository and its scoped views."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[Any, ...], Any] = {}
+        self.next_id = 1
+        self.unit_of_work: Any = None
+
+
+class FakeScope:
+    """A fake repository's scope for one operation: the compiled scope and its test."""
+
+    def __init__(self, scope: ActiveScope, inside: Callable[[Any], bool]) -> None:
+        self.scope = scope
+        self.inside = inside
 
 
 class FakeStore(Generic[ModelT]):
@@ -36,10 +55,94 @@ class FakeStore(Generic[ModelT]):
 
     model: type[ModelT]
     _info: ModelMeta
-    _unit_of_work: Any
-    """The FakeUnitOfWork whose block holds this repository, if any."""
-    _rows: dict[tuple[Any, ...], ModelT]
-    _next_id: int
+    _table: FakeTable
+    _scope_layers: tuple[ScopeLayer, ...] = ()
+    _include_deleted: bool = False
+
+    @property
+    def _rows(self) -> dict[tuple[Any, ...], ModelT]:
+        return self._table.rows
+
+    @_rows.setter
+    def _rows(self, rows: dict[tuple[Any, ...], ModelT]) -> None:
+        self._table.rows = rows
+
+    @property
+    def _next_id(self) -> int:
+        return self._table.next_id
+
+    @_next_id.setter
+    def _next_id(self, value: int) -> None:
+        self._table.next_id = value
+
+    @property
+    def _unit_of_work(self) -> Any:
+        """The FakeUnitOfWork whose block holds this repository, if any."""
+        return self._table.unit_of_work
+
+    @_unit_of_work.setter
+    def _unit_of_work(self, value: Any) -> None:
+        self._table.unit_of_work = value
+
+    def default_scope(self) -> Mapping[str, Any] | None:
+        """Criteria every operation is confined to, as `AsyncRepository.default_scope`.
+
+        Example:
+            ```python
+            class FakeShopOrders(InMemoryRepository[ShopOrder]):
+                def default_scope(self) -> Mapping[str, Any] | None:
+                    return {"shop_id": current_shop.get()}
+            ```
+        """
+        return None
+
+    def _fake_scope(self) -> FakeScope | None:
+        """The scope of this operation (layers, default scope, soft delete), if any."""
+        layers = self._scope_layers
+        default = self.default_scope()
+        if default:
+            layers = (ScopeLayer((), dict(default)), *layers)
+        live = is_soft_delete(self.model) and not self._include_deleted
+        if not layers and not live:
+            return None
+        scope = compile_scope(
+            self.model, layers, dialect=None, include_deleted=self._include_deleted
+        )
+        tests = [compile_predicate(self._info, layer.where, layer.filters) for layer in layers]
+
+        def inside(obj: Any) -> bool:
+            if live and obj.__dict__.get("deleted_at") is not None:
+                return False
+            return all(test(obj) for test in tests)
+
+        return FakeScope(scope, inside)
+
+    def _key_of(self, pk_or_instance: Any) -> tuple[Any, ...]:
+        if self._is_own_instance(pk_or_instance):
+            return self._identity_of(pk_or_instance)
+        return self._identity(pk_or_instance)
+
+    def _fake_delete(self, identities: Iterable[tuple[Any, ...]]) -> int:
+        """Delete (or soft-delete) the rows in the scope under *identities*; how many."""
+        scope = self._fake_scope()
+        soft = is_soft_delete(self.model)
+        found = [self._visible(identity, scope) for identity in dict.fromkeys(identities)]
+        doomed = [obj for obj in found if obj is not None]
+        if soft:
+            doomed = [obj for obj in doomed if obj.__dict__.get("deleted_at") is None]
+            now = deleted_now()
+            self._update([(obj, {"deleted_at": now}) for obj in doomed], onupdate=True)
+        else:
+            for obj in doomed:
+                del self._rows[self._identity_of(obj)]
+        return len(doomed)
+
+    def _visible(self, identity: tuple[Any, ...], scope: FakeScope | None) -> ModelT | None:
+        """The stored instance under *identity* when it is in *scope*."""
+        obj = self._rows.get(identity)
+        if obj is None or scope is None or scope.inside(obj):
+            return obj
+        return None
 
     def _values_of(self, obj: Any) -> dict[str, Any]:
         return {key: obj.__dict__.get(key) for key in self._info.columns}
@@ -177,7 +280,12 @@ class FakeStore(Generic[ModelT]):
     ) -> builtins.list[ModelT]:
         predicate = compile_predicate(self._info, where, filters)
         order = compile_order(self._info, order_by)
-        found = [obj for obj in self._ordered() if predicate(obj)]
+        scope = self._fake_scope()
+        found = [
+            obj
+            for obj in self._ordered()
+            if predicate(obj) and (scope is None or scope.inside(obj))
+        ]
         return sort_instances(found, order) if order else found
 
     def _snapshot(self) -> Snapshot:

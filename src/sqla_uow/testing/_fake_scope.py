@@ -1,0 +1,96 @@
+"""`scoped`, `including_deleted`, `restore` and `hard_delete` of `InMemoryRepository`."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sqla_uow._scoping import ScopeLayer, compile_scope
+from sqla_uow._soft_delete import is_soft_delete
+from sqla_uow._typing import ModelT
+from sqla_uow.exceptions import InvalidFieldError
+
+from ._store import FakeStore
+
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
+
+__all__ = ["FakeScopeMixin"]
+
+
+class FakeScopeMixin(FakeStore[ModelT]):
+    """The scope and soft-delete methods of `InMemoryRepository`, as the real repository's."""
+
+    def scoped(self, *where: Any, **criteria: Any) -> Self:
+        """A view over the same rows confined to the criteria, as `AsyncRepository.scoped`.
+
+        Raises:
+            InvalidFieldError: An unknown field or lookup, a value its column's type does
+                not take, or an equality that contradicts an enclosing scope.
+
+        Example:
+            ```python
+            shop_orders = orders.scoped(shop_id=7)
+            ```
+        """
+        layers = (*self._scope_layers, ScopeLayer(tuple(where), dict(criteria)))
+        compile_scope(self.model, layers, dialect=None, include_deleted=True)
+        view = copy.copy(self)
+        view._scope_layers = layers
+        return view
+
+    def including_deleted(self) -> Self:
+        """The view that also sees soft-deleted rows, as `AsyncRepository.including_deleted`.
+
+        Example:
+            ```python
+            everyone = await users.including_deleted().list()
+            ```
+        """
+        view = copy.copy(self)
+        view._include_deleted = True
+        return view
+
+    async def restore(self, pk_or_instance: Any) -> bool:
+        """Clear ``deleted_at`` of a soft-deleted row; whether one was restored.
+
+        Raises:
+            InvalidFieldError: The model has no `SoftDeleteMixin`.
+
+        Example:
+            ```python
+            assert await users.restore(ann.id)
+            ```
+        """
+        if not is_soft_delete(self.model):
+            raise InvalidFieldError(
+                f"restore() needs a soft-deleted model; {self.model.__name__} has no "
+                "SoftDeleteMixin (deleted_at)",
+                model=self.model,
+                field="deleted_at",
+            )
+        view = self.including_deleted()
+        obj = view._visible(view._key_of(pk_or_instance), view._fake_scope())
+        if obj is None or obj.__dict__.get("deleted_at") is None:
+            return False
+        self._update([(obj, {"deleted_at": None})], onupdate=True)
+        return True
+
+    async def hard_delete(self, pk_or_instance: Any) -> bool:
+        """Remove a row for good, soft-deleted or not; whether one was removed.
+
+        Example:
+            ```python
+            assert await users.hard_delete(ann.id)
+            ```
+        """
+        view = self.including_deleted()
+        identity = view._key_of(pk_or_instance)
+        if view._visible(identity, view._fake_scope()) is None:
+            return False
+        del self._rows[identity]
+        return True
