@@ -80,13 +80,13 @@ class BulkBase(Generic[ModelT]):
         *,
         by: Sequence[str],
         written: Iterable[str] | None = None,
-        expire_onupdate: bool = True,
     ) -> None:
         """Set the written values on matching objects of the identity map.
 
         Objects are matched on the *by* attributes (read from their loaded state, never
         loaded); *written* limits the attributes set (default: every non-*by* key of the
-        row). Attributes with an ``onupdate`` default are expired.
+        row). Attributes with an ``onupdate`` default, and a version counter, are
+        expired unless the row wrote them.
         """
         identity_map = self.session.sync_session.identity_map
         if not len(identity_map):
@@ -111,6 +111,10 @@ class BulkBase(Generic[ModelT]):
             for name, value in row.items():
                 if name not in by and (only is None or name in only):
                     attributes.set_committed_value(obj, name, value)
-            stale = [name for name in meta.onupdate_keys if name not in row]
-            if stale and expire_onupdate:
+            stale = [
+                name
+                for name in meta.refreshed_keys
+                if name not in row or (only is not None and name not in only)
+            ]
+            if stale:
                 self.session.expire(obj, stale)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, delete, select, tuple_, update
 
 from ._bulk_base import BulkBase
 from ._dialects import Backend, rows_per_statement
+from ._errors import stale_error
 from ._filters import identity_of
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -49,6 +50,12 @@ class ChangeMixin(BulkBase[ModelT]):
         the values written are set on them as their loaded state, and attributes with
         an ``onupdate`` default are expired.
 
+        On a versioned model (`sqla_uow.mixins.VersionedMixin`) every row written gets
+        its version incremented. A row that gives ``version`` is written only at that
+        version: the rows that give one are first read ``FOR UPDATE`` (SQLite has one
+        writer at a time instead), and if any of them is at another version, nothing
+        is written and `ConflictError` (``kind="stale"``) names their keys.
+
         Args:
             rows: The rows to write.
             chunk_size: The most rows per statement.
@@ -60,7 +67,8 @@ class ChangeMixin(BulkBase[ModelT]):
             InvalidFieldError: A row lacks the primary key, sets nothing, repeats the
                 primary key of another row, or names an unknown field or a
                 relationship; nothing was sent.
-            ConflictError: An integrity rule failed.
+            ConflictError: An integrity rule failed; ``kind="stale"``: a row's version
+                is not the one it gives.
 
         Example:
             ```python
@@ -81,62 +89,122 @@ class ChangeMixin(BulkBase[ModelT]):
             return 0
         single_table(meta, "update_many")
         await self.session.flush()
-        matched = 0
+        vkey = meta.version_key
+        current = await self._check_versions(meta, backend, rows_values)
+        matched = at_version = 0
         for keys, indexes in group_by_keys(rows_values).items():
             names = sorted(keys.difference(meta.pk))
+            match = meta.pk
+            if vkey is not None and vkey in keys:
+                names.remove(vkey)
+                match = (*meta.pk, vkey)
             group = [rows_values[i] for i in indexes]
-            matched += await self._update_group(meta, backend, names, group, chunk_size)
+            written = await self._update_group(meta, backend, match, names, group, chunk_size)
+            matched += written
+            at_version += written if len(match) > len(meta.pk) else 0
+        if at_version < current:  # a row changed between the check and the UPDATE
+            raise stale_error(self.model)
+        if vkey is not None:  # the version written, where the row gave the one it read
+            rows_values = [
+                {**row, vkey: row[vkey] + 1} if vkey in row else row for row in rows_values
+            ]
         self._sync_identity_map(meta, rows_values, by=meta.pk)
         return matched
+
+    async def _check_versions(
+        self, meta: ModelMeta, backend: Backend, rows: list[dict[str, Any]]
+    ) -> int:
+        """Lock the rows that give a version; raise if one is at another version.
+
+        Returns how many of them exist (the rows the versioned UPDATEs must match).
+        """
+        vkey = meta.version_key
+        expected = {
+            tuple(row[key] for key in meta.pk): row[vkey]
+            for row in rows
+            if vkey is not None and vkey in row
+        }
+        if vkey is None or not expected:
+            return 0
+        width = len(meta.pk)
+        idents = list(expected)
+        per_statement = rows_per_statement(
+            backend.max_parameters, width, None, _COMPOSITE_IN_ROWS if width > 1 else None
+        )
+        pk_columns = [meta.columns[key] for key in meta.pk]
+        found: dict[tuple[Any, ...], Any] = {}
+        for start in range(0, len(idents), per_statement):
+            part = idents[start : start + per_statement]
+            where = (
+                backend.in_list(pk_columns[0], [ident[0] for ident in part])
+                if width == 1
+                else tuple_(*pk_columns).in_(part)
+            )
+            statement = select(*pk_columns, meta.columns[vkey]).where(where).with_for_update()
+            for row in (await self._execute(backend, statement)).all():
+                found[tuple(row[:width])] = row[width]
+        stale = [
+            ident
+            for ident, version in found.items()
+            if expected.get(ident, version) != version  # a key of another type: the UPDATE checks
+        ]
+        if stale:
+            raise stale_error(self.model, stale)
+        return len(found)
 
     async def _update_group(
         self,
         meta: ModelMeta,
         backend: Backend,
+        match: tuple[str, ...],
         names: list[str],
         group: list[dict[str, Any]],
         chunk_size: int | None,
     ) -> int:
-        """``UPDATE ... FROM`` the backend's row sources, or an executemany ``UPDATE``."""
+        """``UPDATE ... FROM`` the backend's row sources, or an executemany ``UPDATE``.
+
+        Rows are matched on the *match* keys (the primary key, and the version where
+        the rows give it); a versioned model's version is incremented.
+        """
         table = single_table(meta, "update_many")
+        bump = meta.upsert_refresh[meta.version_key] if meta.version_key is not None else None
         if not backend.updates_from_rows:
-            pk_binds = {key: f"k_{i}" for i, key in enumerate(meta.pk)}
+            pk_binds = {key: f"k_{i}" for i, key in enumerate(match)}
             set_binds = {name: f"v_{i}" for i, name in enumerate(names)}
+            sets: dict[Any, Any] = {
+                meta.columns[name]: bindparam(set_binds[name], type_=meta.columns[name].type)
+                for name in names
+            }
+            if bump is not None:
+                sets[meta.columns[meta.version_key]] = bump  # type: ignore[index]
             statement = (
                 update(table)
                 .where(
                     *(
                         meta.columns[key] == bindparam(pk_binds[key], type_=meta.columns[key].type)
-                        for key in meta.pk
+                        for key in match
                     )
                 )
-                .values(
-                    {
-                        meta.columns[name]: bindparam(
-                            set_binds[name], type_=meta.columns[name].type
-                        )
-                        for name in names
-                    }
-                )
+                .values(sets)
             )
             binds = {**pk_binds, **set_binds}
             params = [{binds[name]: value for name, value in row.items()} for row in group]
             return await self._execute_in_chunks(backend, statement, params, chunk_size)
-        keys = [*meta.pk, *names]
+        keys = [*match, *names]
         columns = tuple(meta.columns[name] for name in keys)
         value_rows = bind_values(backend.dialect, columns, keys, group)
-        pk_count = len(meta.pk)
+        pk_count = len(match)
         matched = 0
         for source, source_params in backend.row_sources(columns, value_rows, chunk_size):
+            sets = {
+                meta.columns[name]: source.c[f"c{pk_count + i}"] for i, name in enumerate(names)
+            }
+            if bump is not None:
+                sets[meta.columns[meta.version_key]] = bump  # type: ignore[index]
             statement = (
                 update(table)
-                .values(
-                    {
-                        meta.columns[name]: source.c[f"c{pk_count + i}"]
-                        for i, name in enumerate(names)
-                    }
-                )
-                .where(*(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(meta.pk)))
+                .values(sets)
+                .where(*(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(match)))
             )
             result = await self._execute(backend, statement, source_params)
             matched += max(0, result.rowcount)

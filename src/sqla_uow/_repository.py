@@ -24,6 +24,7 @@ from ._pages import PageMixin
 from ._pagination import check_secret
 from ._reads import OrderBy, OrderByItem
 from ._typing import ModelT
+from ._versioning import check_version
 from .exceptions import ConflictError, InvalidFieldError
 
 __all__ = ["AsyncRepository", "ModelT", "OrderBy", "OrderByItem"]
@@ -226,11 +227,18 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         ``__mapper_args__ = {"eager_defaults": True}`` to get them from ``RETURNING``
         instead where the database has it.
 
+        On a versioned model (`sqla_uow.mixins.VersionedMixin`) a ``version`` field is
+        the version the caller read, not a value to write: the update goes ahead only
+        at that version (a detached instance's own version counts the same way), and
+        the database increments it.
+
         Raises:
             NotFoundError: No row has the primary key.
             InvalidFieldError: A name that is not a writable mapped column, or a
                 primary-key change (checked before any SQL).
-            ConflictError: The UPDATE broke a constraint.
+            ConflictError: The UPDATE broke a constraint; ``kind="stale"``: the row is
+                at another version than the one given, or another transaction changed
+                it since it was loaded.
 
         Example:
             ```python
@@ -258,12 +266,31 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             current = self._identity(pk_or_instance)
         fields = check_write_values(self.model, fields, dialect=self._dialect())
         drop_unchanged_key(self.model, fields, current)
+        expected = self._expected_version(pk_or_instance, fields, is_instance=is_instance)
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
+        if expected is not None:
+            check_version(obj, *expected, current)
         for key, value in fields.items():
             setattr(obj, key, value)
         await self._flush()
         await self._load_expired(obj)
         return obj
+
+    def _expected_version(
+        self, pk_or_instance: Any, fields: dict[str, Any], *, is_instance: bool
+    ) -> tuple[str, Any] | None:
+        """(version key, the version an `update` expects the row at), taken out of *fields*.
+
+        The ``version`` field given, else the version a detached instance carries;
+        None: no version to check.
+        """
+        key = self._meta.version_key
+        if key is None:
+            return None
+        expected = fields.pop(key, None)
+        if expected is None and is_instance and pk_or_instance not in self.session:
+            expected = instance_state(pk_or_instance).dict.get(key)
+        return None if expected is None else (key, expected)
 
     async def _resolve(
         self, pk_or_instance: Any, fields: dict[str, Any], *, is_instance: bool
@@ -290,6 +317,8 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
                 fields[key] = loaded[key]
         for name in self._pk_names:
             fields.pop(name, None)
+        if self._meta.version_key is not None:  # the expected version, not a value
+            fields.pop(self._meta.version_key, None)
         return await self.get_one(tuple(state.identity))
 
     async def delete(self, pk_or_instance: Any) -> bool:
@@ -300,7 +329,9 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         was never stored (a pending one is removed from the session).
 
         Raises:
-            ConflictError: The DELETE broke a foreign-key constraint.
+            ConflictError: The DELETE broke a foreign-key constraint; ``kind="stale"``:
+                a versioned row changed since it was loaded (or since the detached
+                instance given was).
 
         Example:
             ```python
@@ -325,6 +356,10 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
                 if any(value is None for value in ident):
                     return False
                 obj = await self.get(tuple(ident))
+                key = self._meta.version_key
+                expected = state.dict.get(key) if key is not None else None
+                if obj is not None and key is not None and expected is not None:
+                    check_version(obj, key, expected, tuple(ident))
         else:
             obj = await self.get(pk_or_instance)
         if obj is None:

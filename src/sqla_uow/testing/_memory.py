@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, get_args, get_origin
 
+from sqla_uow._errors import stale_error
 from sqla_uow._filters import (
     as_values,
     check_assignable,
@@ -299,11 +300,16 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
         A pydantic model as *data* contributes only the fields explicitly set. A
         primary-key field is accepted only when it equals the current key.
 
+        On a versioned model a ``version`` field (or the version of an instance
+        passed that is not the stored one) is the version expected, as on
+        `AsyncRepository.update`.
+
         Raises:
             NotFoundError: Nothing is stored under the primary key.
             InvalidFieldError: A name that is not a writable mapped column, or a
                 primary-key change.
-            ConflictError: The new values break a unique or NOT NULL rule.
+            ConflictError: The new values break a unique or NOT NULL rule, or
+                (``kind="stale"``) the stored version is not the one expected.
 
         Example:
             ```python
@@ -331,6 +337,13 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
         obj = self._rows.get(current)
         if obj is None:
             raise not_found_error(self.model, pk_or_instance if not is_instance else current)
+        vkey = self._info.version_key
+        if vkey is not None and fields.get(vkey) is None:  # the version it expects
+            fields.pop(vkey, None)
+            if is_instance and pk_or_instance is not obj:
+                carried = pk_or_instance.__dict__.get(vkey)
+                if carried is not None:
+                    fields[vkey] = carried
         self._update([(obj, fields)])
         return obj
 
@@ -346,6 +359,12 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
             identity = self._identity_of(pk_or_instance)
             if any(value is None for value in identity):
                 return False
+            stored = self._rows.get(identity)
+            vkey = self._info.version_key
+            if stored is not None and stored is not pk_or_instance and vkey is not None:
+                carried = pk_or_instance.__dict__.get(vkey)
+                if carried is not None and carried != stored.__dict__.get(vkey):
+                    raise stale_error(self.model, [identity])
         else:
             identity = self._identity(pk_or_instance)
         return self._rows.pop(identity, None) is not None

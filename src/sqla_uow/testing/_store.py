@@ -11,6 +11,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic
 
+from sqla_uow._errors import stale_error
 from sqla_uow._filters import (
     as_values,
     check_assignable,
@@ -19,7 +20,7 @@ from sqla_uow._filters import (
     is_own_instance,
 )
 from sqla_uow._model import ModelMeta
-from sqla_uow._rows import default_value
+from sqla_uow._rows import default_value, is_clock
 from sqla_uow._typing import ModelT
 from sqla_uow.exceptions import ConflictError
 
@@ -126,8 +127,9 @@ class FakeStore(Generic[ModelT]):
         for obj in objs:
             values = self._values_of(obj)
             for key, column in self._info.columns.items():
-                if values[key] is None and column.default is not None:
-                    values[key] = default_value(column.default, values)
+                default = column.default if column.default is not None else column.server_default
+                if values[key] is None and default is not None:
+                    values[key] = default_value(default, values)  # None: unknown SQL
             if auto is not None:
                 if values[auto] is None:
                     values[auto] = next_id
@@ -148,21 +150,28 @@ class FakeStore(Generic[ModelT]):
             if obj.__dict__.get(key, None) is not value or key not in obj.__dict__:
                 setattr(obj, key, value)
 
-    def _update(
-        self,
-        updates: Sequence[tuple[ModelT, Mapping[str, Any]]],
-        *,
-        onupdate: bool = True,
-    ) -> None:
-        """Assign values to stored instances atomically (primary keys never change)."""
+    def _update(self, updates: Sequence[tuple[ModelT, Mapping[str, Any]]]) -> None:
+        """Assign values to stored instances atomically (primary keys never change).
+
+        ``onupdate`` values apply (Python-side ones and the UTC clock). A versioned
+        row's version is incremented; a version among the *values* is the one the
+        row must be at (`ConflictError`, ``kind="stale"``, otherwise).
+        """
         staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        vkey = self._info.version_key
         for obj, values in updates:
             new = self._values_of(obj)
+            if vkey is not None:
+                if vkey in values and values[vkey] != new[vkey]:
+                    raise stale_error(self.model, [self._identity_of(obj)])
+                values = {**values, vkey: new[vkey] + 1}
             new.update(values)
-            if onupdate:
-                for key, column in self._info.columns.items():
-                    if column.onupdate is not None and key not in values:
-                        new[key] = default_value(column.onupdate, new)
+            for key, column in self._info.columns.items():
+                onupdate = column.onupdate
+                if onupdate is None or key in values:
+                    continue
+                if not getattr(onupdate, "is_clause_element", False) or is_clock(onupdate):
+                    new[key] = default_value(onupdate, new)
             self._check_not_null(new)
             staged.append((obj, new))
         self._fake_check_unique(staged)
@@ -192,8 +201,6 @@ class FakeStore(Generic[ModelT]):
     def _in_order(
         self,
         writes: Sequence[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]],
-        *,
-        onupdate: bool,
     ) -> None:
         """Apply updates and inserts one row at a time, all or nothing.
 
@@ -205,7 +212,7 @@ class FakeStore(Generic[ModelT]):
         try:
             for update, insert in writes:
                 if update is not None:
-                    self._update([update], onupdate=onupdate)
+                    self._update([update])
                 if insert is not None:
                     self._insert([insert])
         except BaseException:
