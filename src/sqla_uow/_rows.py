@@ -8,7 +8,6 @@ runs over all rows before any SQL is sent.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, TypeGuard, cast
@@ -346,17 +345,11 @@ def check_key_shapes(meta: ModelMeta, keys: Sequence[Any]) -> None:
 
 
 def default_value(default: Any, values: Mapping[str, Any]) -> Any:
-    """The value a Python-side column default (or onupdate) gives a row of *values*.
-
-    Also the database clock (`is_clock`) as Python's UTC time, for the fakes; None
-    for other SQL expressions.
-    """
+    """The value a Python-side column default (or onupdate) gives a row of *values*."""
     if getattr(default, "is_scalar", False):
         return copy.copy(default.arg)
     if getattr(default, "is_callable", False):
         return default.arg(DefaultContext(dict(values)))
-    if is_clock(default):
-        return dt.datetime.now(dt.timezone.utc)
     return None
 
 

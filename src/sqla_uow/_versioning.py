@@ -70,5 +70,4 @@ class VersionedMixin:
 def check_version(obj: Any, key: str, expected: Any, ident: tuple[Any, ...]) -> None:
     """Raise the stale `ConflictError` when *obj*'s version *key* is not *expected*."""
     if getattr(obj, key) != expected:
-        model: type[Any] = type(obj)
-        raise stale_error(model, [ident])
+        raise stale_error(obj.__class__, [ident])

@@ -8,6 +8,7 @@ lets a `FakeUnitOfWork` roll them back.
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic
 
@@ -124,12 +125,14 @@ class FakeStore(Generic[ModelT]):
         auto = self._info.autoincrement
         next_id = self._next_id
         staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        now = dt.datetime.now(dt.timezone.utc)  # the database clock of TimestampMixin
         for obj in objs:
             values = self._values_of(obj)
             for key, column in self._info.columns.items():
-                default = column.default if column.default is not None else column.server_default
-                if values[key] is None and default is not None:
-                    values[key] = default_value(default, values)  # None: unknown SQL
+                if values[key] is None and column.default is not None:
+                    values[key] = default_value(column.default, values)
+                elif values[key] is None and is_clock(column.server_default):
+                    values[key] = now
             if auto is not None:
                 if values[auto] is None:
                     values[auto] = next_id
@@ -159,6 +162,7 @@ class FakeStore(Generic[ModelT]):
         """
         staged: builtins.list[tuple[Any, dict[str, Any]]] = []
         vkey = self._info.version_key
+        now = dt.datetime.now(dt.timezone.utc)
         for obj, values in updates:
             new = self._values_of(obj)
             if vkey is not None:
@@ -170,7 +174,9 @@ class FakeStore(Generic[ModelT]):
                 onupdate = column.onupdate
                 if onupdate is None or key in values:
                     continue
-                if not getattr(onupdate, "is_clause_element", False) or is_clock(onupdate):
+                if is_clock(onupdate):
+                    new[key] = now
+                elif not getattr(onupdate, "is_clause_element", False):
                     new[key] = default_value(onupdate, new)
             self._check_not_null(new)
             staged.append((obj, new))
