@@ -84,7 +84,9 @@ def aware(value: dt.datetime) -> bool:
 
 
 class TestTimestamps:
-    async def test_create_sets_both_to_the_database_clock_in_utc(self, tm: TransactionManager) -> None:
+    async def test_create_sets_both_to_the_database_clock_in_utc(
+        self, tm: TransactionManager
+    ) -> None:
         before = dt.datetime.now(UTC) - dt.timedelta(seconds=2)
         async with tm.transaction() as session:
             article = await AsyncRepository(session, model=Article).create(slug="a", title="A")
@@ -294,6 +296,29 @@ async def bump_behind_the_session(session: AsyncSession, pk: int) -> None:
     )
 
 
+async def write_a_changed_row(
+    tm: TransactionManager, pk: int, how: str, *, swallow: bool = False, touch: int = 0
+) -> None:
+    """Load the order, let it change behind the session, then update or delete it.
+
+    *touch*: first update that other order; *swallow*: catch the stale error.
+    """
+    async with tm.transaction() as session:
+        repo = AsyncRepository(session, model=Order)
+        loaded = await repo.get_one(pk)
+        if touch:
+            await repo.update(touch, status="touched")
+        await bump_behind_the_session(session, pk)
+        try:
+            if how == "update":
+                await repo.update(loaded, status="cancelled")
+            else:
+                await repo.delete(loaded)
+        except ConflictError:
+            if not swallow:
+                raise
+
+
 class TestOptimisticLocking:
     async def test_versions_start_at_one_and_every_update_increments_them(
         self, tm: TransactionManager
@@ -340,11 +365,7 @@ class TestOptimisticLocking:
         async with tm.transaction() as session:
             order = await AsyncRepository(session, model=Order).create(code="o1", status="new")
         with pytest.raises(ConflictError) as caught:
-            async with tm.transaction() as session:
-                repo = AsyncRepository(session, model=Order)
-                loaded = await repo.get_one(order.id)
-                await bump_behind_the_session(session, order.id)
-                await repo.update(loaded, status="cancelled")
+            await write_a_changed_row(tm, order.id, "update")
         assert caught.value.kind == "stale"
         assert isinstance(caught.value.__cause__, StaleDataError)
         row = await stored(engine, Order, order.id)
@@ -357,13 +378,7 @@ class TestOptimisticLocking:
             order = await AsyncRepository(session, model=Order).create(code="o1", status="new")
             other = await AsyncRepository(session, model=Order).create(code="o2", status="new")
         with pytest.raises(RollbackOnlyError):
-            async with tm.transaction() as session:
-                repo = AsyncRepository(session, model=Order)
-                loaded = await repo.get_one(order.id)
-                await repo.update(other.id, status="touched")
-                await bump_behind_the_session(session, order.id)
-                with pytest.raises(ConflictError):
-                    await repo.update(loaded, status="cancelled")
+            await write_a_changed_row(tm, order.id, "update", swallow=True, touch=other.id)
         assert (await stored(engine, Order, other.id)).status == "new"
 
     async def test_update_of_a_detached_instance_with_an_old_version_is_stale(
@@ -396,11 +411,7 @@ class TestOptimisticLocking:
         async with tm.transaction() as session:
             order = await AsyncRepository(session, model=Order).create(code="o1", status="new")
         with pytest.raises(ConflictError) as caught:
-            async with tm.transaction() as session:
-                repo = AsyncRepository(session, model=Order)
-                loaded = await repo.get_one(order.id)
-                await bump_behind_the_session(session, order.id)
-                await repo.delete(loaded)
+            await write_a_changed_row(tm, order.id, "delete")
         assert caught.value.kind == "stale"
         assert (await stored(engine, Order, order.id)).status == "new"
 
@@ -516,7 +527,9 @@ async def audit_scenario(repo: Any) -> list[Any]:
 
 async def version_scenario(repo: Any) -> list[Any]:
     seen: list[Any] = []
-    one, two = await repo.create_many([{"code": "o1", "status": "new"}, {"code": "o2", "status": "new"}])
+    one, two = await repo.create_many(
+        [{"code": "o1", "status": "new"}, {"code": "o2", "status": "new"}]
+    )
     updated = await repo.update(one.id, version=1, status="paid")
     seen.append(updated.version)
     for attempt in (
@@ -527,7 +540,11 @@ async def version_scenario(repo: Any) -> list[Any]:
             await attempt()
         except ConflictError as exc:
             seen.append(exc.kind)
-    seen.append(await repo.update_many([{"id": one.id, "version": 2, "status": "sent"}, {"id": two.id, "status": "sent"}]))
+    seen.append(
+        await repo.update_many(
+            [{"id": one.id, "version": 2, "status": "sent"}, {"id": two.id, "status": "sent"}]
+        )
+    )
     await repo.upsert_many([{"code": "o2", "status": "done"}], on_conflict=("code",))
     rows = await repo.list(order_by="code")
     seen.append([(r.code, r.status, r.version) for r in rows])
