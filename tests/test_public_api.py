@@ -19,12 +19,14 @@ import sqla_uow
 import sqla_uow.exceptions
 import sqla_uow.ext.fastapi
 import sqla_uow.filters
+import sqla_uow.mixins
 import sqla_uow.testing
 
 PUBLIC_MODULES = [
     sqla_uow,
     sqla_uow.exceptions,
     sqla_uow.filters,
+    sqla_uow.mixins,
     sqla_uow.ext.fastapi,
     sqla_uow.testing,
 ]

@@ -54,12 +54,20 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
     @property
     def python_type(self) -> type[dt.datetime]:
+        """``datetime``."""
         return dt.datetime
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """The database's column type for an aware UTC timestamp."""
         return dialect.type_descriptor(backend_for(dialect).utc_datetime_type())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        """*value* (an aware datetime or ISO 8601 text) in UTC, naive where the column is.
+
+        Raises:
+            ValueError: A naive datetime.
+            TypeError: Not a datetime.
+        """
         if value is None:
             return None
         if isinstance(value, str):
@@ -72,6 +80,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return utc.replace(tzinfo=None) if backend_for(dialect).naive_utc_datetimes else utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        """The stored value as an aware UTC datetime."""
         if not isinstance(value, dt.datetime):
             return None if value is None else value  # pragma: no cover - driver quirk
         if value.tzinfo is None:
