@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, select, tuple_, update
+from sqlalchemy import ColumnElement, bindparam, delete, tuple_, update
 
-from ._bulk_base import BulkBase
+from ._bulk_base import COMPOSITE_IN_ROWS, BulkBase
 from ._dialects import Backend, rows_per_statement
 from ._errors import stale_error
 from ._filters import identity_of
@@ -28,10 +28,6 @@ from ._where import compile_where
 
 __all__ = ["ChangeMixin"]
 
-_COMPOSITE_IN_ROWS = 1000
-"""Keys per ``(a, b) IN ((...), ...)`` statement of `delete_many` for composite keys:
-PostgreSQL's parser recurses per tuple and exceeds its stack depth for around 10,000."""
-
 
 class ChangeMixin(BulkBase[ModelT]):
     """`update_many`, `delete_many` and `delete_where` of `BulkOperationsMixin`."""
@@ -47,8 +43,9 @@ class ChangeMixin(BulkBase[ModelT]):
         Column ``onupdate`` defaults apply.
 
         Objects of the model already in the session's identity map are kept in step:
-        the values written are set on them as their loaded state, and attributes with
-        an ``onupdate`` default are expired.
+        the values written are set on them as their loaded state, and the values the
+        database computed (``onupdate`` columns, versions) are read back into them
+        with one SELECT.
 
         On a versioned model (`sqla_uow.mixins.VersionedMixin`) every row written gets
         its version incremented. A row that gives ``version`` is written only at that
@@ -108,7 +105,7 @@ class ChangeMixin(BulkBase[ModelT]):
             rows_values = [
                 {**row, vkey: row[vkey] + 1} if vkey in row else row for row in rows_values
             ]
-        self._sync_identity_map(meta, rows_values, by=meta.pk)
+        await self._sync_identity_map(meta, rows_values, by=meta.pk)
         return matched
 
     async def _check_versions(
@@ -127,22 +124,10 @@ class ChangeMixin(BulkBase[ModelT]):
         if vkey is None or not expected:
             return 0
         width = len(meta.pk)
-        idents = list(expected)
-        per_statement = rows_per_statement(
-            backend.max_parameters, width, None, _COMPOSITE_IN_ROWS if width > 1 else None
+        current = await self._select_by_keys(
+            meta, backend, list(expected), [meta.columns[vkey]], for_update=True
         )
-        pk_columns = [meta.columns[key] for key in meta.pk]
-        found: dict[tuple[Any, ...], Any] = {}
-        for start in range(0, len(idents), per_statement):
-            part = idents[start : start + per_statement]
-            where = (
-                backend.in_list(pk_columns[0], [ident[0] for ident in part])
-                if width == 1
-                else tuple_(*pk_columns).in_(part)
-            )
-            statement = select(*pk_columns, meta.columns[vkey]).where(where).with_for_update()
-            for row in (await self._execute(backend, statement)).all():
-                found[tuple(row[:width])] = row[width]
+        found = {tuple(row[:width]): row[width] for row in current}
         stale = [
             ident
             for ident, version in found.items()
@@ -246,7 +231,7 @@ class ChangeMixin(BulkBase[ModelT]):
         idents = [identity_of(self.model, key, dialect=backend.dialect) for key in keys]
         keys = [ident[0] for ident in idents] if width == 1 else idents
         per_statement = rows_per_statement(
-            backend.max_parameters, width, chunk_size, _COMPOSITE_IN_ROWS if width > 1 else None
+            backend.max_parameters, width, chunk_size, COMPOSITE_IN_ROWS if width > 1 else None
         )
         target: Any = (
             getattr(self.model, meta.pk[0])

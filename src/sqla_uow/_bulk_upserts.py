@@ -55,7 +55,7 @@ class UpsertMixin(BulkBase[ModelT]):
 
         Objects of the model in the session whose ``on_conflict`` values match a row get
         the updated values set as their loaded state (values the database computed are
-        expired).
+        read back).
 
         Args:
             rows: Mappings, model instances, pydantic models or dataclasses. Every row
@@ -114,7 +114,7 @@ class UpsertMixin(BulkBase[ModelT]):
                     meta, backend, keys, conflict, targets, group_rows, chunk_size
                 )
                 if targets:
-                    self._sync_identity_map(meta, group_rows, by=conflict, written=targets)
+                    await self._sync_identity_map(meta, group_rows, by=conflict, written=targets)
         return written
 
     @contextlib.asynccontextmanager

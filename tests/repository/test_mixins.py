@@ -119,7 +119,7 @@ class TestTimestamps:
         assert (row.title, row.created_at) == ("B", article.created_at)
         assert row.updated_at == updated.updated_at
 
-    async def test_update_many_refreshes_updated_at_and_expires_it_on_loaded_objects(
+    async def test_update_many_refreshes_updated_at_and_reads_it_into_loaded_objects(
         self, tm: TransactionManager, engine: AsyncEngine
     ) -> None:
         async with tm.transaction() as session:
@@ -132,13 +132,27 @@ class TestTimestamps:
             repo = AsyncRepository(session, model=Article)
             loaded = await repo.get_one(first.id)
             assert await repo.update_many([{"id": first.id, "title": "A2"}]) == 1
-            assert "updated_at" in inspect(loaded).expired_attributes
+            assert not inspect(loaded).expired_attributes
             assert loaded.title == "A2"
-            (again,) = await repo.list(id=first.id)
-            assert again is loaded
             assert loaded.updated_at > first.updated_at
+            assert await repo.get_one(first.id) is loaded
         assert (await stored(engine, Article, first.id)).updated_at == loaded.updated_at
         assert (await stored(engine, Article, second.id)).updated_at == second.updated_at
+
+    async def test_upsert_many_reads_updated_at_into_loaded_objects(
+        self, tm: TransactionManager, engine: AsyncEngine
+    ) -> None:
+        async with tm.transaction() as session:
+            article = await AsyncRepository(session, model=Article).create(slug="a", title="A")
+        await asyncio.sleep(TICK)
+        async with tm.transaction() as session:
+            repo = AsyncRepository(session, model=Article)
+            loaded = await repo.get_one(article.id)
+            await repo.upsert_many([{"slug": "a", "title": "A2"}], on_conflict=("slug",))
+            assert not inspect(loaded).expired_attributes
+            assert (loaded.title, loaded.created_at) == ("A2", article.created_at)
+            assert loaded.updated_at > article.updated_at
+        assert (await stored(engine, Article, article.id)).updated_at == loaded.updated_at
 
     async def test_upsert_many_refreshes_updated_at_of_updated_rows_only(
         self, tm: TransactionManager, engine: AsyncEngine
@@ -463,7 +477,9 @@ class TestOptimisticLocking:
                 [{"id": one.id, "version": 1, "status": "sent"}, {"id": two.id, "status": "sent"}]
             )
             assert matched == 2
-            assert inspect(loaded).dict["version"] == 2
+            assert loaded.version == 2
+            other = await repo.get_one(two.id)
+            assert other.version == 2
         rows = [await stored(engine, Order, o.id) for o in (one, two)]
         assert [(r.status, r.version) for r in rows] == [("sent", 2), ("sent", 2)]
 
@@ -532,6 +548,8 @@ async def version_scenario(repo: Any) -> list[Any]:
     )
     updated = await repo.update(one.id, version=1, status="paid")
     seen.append(updated.version)
+    unchanged = await repo.update(one.id, version=2, status="paid")
+    seen.append(unchanged.version)
     for attempt in (
         lambda: repo.update(one.id, version=1, status="x"),
         lambda: repo.update_many([{"id": two.id, "version": 3, "status": "x"}]),

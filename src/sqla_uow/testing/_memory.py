@@ -344,6 +344,12 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
                 carried = pk_or_instance.__dict__.get(vkey)
                 if carried is not None:
                     fields[vkey] = carried
+        stored = obj.__dict__
+        if all(stored.get(key) == value for key, value in fields.items() if key != vkey):
+            # Nothing changes: the ORM sends no UPDATE (no onupdate, no new version).
+            if vkey is not None and fields.get(vkey, stored.get(vkey)) != stored.get(vkey):
+                raise stale_error(self.model, [current])
+            return obj
         self._update([(obj, fields)])
         return obj
 
