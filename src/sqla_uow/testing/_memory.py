@@ -64,7 +64,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
     ascending, first descending), as every read of `AsyncRepository` does on every
     database; without ``order_by``, rows come in primary-key order.
 
-    Not imitated: server-side defaults (``server_default=``), foreign keys, check
+    The columns of `sqla_uow.mixins` are maintained as the database maintains them:
+    timestamps (from Python's clock), audit fields and versions, with the same stale
+    errors. Not imitated: other server-side defaults (``server_default=``), foreign keys, check
     constraints, loader options (``options=`` is accepted and ignored, relationship
     attributes hold what your code put there) and row locks (``for_update=`` is
     accepted and ignored). The stored instances are the ones the repository returns:
