@@ -51,7 +51,9 @@ class UpsertMixin(BulkBase[ModelT]):
         an ORM update but leaves out of ``ON CONFLICT`` / ``ON DUPLICATE KEY`` (their
         ``onupdate``: ``updated_at`` of `sqla_uow.mixins.TimestampMixin`,
         ``updated_by`` of `sqla_uow.mixins.AuditMixin`), and increments the version of
-        a versioned model (a row's ``version`` is used only when it is inserted).
+        a versioned model (a row's ``version`` is used only when it is inserted). A
+        Python-side ``onupdate`` value travels with the rows, so inserted rows get it
+        too (for ``updated_by`` that is what its default gives anyway).
 
         Objects of the model in the session whose ``on_conflict`` values match a row get
         the updated values set as their loaded state (values the database computed are

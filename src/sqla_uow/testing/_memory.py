@@ -66,12 +66,12 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT]):
 
     The columns of `sqla_uow.mixins` are maintained as the database maintains them:
     timestamps (from Python's clock), audit fields and versions, with the same stale
-    errors. Not imitated: other server-side defaults (``server_default=``), foreign keys, check
-    constraints, loader options (``options=`` is accepted and ignored, relationship
-    attributes hold what your code put there) and row locks (``for_update=`` is
-    accepted and ignored). The stored instances are the ones the repository returns:
-    setting an attribute of a returned instance changes the stored row, as the next
-    flush of a real session would.
+    errors. Not imitated: other server-side defaults (``server_default=``), foreign
+    keys, check constraints, loader options (``options=`` is accepted and ignored,
+    relationship attributes hold what your code put there) and row locks
+    (``for_update=`` is accepted and ignored). The stored instances are the ones the
+    repository returns: setting an attribute of a returned instance changes the stored
+    row, as the next flush of a real session would.
 
     Use it directly, or as the base of a fake for your own repository class. Code
     typed with the `sqla_uow.Repository` protocol takes it as it takes the real
