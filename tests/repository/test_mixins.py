@@ -589,3 +589,31 @@ class TestTheFakeMatchesTheDatabase:
         await repo.update(article.id, title="B")
         assert aware(article.updated_at)
         assert article.updated_at > created == article.created_at
+
+    async def test_the_fake_refuses_a_stale_update_many_and_changes_nothing(self) -> None:
+        repo = InMemoryRepository(Order)
+        one, two = await repo.create_many(
+            [{"code": "o1", "status": "new"}, {"code": "o2", "status": "new"}]
+        )
+        await repo.update(two.id, status="paid")
+        with pytest.raises(ConflictError, match=rf"primary keys {two.id}\)") as caught:
+            await repo.update_many(
+                [
+                    {"id": one.id, "version": 1, "status": "sent"},
+                    {"id": two.id, "version": 1, "status": "sent"},
+                ]
+            )
+        assert caught.value.kind == "stale"
+        assert [(o.status, o.version) for o in repo.rows] == [("new", 1), ("paid", 2)]
+
+    async def test_the_fake_refuses_a_detached_copy_with_an_old_version(self) -> None:
+        repo = InMemoryRepository(Order)
+        order = await repo.create(code="o1", status="new")
+        copy = Order(id=order.id, code="o1", status="cancelled", version=1)
+        await repo.update(order.id, status="paid")
+        with pytest.raises(ConflictError) as updating:
+            await repo.update(copy)
+        with pytest.raises(ConflictError) as deleting:
+            await repo.delete(copy)
+        assert (updating.value.kind, deleting.value.kind) == ("stale", "stale")
+        assert [(o.status, o.version) for o in repo.rows] == [("paid", 2)]
