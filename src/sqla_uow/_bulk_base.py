@@ -119,8 +119,8 @@ class BulkBase(Generic[ModelT]):
 
         Objects are matched on the *by* attributes (read from their loaded state, never
         loaded); *written* limits the attributes set (default: every non-*by* key of the
-        row). Attributes with an ``onupdate`` default, and a version counter, are
-        expired unless the row wrote them.
+        row). Attributes with an ``onupdate`` default, and a version counter, are read
+        back from the database (`_read_back`) unless the row wrote them.
         """
         identity_map = self.session.sync_session.identity_map
         if not len(identity_map):
