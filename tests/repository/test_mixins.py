@@ -212,6 +212,19 @@ class TestTimestamps:
             with pytest.raises(InvalidFieldError, match="created_at"):
                 await repo.count(created_at__lte=article.created_at.replace(tzinfo=None))
 
+    async def test_cursor_pages_order_by_the_timestamps(self, tm: TransactionManager) -> None:
+        async with tm.transaction() as session:
+            repo = AsyncRepository(session, model=Article)
+            for slug in ("a", "b", "c"):
+                await repo.create(slug=slug, title=slug.upper())
+                await asyncio.sleep(TICK)
+            first = await repo.paginate_cursor(limit=2, order_by=("-created_at", "id"))
+            rest = await repo.paginate_cursor(
+                limit=2, after=first.next_cursor, order_by=("-created_at", "id")
+            )
+        assert [a.slug for a in first.items] == ["c", "b"]
+        assert [a.slug for a in rest.items] == ["a"]
+
 
 class TestUtcDateTime:
     async def test_stores_any_zone_as_utc_and_reads_it_back_aware(
