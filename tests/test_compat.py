@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import String
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from sqla_uow._compat import (
     column_annotations,
+    failed_flush_error,
     flushed_states,
     on_connect_isolation_level,
     pool_max_overflow,
@@ -176,6 +178,23 @@ class TestTransactionReads:
             await session.flush()
             await session.delete(note)
             assert not session_is_clean(session.sync_session)
+
+    async def test_finds_the_error_of_a_failed_flush_until_the_rollback(
+        self, sqlite_engine: AsyncEngine
+    ) -> None:
+        async with sqlite_engine.begin() as conn:
+            await conn.run_sync(_Base.metadata.create_all)
+        async with AsyncSession(sqlite_engine) as session:
+            await session.begin()
+            session.add(_Note(id=1, text="one"))
+            await session.flush()
+            assert failed_flush_error(session.sync_session) is None
+            session.add(_Note(id=1, text="again"))
+            with pytest.raises(IntegrityError) as caught:
+                await session.flush()
+            assert failed_flush_error(session.sync_session) is caught.value
+            await session.rollback()
+            assert failed_flush_error(session.sync_session) is None
 
 
 class TestReads:

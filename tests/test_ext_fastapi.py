@@ -32,6 +32,7 @@ from models.catalog import (
     seed,
 )
 from sqla_uow import (
+    ConflictError,
     LockNotAvailableError,
     NotFoundError,
     SQLAlchemyUnitOfWork,
@@ -245,6 +246,20 @@ class TestExceptionHandlers:
         for leak in ("insert", "constraint failed", "duplicate key", "catalog_customers.id"):
             assert leak not in text
         assert await count(engine, Customer) == 3
+
+    async def test_a_stale_version_is_409_telling_the_client_to_read_again(self) -> None:
+        app = FastAPI()
+        add_exception_handlers(app)
+
+        @app.patch("/orders/1")
+        async def patch_order() -> None:
+            raise ConflictError("stale version writing Order (primary keys 1)", kind="stale")
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            body = is_problem(await client.patch("/orders/1"), 409, "conflict")
+        assert body["kind"] == "stale"
+        assert "read it again" in body["detail"]
 
     async def test_invalid_field_is_422_naming_the_parameter(
         self, client: httpx.AsyncClient

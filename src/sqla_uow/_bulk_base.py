@@ -10,17 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Generic
 
+from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import attributes
 
-from ._dialects import Backend, backend_for
+from ._dialects import Backend, backend_for, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
 from ._rows import row_values, without_null_generated_keys
 from ._typing import ModelT
 
-__all__ = ["BulkBase"]
+__all__ = ["COMPOSITE_IN_ROWS", "BulkBase"]
+
+COMPOSITE_IN_ROWS = 1000
+"""Keys per ``(a, b) IN ((...), ...)`` statement for composite keys: PostgreSQL's
+parser recurses per tuple and exceeds its stack depth for around 10,000."""
 
 
 class BulkBase(Generic[ModelT]):
@@ -73,24 +78,54 @@ class BulkBase(Generic[ModelT]):
             changed += max(0, result.rowcount)
         return changed
 
-    def _sync_identity_map(
+    async def _select_by_keys(
+        self,
+        meta: ModelMeta,
+        backend: Backend,
+        idents: list[tuple[Any, ...]],
+        columns: Sequence[Any],
+        *,
+        for_update: bool = False,
+    ) -> list[Any]:
+        """Rows of (primary key..., *columns*) of the rows with primary keys *idents*."""
+        width = len(meta.pk)
+        per_statement = rows_per_statement(
+            backend.max_parameters, width, None, COMPOSITE_IN_ROWS if width > 1 else None
+        )
+        pk_columns = [meta.columns[key] for key in meta.pk]
+        found: list[Any] = []
+        for start in range(0, len(idents), per_statement):
+            part = idents[start : start + per_statement]
+            where = (
+                backend.in_list(pk_columns[0], [ident[0] for ident in part])
+                if width == 1
+                else tuple_(*pk_columns).in_(part)
+            )
+            statement = select(*pk_columns, *columns).where(where)
+            if for_update:
+                statement = statement.with_for_update()
+            found.extend((await self._execute(backend, statement)).all())
+        return found
+
+    async def _sync_identity_map(
         self,
         meta: ModelMeta,
         rows: list[dict[str, Any]],
         *,
         by: Sequence[str],
         written: Iterable[str] | None = None,
-        expire_onupdate: bool = True,
     ) -> None:
         """Set the written values on matching objects of the identity map.
 
         Objects are matched on the *by* attributes (read from their loaded state, never
         loaded); *written* limits the attributes set (default: every non-*by* key of the
-        row). Attributes with an ``onupdate`` default are expired.
+        row). Attributes with an ``onupdate`` default, and a version counter, are read
+        back from the database (`_read_back`) unless the row wrote them.
         """
         identity_map = self.session.sync_session.identity_map
         if not len(identity_map):
             return
+        computed: dict[tuple[Any, ...], tuple[Any, list[str]]] = {}
         rows_by: dict[tuple[Any, ...], dict[str, Any]] = {}
         for values_ in rows:
             try:
@@ -111,6 +146,31 @@ class BulkBase(Generic[ModelT]):
             for name, value in row.items():
                 if name not in by and (only is None or name in only):
                     attributes.set_committed_value(obj, name, value)
-            stale = [name for name in meta.onupdate_keys if name not in row]
-            if stale and expire_onupdate:
-                self.session.expire(obj, stale)
+            stale = [
+                name
+                for name in meta.refreshed_keys
+                if name not in row or (only is not None and name not in only)
+            ]
+            if stale:
+                computed[tuple(loaded[name] for name in meta.pk)] = (obj, stale)
+        if computed:
+            await self._read_back(meta, computed)
+
+    async def _read_back(
+        self, meta: ModelMeta, objects: dict[tuple[Any, ...], tuple[Any, list[str]]]
+    ) -> None:
+        """Load the values the database computed (``onupdate``, versions) into *objects*.
+
+        One SELECT per chunk of keys, instead of expiring the attributes: reading an
+        expired attribute would lazy-load, which fails in async code.
+        """
+        names = sorted({name for _, stale in objects.values() for name in stale})
+        width = len(meta.pk)
+        rows = await self._select_by_keys(
+            meta, self._backend(), list(objects), [meta.columns[name] for name in names]
+        )
+        for row in rows:
+            obj, stale = objects[tuple(row[:width])]
+            for i, name in enumerate(names):
+                if name in stale:
+                    attributes.set_committed_value(obj, name, row[width + i])

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, tuple_, update
 
+from ._bulk_base import COMPOSITE_IN_ROWS
 from ._dialects import Backend, rows_per_statement
+from ._errors import stale_error
 from ._filters import identity_of
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -27,10 +29,6 @@ from ._where import compile_where
 
 __all__ = ["ChangeMixin"]
 
-_COMPOSITE_IN_ROWS = 1000
-"""Keys per ``(a, b) IN ((...), ...)`` statement of `delete_many` for composite keys:
-PostgreSQL's parser recurses per tuple and exceeds its stack depth for around 10,000."""
-
 
 class ChangeMixin(ScopeBase[ModelT]):
     """`update_many`, `delete_many` and `delete_where` of `BulkOperationsMixin`."""
@@ -46,8 +44,15 @@ class ChangeMixin(ScopeBase[ModelT]):
         Column ``onupdate`` defaults apply.
 
         Objects of the model already in the session's identity map are kept in step:
-        the values written are set on them as their loaded state, and attributes with
-        an ``onupdate`` default are expired.
+        the values written are set on them as their loaded state, and the values the
+        database computed (``onupdate`` columns, versions) are read back into them
+        with one SELECT.
+
+        On a versioned model (`sqla_uow.mixins.VersionedMixin`) every row written gets
+        its version incremented. A row that gives ``version`` is written only at that
+        version: the rows that give one are first read ``FOR UPDATE`` (SQLite has one
+        writer at a time instead), and if any of them is at another version, nothing
+        is written and `ConflictError` (``kind="stale"``) names their keys.
 
         Args:
             rows: The rows to write.
@@ -60,7 +65,8 @@ class ChangeMixin(ScopeBase[ModelT]):
             InvalidFieldError: A row lacks the primary key, sets nothing, repeats the
                 primary key of another row, or names an unknown field or a
                 relationship; nothing was sent.
-            ConflictError: An integrity rule failed.
+            ConflictError: An integrity rule failed; ``kind="stale"``: a row's version
+                is not the one it gives.
 
         Example:
             ```python
@@ -89,18 +95,64 @@ class ChangeMixin(ScopeBase[ModelT]):
         if scope is not None and scope.criteria:
             rows_values = await self._rows_in_scope(meta, backend, scope, rows_values)
             criteria = scope.criteria
-        matched = 0
+        vkey = meta.version_key
+        current = await self._check_versions(meta, backend, rows_values)
+        matched = at_version = 0
         for keys, indexes in group_by_keys(rows_values).items():
             names = sorted(keys.difference(meta.pk))
+            match = meta.pk
+            if vkey is not None and vkey in keys:
+                names.remove(vkey)
+                match = (*meta.pk, vkey)
             group = [rows_values[i] for i in indexes]
-            matched += await self._update_group(meta, backend, names, group, chunk_size, criteria)
-        self._sync_identity_map(meta, rows_values, by=meta.pk)
+            written = await self._update_group(
+                meta, backend, match, names, group, chunk_size, criteria
+            )
+            matched += written
+            at_version += written if len(match) > len(meta.pk) else 0
+        if at_version < current:  # a row changed between the check and the UPDATE
+            raise stale_error(self.model)
+        if vkey is not None:  # the version written, where the row gave the one it read
+            rows_values = [
+                {**row, vkey: row[vkey] + 1} if vkey in row else row for row in rows_values
+            ]
+        await self._sync_identity_map(meta, rows_values, by=meta.pk)
         return matched
+
+    async def _check_versions(
+        self, meta: ModelMeta, backend: Backend, rows: list[dict[str, Any]]
+    ) -> int:
+        """Lock the rows that give a version; raise if one is at another version.
+
+        Returns how many of them exist (the rows the versioned UPDATEs must match).
+        """
+        vkey = meta.version_key
+        expected = {
+            tuple(row[key] for key in meta.pk): row[vkey]
+            for row in rows
+            if vkey is not None and vkey in row
+        }
+        if vkey is None or not expected:
+            return 0
+        width = len(meta.pk)
+        current = await self._select_by_keys(
+            meta, backend, list(expected), [meta.columns[vkey]], for_update=True
+        )
+        found = {tuple(row[:width]): row[width] for row in current}
+        stale = [
+            ident
+            for ident, version in found.items()
+            if expected.get(ident, version) != version  # a key of another type: the UPDATE checks
+        ]
+        if stale:
+            raise stale_error(self.model, stale)
+        return len(found)
 
     async def _update_group(
         self,
         meta: ModelMeta,
         backend: Backend,
+        match: tuple[str, ...],
         names: list[str],
         group: list[dict[str, Any]],
         chunk_size: int | None,
@@ -108,49 +160,51 @@ class ChangeMixin(ScopeBase[ModelT]):
     ) -> int:
         """``UPDATE ... FROM`` the backend's row sources, or an executemany ``UPDATE``.
 
-        *criteria*: the scope's, which the rows must still match.
+        Rows are matched on the *match* keys (the primary key, and the version where
+        the rows give it); a versioned model's version is incremented. *criteria* are
+        the scope's, which the rows must still match.
         """
         table = single_table(meta, "update_many")
+        bump = meta.upsert_refresh[meta.version_key] if meta.version_key is not None else None
         if not backend.updates_from_rows:
-            pk_binds = {key: f"k_{i}" for i, key in enumerate(meta.pk)}
+            pk_binds = {key: f"k_{i}" for i, key in enumerate(match)}
             set_binds = {name: f"v_{i}" for i, name in enumerate(names)}
+            sets: dict[Any, Any] = {
+                meta.columns[name]: bindparam(set_binds[name], type_=meta.columns[name].type)
+                for name in names
+            }
+            if bump is not None:
+                sets[meta.columns[meta.version_key]] = bump  # type: ignore[index]
             statement = (
                 update(table)
                 .where(
                     *(
                         meta.columns[key] == bindparam(pk_binds[key], type_=meta.columns[key].type)
-                        for key in meta.pk
+                        for key in match
                     ),
                     *criteria,
                 )
-                .values(
-                    {
-                        meta.columns[name]: bindparam(
-                            set_binds[name], type_=meta.columns[name].type
-                        )
-                        for name in names
-                    }
-                )
+                .values(sets)
             )
             binds = {**pk_binds, **set_binds}
             params = [{binds[name]: value for name, value in row.items()} for row in group]
             return await self._execute_in_chunks(backend, statement, params, chunk_size)
-        keys = [*meta.pk, *names]
+        keys = [*match, *names]
         columns = tuple(meta.columns[name] for name in keys)
         value_rows = bind_values(backend.dialect, columns, keys, group)
-        pk_count = len(meta.pk)
+        pk_count = len(match)
         matched = 0
         for source, source_params in backend.row_sources(columns, value_rows, chunk_size):
+            sets = {
+                meta.columns[name]: source.c[f"c{pk_count + i}"] for i, name in enumerate(names)
+            }
+            if bump is not None:
+                sets[meta.columns[meta.version_key]] = bump  # type: ignore[index]
             statement = (
                 update(table)
-                .values(
-                    {
-                        meta.columns[name]: source.c[f"c{pk_count + i}"]
-                        for i, name in enumerate(names)
-                    }
-                )
+                .values(sets)
                 .where(
-                    *(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(meta.pk)),
+                    *(meta.columns[key] == source.c[f"c{i}"] for i, key in enumerate(match)),
                     *criteria,
                 )
             )
@@ -194,7 +248,7 @@ class ChangeMixin(ScopeBase[ModelT]):
         idents = [identity_of(self.model, key, dialect=backend.dialect) for key in keys]
         keys = [ident[0] for ident in idents] if width == 1 else idents
         per_statement = rows_per_statement(
-            backend.max_parameters, width, chunk_size, _COMPOSITE_IN_ROWS if width > 1 else None
+            backend.max_parameters, width, chunk_size, COMPOSITE_IN_ROWS if width > 1 else None
         )
         target: Any = (
             getattr(self.model, meta.pk[0])

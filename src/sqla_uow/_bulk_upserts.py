@@ -17,6 +17,7 @@ from ._rows import (
     check_chunk_size,
     check_upsert_options,
     check_upsert_rows,
+    default_value,
     fill_defaults,
     group_by_keys,
     single_table,
@@ -46,8 +47,17 @@ class UpsertMixin(ScopeBase[ModelT]):
         UPDATE``, which fires on *any* unique key of the table; ``on_conflict`` is
         still validated and must be given in every row.
 
+        The update half of the statement also sets the columns SQLAlchemy would set on
+        an ORM update but leaves out of ``ON CONFLICT`` / ``ON DUPLICATE KEY`` (their
+        ``onupdate``: ``updated_at`` of `sqla_uow.mixins.TimestampMixin`,
+        ``updated_by`` of `sqla_uow.mixins.AuditMixin`), and increments the version of
+        a versioned model (a row's ``version`` is used only when it is inserted). A
+        Python-side ``onupdate`` value travels with the rows, so inserted rows get it
+        too (for ``updated_by`` that is what its default gives anyway).
+
         Objects of the model in the session whose ``on_conflict`` values match a row get
-        the updated values set as their loaded state.
+        the updated values set as their loaded state (values the database computed are
+        read back).
 
         Args:
             rows: Mappings, model instances, pydantic models or dataclasses. Every row
@@ -66,8 +76,9 @@ class UpsertMixin(ScopeBase[ModelT]):
 
         Raises:
             InvalidFieldError: An ``on_conflict`` or ``update`` name that is not a
-                column, a row without an ``on_conflict`` or ``update`` column, two rows
-                with the same ``on_conflict`` values, or a bad row; nothing was sent.
+                column (or, in ``update``, is the version counter), a row without an
+                ``on_conflict`` or ``update`` column, two rows with the same
+                ``on_conflict`` values, or a bad row; nothing was sent.
             UnsupportedDialectError: The database has no native upsert SQLAlchemy knows.
             ConflictError: Another integrity rule failed.
 
@@ -102,17 +113,17 @@ class UpsertMixin(ScopeBase[ModelT]):
         async with self._unmatched_target_translated(meta, backend, conflict):
             for keys, indexes in groups.items():
                 if explicit is None:
-                    targets = sorted(keys.difference(conflict).difference(meta.pk))
+                    targets = sorted(keys.difference(conflict, meta.pk, {meta.version_key}))
                 else:
                     targets = list(explicit)
                 group_rows = [rows_values[i] for i in indexes]
+                if targets:
+                    keys, targets, group_rows = _with_onupdates(meta, keys, targets, group_rows)
                 written += await self._upsert_group(
                     meta, backend, keys, conflict, targets, group_rows, chunk_size, guard
                 )
                 if targets:
-                    self._sync_identity_map(
-                        meta, group_rows, by=conflict, written=targets, expire_onupdate=False
-                    )
+                    await self._sync_identity_map(meta, group_rows, by=conflict, written=targets)
         return written
 
     @contextlib.asynccontextmanager
@@ -267,3 +278,23 @@ class UpsertMixin(ScopeBase[ModelT]):
             result = await self._execute(backend, statement, params)
             written += max(0, result.rowcount)
         return written
+
+
+def _with_onupdates(
+    meta: ModelMeta, keys: frozenset[str], targets: list[str], rows: list[dict[str, Any]]
+) -> tuple[frozenset[str], list[str], list[dict[str, Any]]]:
+    """*keys*, *targets* and *rows* with the Python-side ``onupdate`` columns added.
+
+    An ORM update would set them; ``ON CONFLICT DO UPDATE`` would not. A row's own
+    value wins; inserted rows get the same value.
+    """
+    added = [key for key in meta.python_onupdates if key not in targets]
+    if not added:
+        return keys, targets, rows
+    missing = [key for key in added if key not in keys]
+    if missing:
+        rows = [
+            {**row, **{key: default_value(meta.python_onupdates[key], row) for key in missing}}
+            for row in rows
+        ]
+    return keys.union(missing), [*targets, *added], rows

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "column_annotations",
+    "failed_flush_error",
     "flushed_states",
     "on_connect_isolation_level",
     "pool_max_overflow",
@@ -118,6 +119,20 @@ def session_is_clean(sync_session: Session) -> bool:
     """
     is_clean: Any = getattr(sync_session, "_is_clean", None)
     return bool(is_clean()) if callable(is_clean) else False
+
+
+def failed_flush_error(sync_session: Session) -> BaseException | None:
+    """The exception of a failed flush that left the session's transaction unusable.
+
+    None while the session can go on (SQLAlchemy's ``Session.is_active``); after a
+    failed flush it refuses every statement until rolled back, and keeps the flush's
+    exception on the transaction.
+    """
+    if sync_session.is_active:
+        return None
+    transaction: Any = getattr(sync_session, "_transaction", None)
+    found: Any = getattr(transaction, "_rollback_exception", None)
+    return found if isinstance(found, BaseException) else None
 
 
 # -- reads ----------------------------------------------------------------------------

@@ -11,10 +11,11 @@ loop), so every backend class is asked along the error chain.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 
 from ._dialects import Backend, backend_classes, sqlstate
 from .exceptions import (
@@ -34,6 +35,7 @@ __all__ = [
     "is_unmatched_conflict_target",
     "lock_or_timeout_error",
     "sqlstate_of",
+    "stale_error",
 ]
 
 
@@ -179,10 +181,28 @@ def lock_or_timeout_error(exc: BaseException, *, timeout: float | None) -> Trans
     return None
 
 
+def stale_error(model: type[Any] | None, idents: Sequence[tuple[Any, ...]] = ()) -> ConflictError:
+    """The `ConflictError` for rows of *model* at another version than expected."""
+    which = ""
+    if idents:
+        keys = [ident[0] if len(ident) == 1 else ident for ident in idents]
+        which = " (primary keys " + ", ".join(repr(key) for key in keys) + ")"
+    target = f" writing {model.__name__}" if model is not None else ""
+    return ConflictError(
+        f"stale version{target}{which}: the row was changed or deleted "
+        "by another transaction since it was read; read it again and retry",
+        kind="stale",
+        model=model,
+    )
+
+
 @contextlib.contextmanager
 def database_errors(model: type[Any] | None = None) -> Generator[None, None, None]:
     """The error boundary: an integrity violation raised in the block becomes `ConflictError`,
     a row lock not available `LockNotAvailableError`.
+
+    So does SQLAlchemy's ``StaleDataError`` (a versioned row changed by another
+    transaction), as ``ConflictError(kind="stale")``.
 
     Every repository call, flush and commit runs its statements inside this one context
     manager (a plain ``with`` works around ``await``), so a driver error is translated
@@ -198,3 +218,6 @@ def database_errors(model: type[Any] | None = None) -> Generator[None, None, Non
         if translated is not None:
             raise translated from exc
         raise
+    except orm_exc.StaleDataError as exc:
+        # A versioned UPDATE or DELETE of the flush matched no row: optimistic locking.
+        raise stale_error(model) from exc

@@ -83,6 +83,16 @@ class ModelMeta:
     (no inheritance, polymorphism or version counter), without any default of its own."""
     onupdate_keys: frozenset[str]
     """Attribute keys of the columns with an ``onupdate`` or ``server_onupdate``."""
+    version_key: str | None
+    """Attribute key of the mapper's ``version_id_col`` (optimistic locking), if any."""
+    refreshed_keys: frozenset[str]
+    """Keys a statement may change without being given them: the `onupdate_keys` and
+    the `version_key`. Loaded objects get them expired after a bulk write."""
+    python_onupdates: dict[str, Any]
+    """The ``ColumnDefault`` of each scalar or callable ``onupdate``, by key."""
+    upsert_refresh: dict[str, Any]
+    """The SQL each ``upsert_many`` update sets when the rows do not give the column: a
+    SQL ``onupdate`` expression, or ``version + 1`` for the `version_key`."""
     python_defaults: dict[str, tuple[str, Any]] | None
     """``("scalar", value)`` or ``("callable", fn)`` of each Python-side column default
     (the `rowid_key` left out); None when one of them is a SQL expression."""
@@ -148,6 +158,13 @@ def _build(mapper: Mapper[Any]) -> ModelMeta:
     by_column = {col: key for key, col in columns.items()}
     single_auto = table.autoincrement_column if table is not None else None
     rowid_key = _rowid_key(mapper, table, pk_columns)
+    onupdate_keys = frozenset(
+        key
+        for key, col in columns.items()
+        if col.onupdate is not None or col.server_onupdate is not None
+    )
+    version_col: Any = mapper.version_id_col
+    version_key = by_column.get(version_col) if version_col is not None else None
     return ModelMeta(
         mapper=mapper,
         attrs=attrs,
@@ -171,11 +188,15 @@ def _build(mapper: Mapper[Any]) -> ModelMeta:
             if col is single_auto or col.default is not None or col.server_default is not None
         ),
         rowid_key=rowid_key,
-        onupdate_keys=frozenset(
-            key
+        onupdate_keys=onupdate_keys,
+        version_key=version_key,
+        refreshed_keys=onupdate_keys | {version_key} if version_key else onupdate_keys,
+        python_onupdates={
+            key: col.onupdate
             for key, col in columns.items()
-            if col.onupdate is not None or col.server_onupdate is not None
-        ),
+            if col.onupdate is not None and not getattr(col.onupdate, "is_clause_element", False)
+        },
+        upsert_refresh=_upsert_refresh(columns, version_key),
         python_defaults=_python_defaults(columns, rowid_key),
         rules={},
     )
@@ -201,6 +222,17 @@ def _rowid_key(
     ):
         return None
     return key
+
+
+def _upsert_refresh(columns: Mapping[str, Column[Any]], version_key: str | None) -> dict[str, Any]:
+    refresh: dict[str, Any] = {
+        key: col.onupdate.arg  # type: ignore[attr-defined]
+        for key, col in columns.items()
+        if col.onupdate is not None and getattr(col.onupdate, "is_clause_element", False)
+    }
+    if version_key is not None:
+        refresh[version_key] = columns[version_key] + 1
+    return refresh
 
 
 def _python_defaults(

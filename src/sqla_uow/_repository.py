@@ -25,6 +25,7 @@ from ._pagination import check_secret
 from ._reads import OrderBy, OrderByItem
 from ._soft_delete import deleted_now, is_soft_delete
 from ._typing import ModelT
+from ._versioning import check_version
 from .exceptions import ConflictError, InvalidFieldError
 
 __all__ = ["AsyncRepository", "ModelT", "OrderBy", "OrderByItem"]
@@ -234,11 +235,18 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         ``__mapper_args__ = {"eager_defaults": True}`` to get them from ``RETURNING``
         instead where the database has it.
 
+        On a versioned model (`sqla_uow.mixins.VersionedMixin`) a ``version`` field is
+        the version the caller read, not a value to write: the update goes ahead only
+        at that version (a detached instance's own version counts the same way), and
+        the database increments it.
+
         Raises:
             NotFoundError: No row has the primary key.
             InvalidFieldError: A name that is not a writable mapped column, or a
                 primary-key change (checked before any SQL).
-            ConflictError: The UPDATE broke a constraint.
+            ConflictError: The UPDATE broke a constraint; ``kind="stale"``: the row is
+                at another version than the one given, or another transaction changed
+                it since it was loaded.
 
         Example:
             ```python
@@ -269,14 +277,33 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         scope = self._active_scope()
         if scope is not None:
             scope.keep(fields)
+        expected = self._expected_version(pk_or_instance, fields, is_instance=is_instance)
         obj = await self._resolve(pk_or_instance, fields, is_instance=is_instance)
         if scope is not None:
             scope.keep(fields)  # with a detached instance's changes
+        if expected is not None:
+            check_version(obj, *expected, current)
         for key, value in fields.items():
             setattr(obj, key, value)
         await self._flush()
         await self._load_expired(obj)
         return obj
+
+    def _expected_version(
+        self, pk_or_instance: Any, fields: dict[str, Any], *, is_instance: bool
+    ) -> tuple[str, Any] | None:
+        """(version key, the version an `update` expects the row at), taken out of *fields*.
+
+        The ``version`` field given, else the version a detached instance carries;
+        None: no version to check.
+        """
+        key = self._meta.version_key
+        if key is None:
+            return None
+        expected = fields.pop(key, None)
+        if expected is None and is_instance and pk_or_instance not in self.session:
+            expected = instance_state(pk_or_instance).dict.get(key)
+        return None if expected is None else (key, expected)
 
     async def _resolve(
         self, pk_or_instance: Any, fields: dict[str, Any], *, is_instance: bool
@@ -305,6 +332,8 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
                 fields[key] = loaded[key]
         for name in self._pk_names:
             fields.pop(name, None)
+        if self._meta.version_key is not None:  # the expected version, not a value
+            fields.pop(self._meta.version_key, None)
         return await self.get_one(tuple(state.identity))
 
     async def delete(self, pk_or_instance: Any) -> bool:
@@ -317,7 +346,9 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         instead (``False`` for a row already soft-deleted); see `hard_delete`.
 
         Raises:
-            ConflictError: The DELETE broke a foreign-key constraint.
+            ConflictError: The DELETE broke a foreign-key constraint; ``kind="stale"``:
+                a versioned row changed since it was loaded (or since the detached
+                instance given was).
 
         Example:
             ```python
@@ -411,7 +442,13 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         )
         if any(value is None for value in ident):
             return None
-        return await self.get(tuple(ident))
+        stored = await self.get(tuple(ident))
+        key = self._meta.version_key
+        expected = state.dict.get(key) if key is not None else None
+        if stored is not None and key is not None and expected is not None:
+            # A detached instance carries the version it was read at.
+            check_version(stored, key, expected, tuple(ident))
+        return stored
 
 
 def _is_repository_class(value: object) -> TypeGuard[type[AsyncRepository[Any]]]:

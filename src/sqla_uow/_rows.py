@@ -16,6 +16,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.schema import Column, Table
 
+from ._dialects import UtcNow
 from ._filters import as_values, check_assignable, check_write_values
 from ._model import ModelMeta
 from .exceptions import InvalidFieldError
@@ -35,6 +36,7 @@ __all__ = [
     "duplicate_row_error",
     "fill_defaults",
     "group_by_keys",
+    "is_clock",
     "refuse_unbounded_delete",
     "row_error",
     "row_values",
@@ -275,7 +277,8 @@ def check_upsert_options(
 ) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
     """The ``on_conflict`` and ``update`` names of an ``upsert_many``, checked.
 
-    Refuses an unknown or empty ``on_conflict`` and an unknown ``update`` name.
+    Refuses an unknown or empty ``on_conflict``, and an unknown ``update`` name or the
+    version counter.
     """
     conflict = check_column_names(meta, "on_conflict", on_conflict)
     if not conflict:
@@ -286,6 +289,13 @@ def check_upsert_options(
             choices=sorted(meta.writable_keys),
         )
     explicit = None if update is None else check_column_names(meta, "update", update)
+    if explicit and meta.version_key in explicit:
+        raise InvalidFieldError(
+            f"update={explicit!r} names {meta.version_key!r}, the version counter of "
+            f"{meta.name}: every updated row gets its version incremented",
+            model=meta.model,
+            field="update",
+        )
     return conflict, explicit
 
 
@@ -341,6 +351,12 @@ def default_value(default: Any, values: Mapping[str, Any]) -> Any:
     if getattr(default, "is_callable", False):
         return default.arg(DefaultContext(dict(values)))
     return None
+
+
+def is_clock(default: Any) -> bool:
+    """Whether a column's default, server default or onupdate is the UTC clock of
+    `sqla_uow.mixins.TimestampMixin`."""
+    return isinstance(getattr(default, "arg", None), UtcNow)
 
 
 def fill_defaults(

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
         from typing_extensions import Self
 
 __all__ = ["ActiveScope", "ScopeBase", "ScopeLayer", "compile_scope"]
+
+_SelectT = TypeVar("_SelectT", bound="Select[Any]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +309,25 @@ class ScopeBase(BulkBase[ModelT]):
         view._include_deleted = True
         view._scoping = True
         return view
+
+    def apply_scope(self, statement: _SelectT) -> _SelectT:
+        """*statement*, a SELECT over this repository's model, confined to its scope.
+
+        For the queries a repository subclass writes itself (aggregates, joins): adds
+        the scope's WHERE criteria (the `scoped` layers, `default_scope`, the soft-delete
+        filter) and the loader criteria that carry it into relationship loads. A
+        repository without a scope returns *statement* unchanged.
+
+        Example:
+            ```python
+            class OrderRepository(AsyncRepository[Order]):
+                async def total(self) -> Decimal:
+                    statement = self.apply_scope(select(func.sum(Order.price)))
+                    return (await self.session.scalar(statement)) or Decimal(0)
+            ```
+        """
+        scope = self._active_scope()
+        return statement if scope is None else cast("_SelectT", scope.apply(statement))
 
     def _scoped_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Bulk *rows* to insert, with the scope's equalities filled in."""

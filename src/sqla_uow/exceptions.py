@@ -57,7 +57,9 @@ __all__ = [
     "UnsupportedDialectError",
 ]
 
-ConflictKind = Literal["unique", "foreign_key", "not_null", "check", "exclusion", "unknown"]
+ConflictKind = Literal[
+    "unique", "foreign_key", "not_null", "check", "exclusion", "stale", "unknown"
+]
 """What kind of integrity rule a write broke (`ConflictError.kind`)."""
 
 
@@ -123,8 +125,13 @@ class ConflictError(SqlaUowError):
     violations. Detection uses the SQLSTATE or the driver's error code, never the
     message text; the driver's exception is chained as ``__cause__``.
 
+    With ``kind="stale"`` it is an optimistic-locking conflict (`sqla_uow.mixins.VersionedMixin`):
+    the row's version is not the one the write expected, because another transaction
+    changed or deleted the row since it was read.
+
     Attributes:
-        kind: Which kind of rule was broken (``"unique"``, ``"foreign_key"``, ...).
+        kind: Which kind of rule was broken (``"unique"``, ``"foreign_key"``, ...,
+            ``"stale"`` for a version conflict).
         model: The mapped class being written, when known.
         constraint: The constraint's name, when the driver reports it (PostgreSQL does).
         columns: The columns involved, when the driver reports them.

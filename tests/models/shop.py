@@ -33,7 +33,10 @@ class Order(Base):
 
 
 class Product(Base):
-    """A product with an optimistic version counter: a stale update raises ``StaleDataError``."""
+    """A product with an optimistic version counter.
+
+    A stale update raises ``ConflictError(kind="stale")``.
+    """
 
     __tablename__ = "products"
 

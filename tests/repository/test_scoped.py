@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import ForeignKey, MetaData, String, select
+from sqlalchemy import ForeignKey, MetaData, String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
@@ -403,6 +403,28 @@ class TestScopesStackAndCheckTheirCriteria:
         view = customers.scoped(shop_id=7)
         assert type(view) is CustomerRepository
         assert view.session is customers.session
+
+
+class TestApplyScope:
+    async def test_a_subclass_query_is_confined_to_the_scope(
+        self, session: AsyncSession, customers: CustomerRepository, seeded: dict[str, Customer]
+    ) -> None:
+        counted = select(func.count(Customer.id))
+        assert await session.scalar(customers.apply_scope(counted)) == 3
+        assert await session.scalar(customers.scoped(shop_id=7).apply_scope(counted)) == 2
+        token = current_shop.set(8)
+        try:
+            names = select(Customer.name).order_by(Customer.name)
+            found = await session.scalars(ShopCustomerRepository(session).apply_scope(names))
+            assert list(found) == ["Cat"]
+        finally:
+            current_shop.reset(token)
+
+    def test_a_repository_without_a_scope_returns_the_statement_itself(
+        self, customers: CustomerRepository
+    ) -> None:
+        statement = select(Customer)
+        assert customers.apply_scope(statement) is statement
 
 
 class TestDefaultScope:

@@ -122,7 +122,9 @@ class TestCosmicPythonScenarios:
         results = await asyncio.gather(take_one(), take_one(), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         assert len(failures) == 1
-        assert isinstance(failures[0], StaleDataError)
+        assert isinstance(failures[0], ConflictError)
+        assert failures[0].kind == "stale"
+        assert isinstance(failures[0].__cause__, StaleDataError)
         async with ShopUnitOfWork(tm) as uow:
             product = await uow.products.get_one("LAMP")
             assert (product.version_number, product.stock) == (2, 9)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 
 from ._base import Backend, rows_per_statement
 from ._diagnostics import sqlstate
-from ._elements import NullFlag
+from ._elements import NullFlag, UtcNow
 from .mysql import MySQLBackend
 from .postgresql import PostgreSQLBackend
 from .sqlite import SQLiteBackend
@@ -27,6 +27,7 @@ from .sqlite import SQLiteBackend
 __all__ = [
     "Backend",
     "NullFlag",
+    "UtcNow",
     "backend_classes",
     "backend_for",
     "rows_per_statement",

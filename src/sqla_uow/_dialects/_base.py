@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from sqlalchemy import ColumnElement, Insert, event
+from sqlalchemy import ColumnElement, DateTime, Insert, event
 from sqlalchemy.dialects.postgresql import dml as pg_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Dialect
@@ -335,6 +335,16 @@ class Backend:
         """The names the database gives an unnamed (*primary*) key over *columns* of *table*."""
         return ()
 
+    # -- timestamps: the column type and clock of TimestampMixin ------------------------
+
+    naive_utc_datetimes: ClassVar[bool] = False
+    """Whether `utc_datetime_type` stores naive datetimes (meant as UTC): values are
+    bound without their time zone and read back as UTC."""
+
+    def utc_datetime_type(self) -> TypeEngine[Any]:
+        """The column type of an aware UTC timestamp, with microseconds where it can."""
+        return DateTime(timezone=True)
+
     # -- reads: row locks, IN lists, NULL ordering, keyset, value rules -----------------
 
     row_locks: ClassVar[bool] = True
@@ -409,7 +419,8 @@ def on_conflict(
     where: ColumnElement[bool] | None = None,
 ) -> _OnConflictInsert:
     """*statement* (PostgreSQL's or SQLite's ``insert()``) as ``ON CONFLICT (conflict) DO
-    UPDATE SET`` each of *targets* to the excluded row's value, or ``DO NOTHING`` without
+    UPDATE SET`` each of *targets* to the excluded row's value (and the columns of
+    `ModelMeta.upsert_refresh` the targets leave out), or ``DO NOTHING`` without
     targets; rows from *source* (columns, select) when given; ``DO UPDATE ... WHERE
     where`` when given."""
     if source is not None:
@@ -417,8 +428,10 @@ def on_conflict(
     index_elements = [meta.columns[name] for name in conflict]
     if not targets:
         return statement.on_conflict_do_nothing(index_elements=index_elements)
-    return statement.on_conflict_do_update(
-        index_elements=index_elements,
-        set_={meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets},
-        where=where,
-    )
+    set_: dict[Any, Any] = {
+        meta.columns[name]: statement.excluded[meta.columns[name].key] for name in targets
+    }
+    for name, value in meta.upsert_refresh.items():
+        if name not in targets:
+            set_[meta.columns[name]] = value
+    return statement.on_conflict_do_update(index_elements=index_elements, set_=set_, where=where)

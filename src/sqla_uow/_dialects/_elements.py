@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, DateTime
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.sqltypes import NULLTYPE
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["NullFlag", "native_null_flag"]
+__all__ = ["NullFlag", "UtcNow", "native_null_flag"]
 
 
 class NullFlag(ColumnElement[Any]):
@@ -50,3 +50,27 @@ def native_null_flag(element: NullFlag, compiler: Any, **kw: Any) -> str:
 compiles(NullFlag)(_compile_null_flag)
 # Oracle, which has no backend module, also sorts NULL as the greatest value.
 compiles(NullFlag, "oracle")(native_null_flag)
+
+
+class UtcNow(ColumnElement[Any]):
+    """The current UTC time, as the database's clock gives it, in the form its
+    backend's `Backend.utc_datetime_type` stores.
+
+    ``CURRENT_TIMESTAMP`` here; each backend module registers its own rendering (the
+    time of the statement, with microseconds where the database has them), usable as a
+    column's ``server_default`` and in ``SET`` clauses.
+    """
+
+    __visit_name__ = "sqla_uow_utc_now"
+    inherit_cache = True
+    _traverse_internals = []  # noqa: RUF012 - SQLAlchemy's declared traversal
+
+    def __init__(self) -> None:
+        self.type = DateTime(timezone=True)
+
+
+def _compile_utc_now(element: UtcNow, compiler: Any, **kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+compiles(UtcNow)(_compile_utc_now)

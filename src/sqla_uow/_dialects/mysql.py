@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import ColumnElement, Enum, Insert, String, case, cast
+from sqlalchemy.dialects import mysql as mysql_types
 from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.visitors import iterate
@@ -17,6 +19,7 @@ from sqla_uow.exceptions import ConflictKind, UnsupportedDialectError
 
 from ._base import Backend
 from ._diagnostics import constraint_columns, mapper_or_none
+from ._elements import UtcNow
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -91,19 +94,20 @@ class MySQLBackend(Backend):
         if targets:
             # Column keys, not Column objects: older SQLAlchemy 2.0 releases match only
             # strings here.
+            set_: dict[str, Any] = {
+                columns[name].key: statement.inserted[columns[name].key] for name in targets
+            }
+            by_key = {columns[name].key: columns[name] for name in targets}
+            for name, value in meta.upsert_refresh.items():
+                if name not in targets:
+                    set_[columns[name].key] = value
+                    by_key[columns[name].key] = columns[name]
             if where is None:
-                return statement.on_duplicate_key_update(
-                    {columns[name].key: statement.inserted[columns[name].key] for name in targets}
-                )
+                return statement.on_duplicate_key_update(set_)
             read = {node.key for node in iterate(where) if isinstance(node, Column)}
-            ordered = sorted(targets, key=lambda name: columns[name].key in read)
+            ordered = sorted(set_, key=lambda key: key in read)
             return statement.on_duplicate_key_update(
-                {
-                    columns[name].key: case(
-                        (where, statement.inserted[columns[name].key]), else_=columns[name]
-                    )
-                    for name in ordered
-                }
+                {key: case((where, set_[key]), else_=by_key[key]) for key in ordered}
             )
         first = columns[conflict[0]]
         return statement.on_duplicate_key_update({first.key: first})
@@ -176,6 +180,15 @@ class MySQLBackend(Backend):
         """``PRIMARY``; a unique key is named after its first column."""
         return ("PRIMARY",) if primary else (columns[0],)
 
+    # -- timestamps: DATETIME(6) holding UTC, written with UTC_TIMESTAMP(6) -------------
+    # (TIMESTAMP would convert to the session's time zone and ends in 2038.)
+
+    naive_utc_datetimes: ClassVar[bool] = True
+
+    def utc_datetime_type(self) -> TypeEngine[Any]:
+        """``DATETIME(6)``: microseconds, no time zone (the values are UTC)."""
+        return mysql_types.DATETIME(fsp=6)
+
     # -- reads: IN lists, NULL ordering, keyset, value rules ----------------------------
 
     lock_options: ClassVar[frozenset[str]] = frozenset({"nowait", "skip_locked"})
@@ -201,3 +214,10 @@ _CONSTRAINT = re.compile(r"CONSTRAINT [`'\"]?([^`'\" ]+)[`'\"]?")
 _FK_COLUMNS = re.compile(r"FOREIGN KEY \(([^)]*)\)")
 _CHECK = re.compile(r"[Cc]heck constraint '([^']+)'")
 _COLUMN = re.compile(r"(?:Column|Field) '([^']+)'")
+
+
+@compiles(UtcNow, "mysql")
+@compiles(UtcNow, "mariadb")
+def _utc_now(element: UtcNow, compiler: Any, **kw: Any) -> str:
+    """The statement's UTC time with microseconds."""
+    return "UTC_TIMESTAMP(6)"

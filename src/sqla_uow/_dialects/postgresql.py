@@ -41,7 +41,7 @@ from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend, on_conflict, rows_per_statement, timeout_ms
 from ._diagnostics import constraint_columns, sqlstate
-from ._elements import NullFlag, native_null_flag
+from ._elements import NullFlag, UtcNow, native_null_flag
 from ._values import shaped_values
 
 if TYPE_CHECKING:
@@ -313,6 +313,12 @@ class PostgreSQLBackend(Backend):
 # PostgreSQL sorts NULL as the greatest value: the NULL flag of an ordering is the
 # column itself (see `NullFlag`).
 compiles(NullFlag, "postgresql")(native_null_flag)
+
+
+@compiles(UtcNow, "postgresql")
+def _utc_now(element: UtcNow, compiler: Any, **kw: Any) -> str:
+    """The time the statement began (``now()`` would be the transaction's)."""
+    return "statement_timestamp()"
 
 
 def _diagnostic(chain: Sequence[BaseException], field: str) -> str | None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy import column as sql_column
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import Column
 from sqlalchemy.sql import Select
 from sqlalchemy.types import TypeEngine
@@ -48,6 +49,7 @@ from sqla_uow.exceptions import ConflictKind, IllegalTransactionStateError
 
 from ._base import Backend, on_conflict, timeout_ms
 from ._diagnostics import constraint_columns, named_constraint
+from ._elements import UtcNow
 from ._values import shaped_values
 
 if TYPE_CHECKING:
@@ -293,6 +295,10 @@ class SQLiteBackend(Backend):
         assert meta.table is not None
         return on_conflict(sqlite_insert(meta.table), meta, conflict, targets, source, where)
 
+    # -- timestamps: text in SQLAlchemy's DATETIME format, meant as UTC -----------------
+
+    naive_utc_datetimes: ClassVar[bool] = True
+
     # -- errors -----------------------------------------------------------------------
     # sqlite3's extended result codes (https://www.sqlite.org/rescode.html).
 
@@ -413,3 +419,12 @@ def _message_names(err: BaseException) -> tuple[str, ...]:
     if not sep:
         return ()
     return tuple(part.strip().rpartition(".")[2] for part in tail.split(",") if part.strip())
+
+
+@compiles(UtcNow, "sqlite")
+def _utc_now(element: UtcNow, compiler: Any, **kw: Any) -> str:
+    """UTC milliseconds (SQLite's clock has no finer ones), padded to the six digits of
+    the text SQLAlchemy binds, so stored values compare with bound ones as text."""
+    now = func.strftime(literal("%Y-%m-%d %H:%M:%f"), literal("now")).concat(literal("000"))
+    rendered: str = compiler.process(now, **kw)
+    return rendered

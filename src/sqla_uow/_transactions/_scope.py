@@ -25,6 +25,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
+from sqla_uow._compat import failed_flush_error
 from sqla_uow.exceptions import IllegalTransactionStateError, TransactionRequiredError
 
 from ._propagation import (
@@ -317,6 +318,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         assert nested is not None
         level = frame.level
         try:
+            _mark_failed_flush(nested.session, level)
             if exc is None and not level.rollback_only and not self.discard_on_exit:
                 try:
                     await flush_session(nested.session)
@@ -366,6 +368,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         callbacks: list[OnCommitCallback] = []
         undone: list[OnCommitCallback] = []
         try:
+            _mark_failed_flush(session, level)
             if exc is not None or level.rollback_only or self.discard_on_exit:
                 level.callbacks.clear()
                 await shielded(discard(session, invalidate=False))
@@ -501,3 +504,14 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
         fresh = frame.level = Level(parent=None)
         frame.tx = await self._begin_root(session)
         set_level(frame, fresh)
+
+
+def _mark_failed_flush(session: AsyncSession, level: Level) -> None:
+    """Make *level* rollback-only when a flush inside it failed and the error was caught.
+
+    A failed flush that sent no failing statement (a stale version: no row matched)
+    is not seen by the engine's error hook, and the session refuses to commit.
+    """
+    error = failed_flush_error(session.sync_session)
+    if error is not None:
+        mark_rollback_only(level, error)

@@ -184,10 +184,13 @@ async def _conflict(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, exceptions.ConflictError)
     # The message of a ConflictError may quote the driver; the answer never does.
     subject = f" on {', '.join(exc.columns)}" if exc.columns else ""
+    detail = f"the request breaks a {exc.kind.replace('_', ' ')} rule{subject}"
+    if exc.kind == "stale":
+        detail = "the row was changed by someone else since it was read; read it again"
     return _problem(
         409,
         "conflict",
-        f"the request breaks a {exc.kind.replace('_', ' ')} rule{subject}",
+        detail,
         kind=exc.kind,
         constraint=exc.constraint,
         columns=list(exc.columns),

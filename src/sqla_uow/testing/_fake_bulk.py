@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sqla_uow._errors import stale_error
 from sqla_uow._model import unique_key_error
 from sqla_uow._rows import (
     check_all_rows,
@@ -76,7 +77,8 @@ class FakeBulkMixin(FakeStore[ModelT]):
         Raises:
             InvalidFieldError: A row lacks the primary key, sets nothing else, or names
                 an unknown field; nothing was changed.
-            ConflictError: The new values break a unique rule; nothing was changed.
+            ConflictError: The new values break a unique rule, or (``kind="stale"``) a
+                row's version is not the stored one; nothing was changed.
 
         Example:
             ```python
@@ -97,7 +99,15 @@ class FakeBulkMixin(FakeStore[ModelT]):
             obj = self._visible(tuple(row[name] for name in pk), scope)
             if obj is not None:
                 updates.append((obj, {k: v for k, v in row.items() if k not in pk}))
-        self._in_order([(update, None) for update in updates], onupdate=True)
+        vkey = self._info.version_key
+        stale = [
+            self._identity_of(obj)
+            for obj, values in updates
+            if vkey is not None and vkey in values and values[vkey] != obj.__dict__.get(vkey)
+        ]
+        if stale:
+            raise stale_error(self.model, stale)
+        self._in_order([(update, None) for update in updates])
         return len(updates)
 
     async def delete_many(self, pks: Iterable[Any], *, chunk_size: int | None = None) -> int:
@@ -197,10 +207,11 @@ class FakeBulkMixin(FakeStore[ModelT]):
                 writes.append((None, self.model(**row)))
                 continue
             if explicit is None:
-                names = [k for k in row if k not in conflict and k not in self._info.pk]
+                skip = {*conflict, *self._info.pk, self._info.version_key}
+                names = [k for k in row if k not in skip]
             else:
                 names = builtins.list(explicit)
             if names:
                 writes.append(((target, {name: row[name] for name in names}), None))
-        self._in_order(writes, onupdate=False)
+        self._in_order(writes)
         return len(writes)

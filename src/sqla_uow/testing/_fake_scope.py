@@ -77,7 +77,7 @@ class FakeScopeMixin(FakeStore[ModelT]):
         obj = view._visible(view._key_of(pk_or_instance), view._fake_scope())
         if obj is None or obj.__dict__.get("deleted_at") is None:
             return False
-        self._update([(obj, {"deleted_at": None})], onupdate=True)
+        self._update([(obj, {"deleted_at": None})])
         return True
 
     async def hard_delete(self, pk_or_instance: Any) -> bool:

@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, get_args, get_origin
 
+from sqla_uow._errors import stale_error
 from sqla_uow._filters import (
     as_values,
     check_assignable,
@@ -66,13 +67,15 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
     ascending, first descending), as every read of `AsyncRepository` does on every
     database; without ``order_by``, rows come in primary-key order.
 
-    Not imitated: server-side defaults (``server_default=``), foreign keys, check
-    constraints, loader options (``options=`` is accepted and ignored, relationship
-    attributes hold what your code put there) and row locks (``for_update=`` is
-    checked as the real repository checks it, ``ForUpdate`` options included, and
-    otherwise ignored). The stored instances are the ones the repository returns:
-    setting an attribute of a returned instance changes the stored row, as the next
-    flush of a real session would.
+    The columns of `sqla_uow.mixins` are maintained as the database maintains them:
+    timestamps (from Python's clock), audit fields and versions, with the same stale
+    errors. Not imitated: other server-side defaults (``server_default=``), foreign
+    keys, check constraints, loader options (``options=`` is accepted and ignored,
+    relationship attributes hold what your code put there) and row locks
+    (``for_update=`` is checked as the real repository checks it, ``ForUpdate``
+    options included, and otherwise ignored). The stored instances are the ones the
+    repository returns: setting an attribute of a returned instance changes the stored
+    row, as the next flush of a real session would.
 
     Use it directly, or as the base of a fake for your own repository class. Code
     typed with the `sqla_uow.Repository` protocol takes it as it takes the real
@@ -312,11 +315,16 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
         A pydantic model as *data* contributes only the fields explicitly set. A
         primary-key field is accepted only when it equals the current key.
 
+        On a versioned model a ``version`` field (or the version of an instance
+        passed that is not the stored one) is the version expected, as on
+        `AsyncRepository.update`.
+
         Raises:
             NotFoundError: Nothing is stored under the primary key.
             InvalidFieldError: A name that is not a writable mapped column, or a
                 primary-key change.
-            ConflictError: The new values break a unique or NOT NULL rule.
+            ConflictError: The new values break a unique or NOT NULL rule, or
+                (``kind="stale"``) the stored version is not the one expected.
 
         Example:
             ```python
@@ -347,6 +355,19 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
         obj = self._visible(current, scope)
         if obj is None:
             raise not_found_error(self.model, pk_or_instance if not is_instance else current)
+        vkey = self._info.version_key
+        if vkey is not None and fields.get(vkey) is None:  # the version it expects
+            fields.pop(vkey, None)
+            if is_instance and pk_or_instance is not obj:
+                carried = pk_or_instance.__dict__.get(vkey)
+                if carried is not None:
+                    fields[vkey] = carried
+        stored = obj.__dict__
+        if all(stored.get(key) == value for key, value in fields.items() if key != vkey):
+            # Nothing changes: the ORM sends no UPDATE (no onupdate, no new version).
+            if vkey is not None and fields.get(vkey, stored.get(vkey)) != stored.get(vkey):
+                raise stale_error(self.model, [current])
+            return obj
         self._update([(obj, fields)])
         return obj
 
@@ -365,6 +386,12 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
             identity = self._identity_of(pk_or_instance)
             if any(value is None for value in identity):
                 return False
+            stored = self._rows.get(identity)
+            vkey = self._info.version_key
+            if stored is not None and stored is not pk_or_instance and vkey is not None:
+                carried = pk_or_instance.__dict__.get(vkey)
+                if carried is not None and carried != stored.__dict__.get(vkey):
+                    raise stale_error(self.model, [identity])
         else:
             identity = self._identity(pk_or_instance)
         return self._fake_delete([identity]) == 1

@@ -8,9 +8,11 @@ lets a `FakeUnitOfWork` roll them back.
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic
 
+from sqla_uow._errors import stale_error
 from sqla_uow._filters import (
     as_values,
     check_assignable,
@@ -19,7 +21,7 @@ from sqla_uow._filters import (
     is_own_instance,
 )
 from sqla_uow._model import ModelMeta
-from sqla_uow._rows import default_value
+from sqla_uow._rows import default_value, is_clock
 from sqla_uow._scoping import ActiveScope, ScopeLayer, compile_scope
 from sqla_uow._soft_delete import deleted_now, is_soft_delete
 from sqla_uow._typing import ModelT
@@ -131,7 +133,7 @@ class FakeStore(Generic[ModelT]):
         if soft:
             doomed = [obj for obj in doomed if obj.__dict__.get("deleted_at") is None]
             now = deleted_now()
-            self._update([(obj, {"deleted_at": now}) for obj in doomed], onupdate=True)
+            self._update([(obj, {"deleted_at": now}) for obj in doomed])
         else:
             for obj in doomed:
                 del self._rows[self._identity_of(obj)]
@@ -226,11 +228,14 @@ class FakeStore(Generic[ModelT]):
         auto = self._info.autoincrement
         next_id = self._next_id
         staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        now = dt.datetime.now(dt.timezone.utc)  # the database clock of TimestampMixin
         for obj in objs:
             values = self._values_of(obj)
             for key, column in self._info.columns.items():
                 if values[key] is None and column.default is not None:
                     values[key] = default_value(column.default, values)
+                elif values[key] is None and is_clock(column.server_default):
+                    values[key] = now
             if auto is not None:
                 if values[auto] is None:
                     values[auto] = next_id
@@ -251,21 +256,31 @@ class FakeStore(Generic[ModelT]):
             if obj.__dict__.get(key, None) is not value or key not in obj.__dict__:
                 setattr(obj, key, value)
 
-    def _update(
-        self,
-        updates: Sequence[tuple[ModelT, Mapping[str, Any]]],
-        *,
-        onupdate: bool = True,
-    ) -> None:
-        """Assign values to stored instances atomically (primary keys never change)."""
+    def _update(self, updates: Sequence[tuple[ModelT, Mapping[str, Any]]]) -> None:
+        """Assign values to stored instances atomically (primary keys never change).
+
+        ``onupdate`` values apply (Python-side ones and the UTC clock). A versioned
+        row's version is incremented; a version among the *values* is the one the
+        row must be at (`ConflictError`, ``kind="stale"``, otherwise).
+        """
         staged: builtins.list[tuple[Any, dict[str, Any]]] = []
+        vkey = self._info.version_key
+        now = dt.datetime.now(dt.timezone.utc)
         for obj, values in updates:
             new = self._values_of(obj)
+            if vkey is not None:
+                if vkey in values and values[vkey] != new[vkey]:
+                    raise stale_error(self.model, [self._identity_of(obj)])
+                values = {**values, vkey: new[vkey] + 1}
             new.update(values)
-            if onupdate:
-                for key, column in self._info.columns.items():
-                    if column.onupdate is not None and key not in values:
-                        new[key] = default_value(column.onupdate, new)
+            for key, column in self._info.columns.items():
+                onupdate = column.onupdate
+                if onupdate is None or key in values:
+                    continue
+                if is_clock(onupdate):
+                    new[key] = now
+                elif not getattr(onupdate, "is_clause_element", False):
+                    new[key] = default_value(onupdate, new)
             self._check_not_null(new)
             staged.append((obj, new))
         self._fake_check_unique(staged)
@@ -300,8 +315,6 @@ class FakeStore(Generic[ModelT]):
     def _in_order(
         self,
         writes: Sequence[tuple[tuple[ModelT, Mapping[str, Any]] | None, ModelT | None]],
-        *,
-        onupdate: bool,
     ) -> None:
         """Apply updates and inserts one row at a time, all or nothing.
 
@@ -313,7 +326,7 @@ class FakeStore(Generic[ModelT]):
         try:
             for update, insert in writes:
                 if update is not None:
-                    self._update([update], onupdate=onupdate)
+                    self._update([update])
                 if insert is not None:
                     self._insert([insert])
         except BaseException:
