@@ -14,14 +14,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String
+from sqlalchemy import String, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from sqla_uow._compat import (
     column_annotations,
+    deletes_observed,
     failed_flush_error,
     flushed_states,
     on_connect_isolation_level,
@@ -195,6 +196,22 @@ class TestTransactionReads:
             assert failed_flush_error(session.sync_session) is caught.value
             await session.rollback()
             assert failed_flush_error(session.sync_session) is None
+
+    def test_tells_whether_listeners_watch_the_orm_delete(self) -> None:
+        mapper = _Note.__mapper__
+        session = Session()
+        assert not deletes_observed(mapper, session)
+
+        def watch(*args: object) -> None:
+            pass
+
+        for target, name in ((_Note, "after_delete"), (session, "persistent_to_deleted")):
+            event.listen(target, name, watch)
+            try:
+                assert deletes_observed(mapper, session)
+            finally:
+                event.remove(target, name, watch)
+        assert not deletes_observed(mapper, session)
 
 
 class TestReads:

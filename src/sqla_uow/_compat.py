@@ -16,11 +16,12 @@ from sqlalchemy.util import await_only
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Dialect
-    from sqlalchemy.orm import InstanceState, Session
+    from sqlalchemy.orm import InstanceState, Mapper, Session
     from sqlalchemy.pool import Pool
 
 __all__ = [
     "column_annotations",
+    "deletes_observed",
     "failed_flush_error",
     "flushed_states",
     "on_connect_isolation_level",
@@ -133,6 +134,28 @@ def failed_flush_error(sync_session: Session) -> BaseException | None:
     transaction: Any = getattr(sync_session, "_transaction", None)
     found: Any = getattr(transaction, "_rollback_exception", None)
     return found if isinstance(found, BaseException) else None
+
+
+def deletes_observed(mapper: Mapper[Any], sync_session: Session) -> bool:
+    """Whether event listeners would see the ORM delete an object of *mapper*.
+
+    The mapper's ``before_delete`` / ``after_delete`` and the session's flush and
+    ``persistent_to_deleted`` events. ``True`` when SQLAlchemy no longer exposes them
+    as ``dispatch`` collections: the caller then takes the ORM's path, always correct.
+    """
+    try:
+        mapper_events = mapper.dispatch
+        session_events = sync_session.dispatch
+        return bool(
+            mapper_events.before_delete
+            or mapper_events.after_delete
+            or session_events.before_flush
+            or session_events.after_flush
+            or session_events.after_flush_postexec
+            or session_events.persistent_to_deleted
+        )
+    except AttributeError:
+        return True
 
 
 # -- reads ----------------------------------------------------------------------------

@@ -93,6 +93,10 @@ class ModelMeta:
     upsert_refresh: dict[str, Any]
     """The SQL each ``upsert_many`` update sets when the rows do not give the column: a
     SQL ``onupdate`` expression, or ``version + 1`` for the `version_key`."""
+    delete_by_key: bool
+    """Whether one ``DELETE ... WHERE <primary key>`` does all the ORM's delete of an
+    unloaded row would: one table, and no relationships (cascades), inheritance,
+    polymorphism or version counter."""
     python_defaults: dict[str, tuple[str, Any]] | None
     """``("scalar", value)`` or ``("callable", fn)`` of each Python-side column default
     (the `rowid_key` left out); None when one of them is a SQL expression."""
@@ -198,6 +202,13 @@ def _build(mapper: Mapper[Any]) -> ModelMeta:
         },
         upsert_refresh=_upsert_refresh(columns, version_key),
         python_defaults=_python_defaults(columns, rowid_key),
+        delete_by_key=(
+            table is not None
+            and not mapper.relationships
+            and mapper.inherits is None
+            and mapper.polymorphic_on is None
+            and version_col is None
+        ),
         rules={},
     )
 

@@ -11,19 +11,17 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 
 from ._bulk import BulkOperationsMixin
-from ._errors import database_errors
+from ._deletes import DeleteMixin
 from ._filters import (
     as_values,
     check_assignable,
     check_write_values,
     drop_unchanged_key,
-    is_own_instance,
 )
 from ._model import model_meta
 from ._pages import PageMixin
 from ._pagination import check_secret
 from ._reads import OrderBy, OrderByItem
-from ._soft_delete import deleted_now, is_soft_delete
 from ._typing import ModelT
 from ._versioning import check_version
 from .exceptions import ConflictError, InvalidFieldError
@@ -31,7 +29,7 @@ from .exceptions import ConflictError, InvalidFieldError
 __all__ = ["AsyncRepository", "ModelT", "OrderBy", "OrderByItem"]
 
 
-class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
+class AsyncRepository(DeleteMixin[ModelT], PageMixin[ModelT], BulkOperationsMixin[ModelT]):
     """Reads and writes of one mapped class through an `AsyncSession`.
 
     Subclass it with the model as type argument; the model is inferred from it (also
@@ -114,10 +112,6 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} model={self.model.__name__}>"
 
-    async def _flush(self) -> None:
-        with database_errors(self.model):
-            await self.session.flush()
-
     async def _load_expired(self, obj: ModelT) -> None:
         """Load column attributes a flush expired (server-side defaults / onupdate values).
 
@@ -132,10 +126,6 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
             await self.session.refresh(obj, attribute_names=sorted(expired))
 
     # ---------------------------------------------------------------------------- writes
-
-    def _check_own_instance(self, obj: Any) -> bool:
-        """Whether *obj* is an instance of the model; TypeError for another mapped class."""
-        return is_own_instance(self.model, obj, owner=type(self).__name__)
 
     async def create(self, data: Any = None, /, **values: Any) -> ModelT:
         """Add a new object and flush it; returns it with its primary key set.
@@ -335,120 +325,6 @@ class AsyncRepository(PageMixin[ModelT], BulkOperationsMixin[ModelT]):
         if self._meta.version_key is not None:  # the expected version, not a value
             fields.pop(self._meta.version_key, None)
         return await self.get_one(tuple(state.identity))
-
-    async def delete(self, pk_or_instance: Any) -> bool:
-        """Delete an object (by primary key or instance) and flush.
-
-        ORM cascades configured on relationships apply. Returns whether a row was
-        deleted: ``False`` for a primary key that matches nothing (or a row outside the
-        repository's scope), or an instance that was never stored (a pending one is
-        removed from the session). For a `SoftDeleteMixin` model it sets ``deleted_at``
-        instead (``False`` for a row already soft-deleted); see `hard_delete`.
-
-        Raises:
-            ConflictError: The DELETE broke a foreign-key constraint; ``kind="stale"``:
-                a versioned row changed since it was loaded (or since the detached
-                instance given was).
-
-        Example:
-            ```python
-            assert await users.delete(ann.id)
-            assert not await users.delete(ann.id)
-            ```
-        """
-        obj = await self._stored(pk_or_instance)
-        if obj is None:
-            return False
-        if is_soft_delete(self.model):
-            if getattr(obj, "deleted_at", None) is not None:
-                return False
-            obj.deleted_at = deleted_now()  # type: ignore[attr-defined]
-        else:
-            await self.session.delete(obj)
-        await self._flush()
-        return True
-
-    async def hard_delete(self, pk_or_instance: Any) -> bool:
-        """Delete an object for good, also a soft-deleted one; like `delete` otherwise.
-
-        For a `SoftDeleteMixin` model it finds the row whether or not it is
-        soft-deleted (within the repository's other scope) and deletes it; for other
-        models it is `delete`.
-
-        Raises:
-            ConflictError: The DELETE broke a foreign-key constraint.
-
-        Example:
-            ```python
-            assert await users.hard_delete(ann.id)  # the row is gone
-            ```
-        """
-        view = self.including_deleted() if is_soft_delete(self.model) else self
-        obj = await view._stored(pk_or_instance)
-        if obj is None:
-            return False
-        await self.session.delete(obj)
-        await self._flush()
-        return True
-
-    async def restore(self, pk_or_instance: Any) -> bool:
-        """Undo the soft delete of an object: clear its ``deleted_at`` and flush.
-
-        Returns whether a soft-deleted row (within the repository's other scope) was
-        restored: ``False`` for a key that matches nothing or a row that is not deleted.
-
-        Raises:
-            InvalidFieldError: The model has no `SoftDeleteMixin`.
-
-        Example:
-            ```python
-            await users.delete(ann.id)
-            assert await users.restore(ann.id)
-            assert await users.get(ann.id) is ann
-            ```
-        """
-        if not is_soft_delete(self.model):
-            raise InvalidFieldError(
-                f"restore() needs a soft-deleted model; {self.model.__name__} has no "
-                "SoftDeleteMixin (deleted_at)",
-                model=self.model,
-                field="deleted_at",
-            )
-        obj = await self.including_deleted()._stored(pk_or_instance)
-        if obj is None or getattr(obj, "deleted_at", None) is None:
-            return False
-        obj.deleted_at = None  # type: ignore[attr-defined]
-        await self._flush()
-        return True
-
-    async def _stored(self, pk_or_instance: Any) -> ModelT | None:
-        """The persistent object of a key or instance, in the scope; ``None`` when none.
-
-        A pending instance is removed from the session.
-        """
-        if not self._check_own_instance(pk_or_instance):
-            return await self.get(pk_or_instance)
-        state: InstanceState[Any] = inspect(pk_or_instance)
-        if state.pending:
-            self.session.expunge(pk_or_instance)
-            return None
-        if pk_or_instance in self.session and not self._scoping:
-            found: ModelT = pk_or_instance
-            return found
-        ident = (
-            state.identity
-            if state.identity is not None
-            else self._mapper.primary_key_from_instance(pk_or_instance)
-        )
-        if any(value is None for value in ident):
-            return None
-        stored = await self.get(tuple(ident))
-        key = self._meta.version_key
-        expected = state.dict.get(key) if key is not None else None
-        if stored is not None and key is not None and expected is not None:
-            # A detached instance carries the version it was read at.
-            check_version(stored, key, expected, tuple(ident))
-        return stored
 
 
 def _is_repository_class(value: object) -> TypeGuard[type[AsyncRepository[Any]]]:
