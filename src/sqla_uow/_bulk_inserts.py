@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from ._bulk_base import BulkBase
+from ._bulk_copy import CopyMixin
 from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
@@ -26,7 +26,7 @@ DEFAULT_CHUNK_SIZE = 1000
 otherwise (SQLAlchemy's own default page size; larger pages measured no faster)."""
 
 
-class InsertMixin(BulkBase[ModelT]):
+class InsertMixin(CopyMixin[ModelT]):
     """`create_many` and `insert_many` of `BulkOperationsMixin`."""
 
     async def create_many(
@@ -79,6 +79,9 @@ class InsertMixin(BulkBase[ModelT]):
         await self.session.flush()
         if backend.assigns_keys(meta):
             return await self._create_by_key(meta, backend, rows_values, chunk_size)
+        copied = await self._copy_create(meta, backend, rows_values)
+        if copied is not None:
+            return copied
         if not backend.dialect.insert_returning:  # pragma: no cover - MySQL: no RETURNING
             # The unit of work reads each generated key from cursor.lastrowid.
             objects = [self.model(**row) for row in rows_values]
@@ -196,6 +199,8 @@ class InsertMixin(BulkBase[ModelT]):
             return 0
         statement = insert(self.model)
         for keys, indexes in group_by_keys(rows_values).items():
+            if await self._copy_group(meta, backend, keys, [rows_values[i] for i in indexes]):
+                continue
             per_statement = rows_per_statement(backend.max_parameters, len(keys), chunk_size, None)
             for start in range(0, len(indexes), per_statement):
                 part = indexes[start : start + per_statement]

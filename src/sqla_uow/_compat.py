@@ -8,22 +8,25 @@ this module calls these functions instead of reading underscore attributes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from sqlalchemy.util import await_only
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Connection, Dialect
     from sqlalchemy.orm import InstanceState, Session
     from sqlalchemy.pool import Pool
 
 __all__ = [
+    "asyncpg_in_transaction",
     "column_annotations",
     "flushed_states",
     "on_connect_isolation_level",
     "pool_max_overflow",
+    "raise_driver_error",
     "run_in_sqlite3_thread",
     "sqlite3_connection",
     "sqlite_autocommit",
@@ -107,6 +110,44 @@ def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
         flushed.update(getattr(transaction, "_dirty", None) or ())
         transaction = getattr(transaction, "_parent", None)
     return flushed
+
+
+# -- driver calls outside SQLAlchemy's statements -----------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def asyncpg_in_transaction(dbapi_connection: Any) -> AsyncIterator[Any]:
+    """The asyncpg connection behind SQLAlchemy's adapted one, inside its transaction.
+
+    SQLAlchemy's asyncpg adapter begins its transaction lazily, at the first statement:
+    this begins it now when it has not begun (so work sent straight to asyncpg, such as
+    a COPY, belongs to it and rolls back with it) and holds the adapter's lock, which
+    serialises the adapter's own statements, while the block runs.
+    """
+    async with dbapi_connection._execute_mutex:
+        started = getattr(dbapi_connection, "_started", None)  # SQLAlchemy 2.0
+        if started is None:
+            started = dbapi_connection._transaction is not None
+        if not started:
+            await dbapi_connection._start_transaction()
+        yield dbapi_connection.driver_connection
+
+
+def raise_driver_error(
+    connection: Connection, dbapi_connection: Any, error: Exception, statement: str
+) -> NoReturn:
+    """Raise *error*, which the driver raised outside SQLAlchemy, as SQLAlchemy would.
+
+    The adapter translates it into its DBAPI's exception, and the `Connection` wraps
+    that in SQLAlchemy's (``IntegrityError``, ...) through its ``handle_error`` hooks,
+    exactly as for a statement that failed in ``execute``. Call it where the
+    sync-over-async bridge runs (``AsyncConnection.run_sync``).
+    """
+    try:
+        dbapi_connection._handle_exception(error)
+    except Exception as dbapi_error:
+        connection._handle_dbapi_exception(dbapi_error, statement, None, None, None)
+    raise error  # pragma: no cover - _handle_exception always raises
 
 
 # -- reads ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Insert, event
 from sqlalchemy.dialects.postgresql import dml as pg_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import Column
+from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
@@ -191,6 +191,38 @@ class Backend:
         statement computes. Returns the statement and its parameter names, row by row.
         """
         raise NotImplementedError(f"{self.name} has no key-assigning INSERT")
+
+    def copies(self, columns: Sequence[Column[Any]], count: int) -> bool:
+        """Whether `copy_rows` takes *count* rows of *columns*, and is faster there than INSERT.
+
+        False where the driver has no bulk-copy protocol, a column's values need
+        conversions it cannot make, or *count* is too small to pay for the extra round trip.
+        """
+        return False
+
+    async def copy_rows(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        columns: Sequence[Column[Any]],
+        value_rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Load *value_rows* (driver values of *columns*) into *table* through the driver's
+        bulk-copy protocol, inside *connection*'s transaction (only where `copies`).
+
+        Columns of *table* not in *columns* get their server-side defaults. A failure is
+        raised as SQLAlchemy raises a failed statement's (``IntegrityError``, ...), through
+        the engine's ``handle_error`` hooks.
+        """
+        raise NotImplementedError(f"{self.name} has no bulk copy")
+
+    def next_keys(self, key: Column[Any]) -> Select[Any] | None:
+        """A SELECT of ``:count`` fresh values of *key*'s sequence, one row each, in order.
+
+        Its rows are ``NULL`` when the column draws from no sequence; None when the
+        database has no sequences.
+        """
+        return None
 
     def row_sources(
         self,
