@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import attributes, make_transient_to_detached
-
 from ._bulk_base import BulkBase
+from ._compat import add_loaded
 from ._dialects import Backend
 from ._errors import database_errors
 from ._model import ModelMeta
@@ -65,7 +64,8 @@ class CopyMixin(BulkBase[ModelT]):
         The objects are built from the values written (every column is given, filled in
         from a Python-side default, or NULL: a column with a server-side default the
         rows leave out sends the call to the ``INSERT ... RETURNING`` path) and enter the
-        session's identity map as persistent objects. None: nothing was sent.
+        session's identity map as persistent objects, as a query's rows would. None:
+        nothing was sent.
         """
         table = meta.table
         key = meta.rowid_key
@@ -107,16 +107,8 @@ class CopyMixin(BulkBase[ModelT]):
                 await backend.copy_rows(
                     connection, table, columns, bind_values(backend.dialect, columns, names, rows)
                 )
-            for position, row in zip(indexes, rows, strict=True):
-                results[position] = self._persistent(meta, row)
-        self.session.add_all(results)
+            loaded = [{name: row.get(name) for name in meta.columns} for row in rows]
+            objects = add_loaded(self.session.sync_session, meta.mapper, loaded, meta.pk)
+            for position, obj in zip(indexes, objects, strict=True):
+                results[position] = obj
         return results
-
-    def _persistent(self, meta: ModelMeta, row: dict[str, Any]) -> ModelT:
-        """A detached object holding *row* (NULL for the columns it leaves out) as loaded state."""
-        obj: ModelT = meta.mapper.class_manager.new_instance()
-        loaded = attributes.instance_state(obj).dict
-        for name in meta.columns:
-            loaded[name] = row.get(name)
-        make_transient_to_detached(obj)
-        return obj
