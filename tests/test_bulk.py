@@ -353,7 +353,7 @@ class TestCreateMany:
 
 class TestInsertMany:
     @ALL_BACKENDS
-    async def test_inserts_ten_thousand_rows_in_one_executemany(
+    async def test_inserts_ten_thousand_rows_in_one_executemany_or_one_copy(
         self,
         engine: AsyncEngine,
         items: ItemRepository,
@@ -362,7 +362,8 @@ class TestInsertMany:
         with counter:
             count = await items.insert_many(rows(MANY))
         assert count == MANY
-        assert counter.count == 1
+        # asyncpg loads the rows with COPY, which sends no statement through SQLAlchemy.
+        assert counter.count == (0 if engine.dialect.driver == "asyncpg" else 1)
         assert len(items.session.identity_map) == 0
         await items.session.commit()
         stored = await table_rows(engine)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.schema import Column
+
 from ._bulk_base import BulkBase
 from ._compat import add_loaded
 from ._dialects import Backend
@@ -73,7 +75,7 @@ class CopyMixin(BulkBase[ModelT]):
             return None
         key_attr = meta.mapper.get_property_by_column(key).key
         defaults = meta.python_defaults
-        groups = []
+        groups: list[tuple[frozenset[str], list[int], list[str], list[str], list[Column[Any]]]] = []
         for keys, indexes in group_by_keys(rows_values).items():
             missing = [name for name in defaults if name not in keys]
             names = sorted({*keys, *missing, key_attr})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from sqlalchemy.orm import attributes
@@ -121,7 +121,9 @@ def add_loaded(
     if not rows:
         return objects
     # (class, primary key values, token): the form `identity_key_from_primary_key` builds.
-    identity_class, _, token = mapper.identity_key_from_primary_key([rows[0][name] for name in pk])
+    identity_class, _, token = mapper.identity_key_from_primary_key(
+        tuple([rows[0][name] for name in pk])
+    )
     for row in rows:
         obj = new_instance()
         state: Any = attributes.instance_state(obj)
@@ -152,7 +154,7 @@ def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
 
 
 @contextlib.asynccontextmanager
-async def asyncpg_in_transaction(dbapi_connection: Any) -> AsyncIterator[Any]:
+async def asyncpg_in_transaction(dbapi_connection: Any) -> AsyncGenerator[Any, None]:
     """The asyncpg connection behind SQLAlchemy's adapted one, inside its transaction.
 
     SQLAlchemy's asyncpg adapter begins its transaction lazily, at the first statement:

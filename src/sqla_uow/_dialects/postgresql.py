@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Enum,
     Float,
     Insert,
     Integer,
@@ -138,8 +139,17 @@ class PostgreSQLBackend(Backend):
         )
 
     def copies(self, columns: Sequence[Column[Any]], count: int) -> bool:
-        """asyncpg's binary COPY, for columns of plain scalar types (see `row_sources`)."""
-        return self.driver == "asyncpg" and count >= self.copy_min_rows and self._plain(columns)
+        """asyncpg's binary COPY, for columns of plain scalar types (enums, JSON, arrays and
+        custom types excepted), whose values the caller passes through their bind processing
+        (a ``Boolean``'s, say) first."""
+        return (
+            self.driver == "asyncpg"
+            and count >= self.copy_min_rows
+            and all(
+                isinstance(col.type, self._UNNEST_TYPES) and not isinstance(col.type, Enum)
+                for col in columns
+            )
+        )
 
     async def copy_rows(
         self,
