@@ -44,7 +44,7 @@ from sqla_uow.exceptions import ConflictError, RollbackOnlyError
 pytestmark = pytest.mark.backends("postgresql")
 
 N = 1_000
-"""Rows per call: enough for COPY (`PostgreSQLBackend.copy_min_rows`)."""
+"""Rows per call: enough for COPY (`PostgreSQLBackend.copy_create_min_rows`)."""
 
 
 class Base(DeclarativeBase):
@@ -201,12 +201,12 @@ async def stored(engine: AsyncEngine, prefix: str) -> list[tuple[Any, ...]]:
 @contextlib.contextmanager
 def without_copy() -> Iterator[None]:
     """Force the INSERT path (COPY only from an unreachable row count)."""
-    before = PostgreSQLBackend.copy_min_rows
-    PostgreSQLBackend.copy_min_rows = 10**9
+    before = PostgreSQLBackend.copy_min_rows, PostgreSQLBackend.copy_create_min_rows
+    PostgreSQLBackend.copy_min_rows = PostgreSQLBackend.copy_create_min_rows = 10**9
     try:
         yield
     finally:
-        PostgreSQLBackend.copy_min_rows = before
+        PostgreSQLBackend.copy_min_rows, PostgreSQLBackend.copy_create_min_rows = before
 
 
 class TestInsertManyThroughCopy:
@@ -280,6 +280,9 @@ class TestInsertManyThroughCopy:
     ) -> None:
         with statements:
             await AsyncRepository(session, model=Reading).insert_many(readings(10))
+        assert len(statements.inserts) == 1
+        with statements:
+            await AsyncRepository(session, model=Reading).create_many(readings(100, prefix="s"))
         assert len(statements.inserts) == 1
 
     async def test_values_are_stored_as_through_insert(

@@ -80,7 +80,7 @@ class CopyMixin(BulkBase[ModelT]):
             missing = [name for name in defaults if name not in keys]
             names = sorted({*keys, *missing, key_attr})
             columns = [meta.columns[name] for name in names]
-            if not backend.copies(columns, len(indexes)) or any(
+            if not backend.copies(columns, len(indexes), create=True) or any(
                 col.server_default is not None
                 for name, col in meta.columns.items()
                 if name not in names

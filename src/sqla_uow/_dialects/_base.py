@@ -192,11 +192,12 @@ class Backend:
         """
         raise NotImplementedError(f"{self.name} has no key-assigning INSERT")
 
-    def copies(self, columns: Sequence[Column[Any]], count: int) -> bool:
+    def copies(self, columns: Sequence[Column[Any]], count: int, *, create: bool = False) -> bool:
         """Whether `copy_rows` takes *count* rows of *columns*, and is faster there than INSERT.
 
         False where the driver has no bulk-copy protocol, a column's values need
-        conversions it cannot make, or *count* is too small to pay for the extra round trip.
+        conversions it cannot make, or *count* is too small to pay for the extra round
+        trips. *create*: for `create_many`, which also draws keys and builds objects.
         """
         return False
 
