@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from ._bulk_copy import CopyMixin
-from ._dialects import Backend, rows_per_statement
+from ._dialects import Backend, chunk_sizes, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -142,8 +142,10 @@ class InsertMixin(CopyMixin[ModelT]):
             names = sorted(keys)
             columns = [meta.columns[name] for name in names]
             per_statement = rows_per_statement(backend.max_parameters, len(names), chunk_size, None)
-            for start in range(0, len(indexes), per_statement):
-                part = indexes[start : start + per_statement]
+            start = 0
+            for size in chunk_sizes(len(indexes), per_statement):
+                part = indexes[start : start + size]
+                start += size
                 statement, param_names = backend.create_statement(
                     meta, names, len(part), generated=generated
                 )

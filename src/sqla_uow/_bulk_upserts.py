@@ -26,6 +26,9 @@ from ._typing import ModelT
 
 __all__ = ["UpsertMixin"]
 
+_COMPILED: dict[tuple[Any, ...], tuple[str, Any]] = {}
+"""The SQL and parameter order of `UpsertMixin._upsert_executemany`'s statements, by shape."""
+
 
 class UpsertMixin(BulkBase[ModelT]):
     """`upsert_many` of `BulkOperationsMixin`."""
@@ -155,7 +158,7 @@ class UpsertMixin(BulkBase[ModelT]):
         statement = backend.upsert_statement(meta, conflict, targets)
         if meta.python_defaults is not None and backend.upsert_form == "executemany":
             return await self._upsert_executemany(
-                meta, backend, statement, keys, group_rows, chunk_size
+                meta, backend, statement, (conflict, tuple(targets)), keys, group_rows, chunk_size
             )
         group = (
             group_rows
@@ -189,6 +192,7 @@ class UpsertMixin(BulkBase[ModelT]):
         meta: ModelMeta,
         backend: Backend,
         statement: Any,
+        shape: tuple[tuple[str, ...], tuple[str, ...]],
         keys: frozenset[str],
         group_rows: list[dict[str, Any]],
         chunk_size: int | None,
@@ -197,15 +201,24 @@ class UpsertMixin(BulkBase[ModelT]):
 
         SQLAlchemy's executemany builds a parameter dict per row through the compiled
         statement; where the database work is cheap, that bookkeeping is most of the
-        cost. Python-side column defaults are filled in per row first.
+        cost. Python-side column defaults are filled in per row first. The compiled
+        SQL is kept per (*shape*: conflict and target columns; columns given): a later
+        call of the same shape compiles nothing.
         """
         assert meta.python_defaults is not None
         dialect = backend.dialect
         missing = [name for name in meta.python_defaults if name not in keys]
         names = sorted({*keys, *missing})
         by_column_key = {meta.columns[name].key: name for name in names}
-        compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
-        order = compiled.positiontup
+        cache_key = (backend, meta.table, shape, tuple(names))
+        found = _COMPILED.get(cache_key)
+        if found is None:
+            compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
+            found = (compiled.string, compiled.positiontup)
+            if len(_COMPILED) >= 64:
+                _COMPILED.clear()
+            _COMPILED[cache_key] = found
+        sql, order = found
         if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
             group = [
                 {meta.columns[name].key: value for name, value in row.items()} for row in group_rows
@@ -225,7 +238,7 @@ class UpsertMixin(BulkBase[ModelT]):
         for start in range(0, len(params), per_statement):
             with database_errors(self.model):
                 result = await connection.exec_driver_sql(
-                    compiled.string, params[start : start + per_statement]
+                    sql, params[start : start + per_statement]
                 )
             written += max(0, result.rowcount)
         return written

@@ -17,7 +17,7 @@ import weakref
 
 from sqlalchemy.engine import Dialect
 
-from ._base import Backend, rows_per_statement
+from ._base import Backend, chunk_sizes, rows_per_statement
 from ._diagnostics import sqlstate
 from ._elements import NullFlag
 from .mysql import MySQLBackend
@@ -29,6 +29,7 @@ __all__ = [
     "NullFlag",
     "backend_classes",
     "backend_for",
+    "chunk_sizes",
     "rows_per_statement",
     "sqlstate",
 ]

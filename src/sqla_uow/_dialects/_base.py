@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from sqla_uow._model import ModelMeta
 
-__all__ = ["Backend", "on_conflict", "rows_per_statement"]
+__all__ = ["Backend", "chunk_sizes", "on_conflict", "rows_per_statement"]
 
 _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
@@ -352,6 +352,30 @@ def rows_per_statement(
     by_limit = max(1, max_parameters // max(1, params_per_row))
     wanted = chunk_size if chunk_size is not None else default
     return by_limit if wanted is None else max(1, min(wanted, by_limit))
+
+
+_EXACT_BELOW: Final = 32
+"""Rows under which the last statement of a call takes them all, whatever their number."""
+
+
+def chunk_sizes(count: int, per_statement: int) -> list[int]:
+    """The rows of each statement for *count* rows, at most *per_statement* each.
+
+    Full statements first, then the rest in descending powers of two, and the last
+    fewer than 32 rows in one statement: a statement whose SQL grows with its rows
+    (a ``VALUES`` list) then comes in a few dozen shapes at most, which SQLAlchemy
+    compiles once each, instead of one new shape (compiled in time quadratic in its
+    rows) for nearly every call.
+    """
+    sizes = [per_statement] * (count // per_statement)
+    rest = count % per_statement
+    while rest >= _EXACT_BELOW:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    if rest:
+        sizes.append(rest)
+    return sizes
 
 
 _OnConflictInsert = TypeVar("_OnConflictInsert", pg_dml.Insert, sqlite_dml.Insert)

@@ -41,7 +41,7 @@ from sqlalchemy.sql import FromClause, Select
 from sqla_uow._compat import asyncpg_in_transaction, raise_driver_error
 from sqla_uow.exceptions import ConflictKind
 
-from ._base import Backend, on_conflict, rows_per_statement
+from ._base import Backend, chunk_sizes, on_conflict, rows_per_statement
 from ._diagnostics import constraint_columns, sqlstate
 from ._elements import NullFlag, native_null_flag
 from ._values import shaped_values
@@ -209,9 +209,11 @@ class PostgreSQLBackend(Backend):
             return
         width = len(columns)
         per_statement = rows_per_statement(self.max_parameters, width, chunk_size, None)
-        for start in range(0, len(value_rows), per_statement):
-            part = value_rows[start : start + per_statement]
-            source, names = self._values_source(columns, len(part))
+        start = 0
+        for size in chunk_sizes(len(value_rows), per_statement):
+            part = value_rows[start : start + size]
+            start += size
+            source, names = self._values_source(columns, size)
             flat = [value for row in part for value in row]
             yield source, dict(zip(names, flat, strict=True))
 
