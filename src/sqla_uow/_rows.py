@@ -150,9 +150,7 @@ def row_values(
                 raise row_error(model, index, str(exc)) from None
         if not writable.issuperset(values):
             check_assignable(model, values)
-        result.append(
-            check_write_values(model, values, dialect=dialect, row=index, checks=checks)
-        )
+        result.append(check_write_values(model, values, dialect=dialect, row=index, checks=checks))
     return result
 
 
