@@ -275,6 +275,19 @@ class TestInsertManyThroughCopy:
             await swallow_the_conflict()
         assert await stored(engine, "ok") == []
 
+    async def test_a_conflict_in_a_savepoint_rolls_back_only_the_savepoint(
+        self, engine: AsyncEngine, session: AsyncSession
+    ) -> None:
+        repo = AsyncRepository(session, model=Reading)
+        await repo.insert_many(readings(N, prefix="kept"))
+        with pytest.raises(ConflictError):
+            async with session.begin_nested():
+                await repo.insert_many([*readings(N), {"code": "r0", "label": "again"}])
+        await repo.insert_many(readings(N, prefix="after"))
+        await session.commit()
+        assert len(await stored(engine, "kept")) == len(await stored(engine, "after")) == N
+        assert await stored(engine, "r") == []
+
     async def test_few_rows_go_through_insert(
         self, session: AsyncSession, statements: Statements
     ) -> None:
