@@ -373,8 +373,10 @@ class TestCreateManyThroughCopy:
 
     async def test_a_conflict_raises_and_adds_no_object(self, session: AsyncSession) -> None:
         repo = AsyncRepository(session, model=Reading)
+        # Two sets of columns: the first set is copied before the second one fails.
+        noted = readings(N, prefix="n", qty=1)
         with pytest.raises(ConflictError) as info:
-            await repo.create_many([*readings(N), {"code": "r1", "label": "again"}])
+            await repo.create_many([*noted, *readings(N), {"code": "r1", "label": "again"}])
         assert info.value.kind == "unique"
         assert len(session.identity_map) == 0
         await session.rollback()

@@ -67,7 +67,7 @@ class CopyMixin(BulkBase[ModelT]):
         from a Python-side default, or NULL: a column with a server-side default the
         rows leave out sends the call to the ``INSERT ... RETURNING`` path) and enter the
         session's identity map as persistent objects, as a query's rows would. None:
-        nothing was sent.
+        nothing was sent. The caller has flushed the session.
         """
         table = meta.table
         key = meta.rowid_key
@@ -91,7 +91,6 @@ class CopyMixin(BulkBase[ModelT]):
         if statement is None:  # pragma: no cover - every backend that copies has sequences
             return None
         wanted = sum(len(indexes) for keys, indexes, *_ in groups if key_attr not in keys)
-        await self.session.flush()
         fresh: list[Any] = []
         if wanted:
             result = await self._execute(backend, statement, {"count": wanted})
@@ -99,7 +98,7 @@ class CopyMixin(BulkBase[ModelT]):
             if fresh[0] is None:  # the key draws from no sequence: nothing was consumed
                 return None
         connection = await self.session.connection(bind_arguments={"mapper": meta.mapper})
-        results: list[Any] = [None] * len(rows_values)
+        written: list[dict[str, Any]] = [{}] * len(rows_values)
         drawn = iter(fresh)
         for keys, indexes, missing, names, columns in groups:
             rows = fill_defaults(meta, [rows_values[i] for i in indexes], missing)
@@ -109,8 +108,8 @@ class CopyMixin(BulkBase[ModelT]):
                 await backend.copy_rows(
                     connection, table, columns, bind_values(backend.dialect, columns, names, rows)
                 )
-            loaded = [{name: row.get(name) for name in meta.columns} for row in rows]
-            objects = add_loaded(self.session.sync_session, meta.mapper, loaded, meta.pk)
-            for position, obj in zip(indexes, objects, strict=True):
-                results[position] = obj
-        return results
+            for position, row in zip(indexes, rows, strict=True):
+                written[position] = row
+        # Only once every row is in: a failed group leaves no object in the session.
+        loaded = [{name: row.get(name) for name in meta.columns} for row in written]
+        return add_loaded(self.session.sync_session, meta.mapper, loaded, meta.pk)
