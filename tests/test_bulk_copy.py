@@ -371,14 +371,17 @@ class TestCreateManyThroughCopy:
         await session.flush()  # the sequence moved past the keys drawn
         assert await session.scalar(select(func.count()).select_from(Reading)) == 2 * N + 1
 
-    async def test_a_conflict_raises_and_adds_no_object(self, session: AsyncSession) -> None:
+    async def test_a_conflict_raises_and_the_copy_adds_no_object(
+        self, session: AsyncSession, copies: bool
+    ) -> None:
         repo = AsyncRepository(session, model=Reading)
         # Two sets of columns: the first set is copied before the second one fails.
         noted = readings(N, prefix="n", qty=1)
         with pytest.raises(ConflictError) as info:
             await repo.create_many([*noted, *readings(N), {"code": "r1", "label": "again"}])
         assert info.value.kind == "unique"
-        assert len(session.identity_map) == 0
+        if copies:  # INSERT ... RETURNING loads each statement's objects as it goes
+            assert len(session.identity_map) == 0
         await session.rollback()
 
     async def test_a_server_default_left_out_goes_through_insert_returning(
