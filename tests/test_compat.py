@@ -7,6 +7,7 @@ with its name instead of somewhere deep in a transaction.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 import threading
@@ -14,19 +15,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String, event
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, event, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from sqla_uow._compat import (
+    add_loaded,
+    asyncpg_in_transaction,
     column_annotations,
     deletes_observed,
     failed_flush_error,
     flushed_states,
     on_connect_isolation_level,
     pool_max_overflow,
+    raise_driver_error,
     run_in_sqlite3_thread,
     session_is_clean,
     sqlite3_connection,
@@ -212,6 +216,71 @@ class TestTransactionReads:
             finally:
                 event.remove(target, name, watch)
         assert not deletes_observed(mapper, session)
+
+    async def test_attaches_objects_as_loaded_rows(self, sqlite_engine: AsyncEngine) -> None:
+        async with sqlite_engine.begin() as conn:
+            await conn.run_sync(_Base.metadata.create_all)
+        async with AsyncSession(sqlite_engine) as session:
+            rows = [{"id": 1, "text": "one"}, {"id": 2}]
+            one, two = add_loaded(session.sync_session, _Note.__mapper__, rows, ("id",))
+            assert inspect(one).persistent
+            assert not session.dirty
+            assert not session.new
+            assert await session.get(_Note, 1) is one
+            assert one.text == "one"
+            assert inspect(two).unloaded == {"text"}
+            assert add_loaded(session.sync_session, _Note.__mapper__, [], ("id",)) == []
+
+
+_POSTGRES_URL = os.environ.get("SQLA_UOW_TEST_POSTGRES_URL", "")
+_needs_asyncpg = pytest.mark.skipif(
+    "+asyncpg" not in _POSTGRES_URL, reason="needs SQLA_UOW_TEST_POSTGRES_URL with asyncpg"
+)
+
+
+@pytest.fixture
+async def asyncpg_engine() -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(_POSTGRES_URL, poolclass=NullPool)
+    yield engine
+    await engine.dispose()
+
+
+@_needs_asyncpg
+class TestDriverCalls:
+    async def test_begins_the_adapters_transaction_for_the_asyncpg_connection(
+        self, asyncpg_engine: AsyncEngine
+    ) -> None:
+        async with asyncpg_engine.connect() as conn:
+            dbapi_connection = (await conn.get_raw_connection()).dbapi_connection
+            async with asyncpg_in_transaction(dbapi_connection) as driver_connection:
+                assert driver_connection.is_in_transaction()
+                await driver_connection.execute("CREATE TEMP TABLE compat_t (n int)")
+            async with asyncpg_in_transaction(dbapi_connection) as again:
+                assert again is driver_connection
+            assert await conn.scalar(select(1)) == 1  # the same transaction goes on
+            await conn.rollback()
+            assert not driver_connection.is_in_transaction()
+            missing = "SELECT to_regclass('pg_temp.compat_t') IS NULL"
+            assert await driver_connection.fetchval(missing)
+
+    async def test_raises_a_driver_error_as_sqlalchemy_would(
+        self, asyncpg_engine: AsyncEngine
+    ) -> None:
+        seen: list[object] = []
+        event.listen(asyncpg_engine.sync_engine, "handle_error", seen.append)
+        async with asyncpg_engine.connect() as conn:
+            dbapi_connection = (await conn.get_raw_connection()).dbapi_connection
+            async with asyncpg_in_transaction(dbapi_connection) as driver_connection:
+                try:
+                    await driver_connection.execute("SELECT 1 / 0")
+                except Exception as error:
+                    failure = error
+            with pytest.raises(DBAPIError) as info:
+                await conn.run_sync(raise_driver_error, dbapi_connection, failure, "SELECT 1 / 0")
+            assert info.value.orig.__cause__ is failure  # type: ignore[union-attr]
+            assert info.value.statement == "SELECT 1 / 0"
+            assert len(seen) == 1
+            await conn.rollback()
 
 
 class TestReads:

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from ._dialects import Backend, rows_per_statement
+from ._bulk_copy import CopyMixin
+from ._dialects import Backend, chunk_sizes, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
 from ._rows import (
@@ -16,7 +17,6 @@ from ._rows import (
     fill_defaults,
     group_by_keys,
 )
-from ._scoping import ScopeBase
 from ._typing import ModelT
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "InsertMixin"]
@@ -26,7 +26,7 @@ DEFAULT_CHUNK_SIZE = 1000
 otherwise (SQLAlchemy's own default page size; larger pages measured no faster)."""
 
 
-class InsertMixin(ScopeBase[ModelT]):
+class InsertMixin(CopyMixin[ModelT]):
     """`create_many` and `insert_many` of `BulkOperationsMixin`."""
 
     async def create_many(
@@ -49,6 +49,10 @@ class InsertMixin(ScopeBase[ModelT]):
         statement assigns the keys itself (largest existing key + position), inside the
         statement, so no other writer can interleave. MySQL, which has no
         ``INSERT ... RETURNING``, goes through the unit of work (one INSERT per row).
+        On PostgreSQL with asyncpg, a call of 150 rows or more over plain scalar columns
+        draws its keys from the key's sequence in one statement and loads the rows with
+        ``COPY`` in the current transaction (``chunk_size`` does not apply); the objects
+        hold the values written.
 
         Args:
             rows: The rows to insert.
@@ -79,6 +83,9 @@ class InsertMixin(ScopeBase[ModelT]):
         await self.session.flush()
         if backend.assigns_keys(meta):
             return await self._create_by_key(meta, backend, rows_values, chunk_size)
+        copied = await self._copy_create(meta, backend, rows_values)
+        if copied is not None:
+            return copied
         if not backend.dialect.insert_returning:  # pragma: no cover - MySQL: no RETURNING
             # The unit of work reads each generated key from cursor.lastrowid.
             objects = [self.model(**row) for row in rows_values]
@@ -135,8 +142,10 @@ class InsertMixin(ScopeBase[ModelT]):
             names = sorted(keys)
             columns = [meta.columns[name] for name in names]
             per_statement = rows_per_statement(backend.max_parameters, len(names), chunk_size, None)
-            for start in range(0, len(indexes), per_statement):
-                part = indexes[start : start + per_statement]
+            start = 0
+            for size in chunk_sizes(len(indexes), per_statement):
+                part = indexes[start : start + size]
+                start += size
                 statement, param_names = backend.create_statement(
                     meta, names, len(part), generated=generated
                 )
@@ -169,7 +178,9 @@ class InsertMixin(ScopeBase[ModelT]):
         """Insert many rows without reading them back: the fast path of `create_many`.
 
         Rows are validated like `create_many`'s. Each chunk is one executemany call of a
-        single ``INSERT``; nothing is loaded into the session.
+        single ``INSERT``; nothing is loaded into the session. On PostgreSQL with
+        asyncpg, 50 rows or more over plain scalar columns are loaded with one ``COPY``
+        in the current transaction instead (``chunk_size`` does not apply).
 
         Args:
             rows: Mappings, model instances, pydantic models or dataclasses.
@@ -196,6 +207,8 @@ class InsertMixin(ScopeBase[ModelT]):
             return 0
         statement = insert(self.model)
         for keys, indexes in group_by_keys(rows_values).items():
+            if await self._copy_group(meta, backend, keys, [rows_values[i] for i in indexes]):
+                continue
             per_statement = rows_per_statement(backend.max_parameters, len(keys), chunk_size, None)
             for start in range(0, len(indexes), per_statement):
                 part = indexes[start : start + per_statement]

@@ -27,6 +27,9 @@ from ._typing import ModelT
 
 __all__ = ["UpsertMixin"]
 
+_COMPILED: dict[tuple[Any, ...], tuple[str, Any]] = {}
+"""The SQL and parameter order of `UpsertMixin._upsert_executemany`'s statements, by shape."""
+
 
 class UpsertMixin(ScopeBase[ModelT]):
     """`upsert_many` of `BulkOperationsMixin`."""
@@ -175,9 +178,14 @@ class UpsertMixin(ScopeBase[ModelT]):
                 meta, backend, keys, conflict, targets, group_rows, chunk_size, guard
             )
         statement = backend.upsert_statement(meta, conflict, targets, where=guard)
-        if meta.python_defaults is not None and backend.upsert_form == "executemany":
+        # Its compiled SQL is kept per shape; a scope's guard binds values of its own.
+        if (
+            guard is None
+            and meta.python_defaults is not None
+            and backend.upsert_form == "executemany"
+        ):
             return await self._upsert_executemany(
-                meta, backend, statement, keys, group_rows, chunk_size
+                meta, backend, statement, (conflict, tuple(targets)), keys, group_rows, chunk_size
             )
         group = (
             group_rows
@@ -211,6 +219,7 @@ class UpsertMixin(ScopeBase[ModelT]):
         meta: ModelMeta,
         backend: Backend,
         statement: Any,
+        shape: tuple[tuple[str, ...], tuple[str, ...]],
         keys: frozenset[str],
         group_rows: list[dict[str, Any]],
         chunk_size: int | None,
@@ -219,17 +228,25 @@ class UpsertMixin(ScopeBase[ModelT]):
 
         SQLAlchemy's executemany builds a parameter dict per row through the compiled
         statement; where the database work is cheap, that bookkeeping is most of the
-        cost. Python-side column defaults are filled in per row first.
+        cost. Python-side column defaults are filled in per row first. The compiled
+        SQL is kept per (*shape*: conflict and target columns; columns given): a later
+        call of the same shape compiles nothing.
         """
         assert meta.python_defaults is not None
         dialect = backend.dialect
         missing = [name for name in meta.python_defaults if name not in keys]
         names = sorted({*keys, *missing})
         by_column_key = {meta.columns[name].key: name for name in names}
-        compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
-        order = compiled.positiontup
-        if order is None or sorted(order) != sorted(by_column_key):
-            # The statement has parameters of its own (the guard of a scoped upsert).
+        cache_key = (backend, meta.table, shape, tuple(names))
+        found = _COMPILED.get(cache_key)
+        if found is None:
+            compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
+            found = (compiled.string, compiled.positiontup)
+            if len(_COMPILED) >= 64:
+                _COMPILED.clear()
+            _COMPILED[cache_key] = found
+        sql, order = found
+        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
             group = [
                 {meta.columns[name].key: value for name, value in row.items()} for row in group_rows
             ]
@@ -248,7 +265,7 @@ class UpsertMixin(ScopeBase[ModelT]):
         for start in range(0, len(params), per_statement):
             with database_errors(self.model):
                 result = await connection.exec_driver_sql(
-                    compiled.string, params[start : start + per_statement]
+                    sql, params[start : start + per_statement]
                 )
             written += max(0, result.rowcount)
         return written

@@ -8,24 +8,29 @@ this module calls these functions instead of reading underscore attributes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+from sqlalchemy.orm import attributes
 from sqlalchemy.util import await_only
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Dialect
+    from sqlalchemy.engine import Connection, Dialect
     from sqlalchemy.orm import InstanceState, Mapper, Session
     from sqlalchemy.pool import Pool
 
 __all__ = [
+    "add_loaded",
+    "asyncpg_in_transaction",
     "column_annotations",
     "deletes_observed",
     "failed_flush_error",
     "flushed_states",
     "on_connect_isolation_level",
     "pool_max_overflow",
+    "raise_driver_error",
     "run_in_sqlite3_thread",
     "session_is_clean",
     "sqlite3_connection",
@@ -102,6 +107,42 @@ def pool_max_overflow(pool: Pool) -> int | None:
     return max_overflow
 
 
+def add_loaded(
+    session: Session, mapper: Mapper[Any], rows: list[dict[str, Any]], pk: tuple[str, ...]
+) -> list[Any]:
+    """New objects of *mapper*, persistent in *session*, each holding a row as loaded state.
+
+    *rows* map attribute keys to values (the primary key's attributes *pk* among them);
+    attributes a row leaves out are unloaded, as deferred ones. The objects enter the
+    identity map the way SQLAlchemy's loader adds the rows of a query (a fraction of
+    the cost of ``make_transient_to_detached`` plus ``Session.add``); no load event fires.
+    """
+    identity_map: Any = session.identity_map
+    session_id = session.hash_key
+    new_instance = mapper.class_manager.new_instance
+    objects: list[Any] = []
+    if not rows:
+        return objects
+    # (class, primary key values, token): the form `identity_key_from_primary_key` builds.
+    identity_class, _, token = mapper.identity_key_from_primary_key(
+        tuple([rows[0][name] for name in pk])
+    )
+    for row in rows:
+        obj = new_instance()
+        state: Any = attributes.instance_state(obj)
+        state.dict.update(row)
+        key = (identity_class, tuple([row[name] for name in pk]), token)
+        state.key = key
+        state.identity_token = token
+        state.session_id = session_id
+        if key in identity_map:
+            identity_map.replace(state)
+        else:
+            identity_map._add_unpresent(state, key)
+        objects.append(obj)
+    return objects
+
+
 def flushed_states(sync_session: Session) -> set[InstanceState[Any]]:
     """The objects whose changes the session flushed in its transaction (savepoints included)."""
     flushed: set[InstanceState[Any]] = set()
@@ -156,6 +197,44 @@ def deletes_observed(mapper: Mapper[Any], sync_session: Session) -> bool:
         )
     except AttributeError:
         return True
+
+
+# -- driver calls outside SQLAlchemy's statements -----------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def asyncpg_in_transaction(dbapi_connection: Any) -> AsyncGenerator[Any, None]:
+    """The asyncpg connection behind SQLAlchemy's adapted one, inside its transaction.
+
+    SQLAlchemy's asyncpg adapter begins its transaction lazily, at the first statement:
+    this begins it now when it has not begun (so work sent straight to asyncpg, such as
+    a COPY, belongs to it and rolls back with it) and holds the adapter's lock, which
+    serialises the adapter's own statements, while the block runs.
+    """
+    async with dbapi_connection._execute_mutex:
+        started = getattr(dbapi_connection, "_started", None)  # SQLAlchemy 2.0
+        if started is None:
+            started = dbapi_connection._transaction is not None
+        if not started:
+            await dbapi_connection._start_transaction()
+        yield dbapi_connection.driver_connection
+
+
+def raise_driver_error(
+    connection: Connection, dbapi_connection: Any, error: Exception, statement: str
+) -> NoReturn:
+    """Raise *error*, which the driver raised outside SQLAlchemy, as SQLAlchemy would.
+
+    The adapter translates it into its DBAPI's exception, and the `Connection` wraps
+    that in SQLAlchemy's (``IntegrityError``, ...) through its ``handle_error`` hooks,
+    exactly as for a statement that failed in ``execute``. Call it where the
+    sync-over-async bridge runs (``AsyncConnection.run_sync``).
+    """
+    try:
+        dbapi_connection._handle_exception(error)
+    except Exception as dbapi_error:
+        connection._handle_dbapi_exception(dbapi_error, statement, None, None, None)
+    raise error  # pragma: no cover - _handle_exception always raises
 
 
 # -- reads ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeGuard, TypeVar, cast
 
 from sqlalchemy import ColumnElement, inspect
@@ -62,13 +62,19 @@ def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
 
 
 def check_write_values(
-    model: type[Any], values: dict[str, Any], *, dialect: Dialect | None, row: int | None = None
+    model: type[Any],
+    values: dict[str, Any],
+    *,
+    dialect: Dialect | None,
+    row: int | None = None,
+    checks: dict[str, Callable[[Any], Any]] | None = None,
 ) -> dict[str, Any]:
     """*values* (writable column keys) checked as values to store; converted in a copy.
 
     ``None`` and SQL expressions are left to the database. A value must be one its
     column's type takes (as for filters) and fit the column's declared length and
     precision. The returned dict is *values* itself when nothing was converted.
+    *checks* keeps each key's check across the rows of one bulk call.
 
     Raises:
         InvalidFieldError: A value the column cannot store (*row* numbers the row of a
@@ -78,8 +84,13 @@ def check_write_values(
     for key, value in values.items():
         if value is None or isinstance(value, ClauseElement):
             continue
+        check = checks.get(key) if checks is not None else None
+        if check is None:
+            check = value_rule(model, key, dialect, write=True).check
+            if checks is not None:
+                checks[key] = check
         try:
-            checked = value_rule(model, key, dialect, write=True).check(value)
+            checked = check(value)
         except ValueMismatch as exc:
             where = f"row {row} of {model.__name__}: " if row is not None else ""
             raise InvalidFieldError(

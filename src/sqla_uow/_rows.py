@@ -136,6 +136,7 @@ def row_values(
     model = meta.model
     writable = meta.writable_keys
     result: list[dict[str, Any]] = []
+    checks: dict[str, Callable[[Any], Any]] = {}
     for index, row in enumerate(rows):
         values: dict[str, Any]
         if type(row) is dict:
@@ -151,7 +152,7 @@ def row_values(
                 raise row_error(model, index, str(exc)) from None
         if not writable.issuperset(values):
             check_assignable(model, values)
-        result.append(check_write_values(model, values, dialect=dialect, row=index))
+        result.append(check_write_values(model, values, dialect=dialect, row=index, checks=checks))
     return result
 
 

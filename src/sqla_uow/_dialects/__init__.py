@@ -17,7 +17,7 @@ import weakref
 
 from sqlalchemy.engine import Dialect
 
-from ._base import Backend, rows_per_statement
+from ._base import Backend, chunk_sizes, rows_per_statement
 from ._diagnostics import sqlstate
 from ._elements import NullFlag, UtcNow
 from .mysql import MySQLBackend
@@ -30,6 +30,7 @@ __all__ = [
     "UtcNow",
     "backend_classes",
     "backend_for",
+    "chunk_sizes",
     "rows_per_statement",
     "sqlstate",
 ]

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, DateTime, Insert, event
 from sqlalchemy.dialects.postgresql import dml as pg_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Dialect
-from sqlalchemy.schema import Column
+from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import FromClause, Select
 from sqlalchemy.types import TypeEngine
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from sqla_uow._model import ModelMeta
 
-__all__ = ["Backend", "on_conflict", "rows_per_statement", "timeout_ms"]
+__all__ = ["Backend", "chunk_sizes", "on_conflict", "rows_per_statement", "timeout_ms"]
 
 _RESTORE_KEY: Final = "sqla_uow_restore_on_checkin"
 """Key in a pooled connection's ``info``: SQL that restores its settings at check-in."""
@@ -219,6 +219,39 @@ class Backend:
         """
         raise NotImplementedError(f"{self.name} has no key-assigning INSERT")
 
+    def copies(self, columns: Sequence[Column[Any]], count: int, *, create: bool = False) -> bool:
+        """Whether `copy_rows` takes *count* rows of *columns*, and is faster there than INSERT.
+
+        False where the driver has no bulk-copy protocol, a column's values need
+        conversions it cannot make, or *count* is too small to pay for the extra round
+        trips. *create*: for `create_many`, which also draws keys and builds objects.
+        """
+        return False
+
+    async def copy_rows(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        columns: Sequence[Column[Any]],
+        value_rows: list[tuple[Any, ...]],
+    ) -> None:
+        """Load *value_rows* (driver values of *columns*) into *table* through the driver's
+        bulk-copy protocol, inside *connection*'s transaction (only where `copies`).
+
+        Columns of *table* not in *columns* get their server-side defaults. A failure is
+        raised as SQLAlchemy raises a failed statement's (``IntegrityError``, ...), through
+        the engine's ``handle_error`` hooks.
+        """
+        raise NotImplementedError(f"{self.name} has no bulk copy")
+
+    def next_keys(self, key: Column[Any]) -> Select[Any] | None:
+        """A SELECT of ``:count`` fresh values of *key*'s sequence, one row each, in order.
+
+        Its rows are ``NULL`` when the column draws from no sequence; None when the
+        database has no sequences.
+        """
+        return None
+
     def row_sources(
         self,
         columns: Sequence[Column[Any]],
@@ -405,6 +438,30 @@ def rows_per_statement(
     by_limit = max(1, max_parameters // max(1, params_per_row))
     wanted = chunk_size if chunk_size is not None else default
     return by_limit if wanted is None else max(1, min(wanted, by_limit))
+
+
+_EXACT_BELOW: Final = 32
+"""Rows under which the last statement of a call takes them all, whatever their number."""
+
+
+def chunk_sizes(count: int, per_statement: int) -> list[int]:
+    """The rows of each statement for *count* rows, at most *per_statement* each.
+
+    Full statements first, then the rest in descending powers of two, and the last
+    fewer than 32 rows in one statement: a statement whose SQL grows with its rows
+    (a ``VALUES`` list) then comes in a few dozen shapes at most, which SQLAlchemy
+    compiles once each, instead of one new shape (compiled in time quadratic in its
+    rows) for nearly every call.
+    """
+    sizes = [per_statement] * (count // per_statement)
+    rest = count % per_statement
+    while rest >= _EXACT_BELOW:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    if rest:
+        sizes.append(rest)
+    return sizes
 
 
 _OnConflictInsert = TypeVar("_OnConflictInsert", pg_dml.Insert, sqlite_dml.Insert)
