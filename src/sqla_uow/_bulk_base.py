@@ -17,7 +17,7 @@ from sqlalchemy.orm import attributes
 
 from ._dialects import Backend, backend_for, rows_per_statement
 from ._errors import database_errors
-from ._model import ModelMeta, model_meta
+from ._model import ModelMeta
 from ._rows import row_values, without_null_generated_keys
 from ._typing import ModelT
 
@@ -29,14 +29,16 @@ parser recurses per tuple and exceeds its stack depth for around 10,000."""
 
 
 class BulkBase(Generic[ModelT]):
-    """The helpers of the bulk mixins; needs ``model`` and ``session``."""
+    """The helpers of the bulk mixins; needs ``model``, ``session`` and ``_meta`` (the
+    model's `ModelMeta`), which `AsyncRepository` sets."""
 
     model: type[ModelT]
     session: AsyncSession
+    _meta: ModelMeta
 
     def _dialect(self) -> Dialect:
         """The dialect of the session's bind for the model."""
-        return self.session.get_bind(mapper=model_meta(self.model).mapper).dialect
+        return self.session.get_bind(mapper=self._meta.mapper).dialect
 
     def _backend(self) -> Backend:
         return backend_for(self._dialect())

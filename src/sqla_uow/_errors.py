@@ -10,9 +10,8 @@ loop), so every backend class is asked along the error chain.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Generator, Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import exc as orm_exc
@@ -26,7 +25,11 @@ from .exceptions import (
     TransactionTimeoutError,
 )
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
 __all__ = [
+    "ErrorBoundary",
     "conflict_error",
     "database_errors",
     "error_chain",
@@ -196,8 +199,7 @@ def stale_error(model: type[Any] | None, idents: Sequence[tuple[Any, ...]] = ())
     )
 
 
-@contextlib.contextmanager
-def database_errors(model: type[Any] | None = None) -> Generator[None, None, None]:
+def database_errors(model: type[Any] | None = None) -> ErrorBoundary:
     """The error boundary: an integrity violation raised in the block becomes `ConflictError`,
     a row lock not available `LockNotAvailableError`.
 
@@ -209,15 +211,33 @@ def database_errors(model: type[Any] | None = None) -> Generator[None, None, Non
     in one place; *model* names the model being written, when there is one. Other
     errors pass through unchanged.
     """
-    try:
-        yield
-    except sa_exc.DBAPIError as exc:
-        if is_conflict_error(exc):
-            raise conflict_error(exc, model=model) from exc
-        translated = lock_or_timeout_error(exc, timeout=None)
-        if translated is not None:
-            raise translated from exc
-        raise
-    except orm_exc.StaleDataError as exc:
-        # A versioned UPDATE or DELETE of the flush matched no row: optimistic locking.
-        raise stale_error(model) from exc
+    return ErrorBoundary(model)
+
+
+class ErrorBoundary:
+    """The context manager `database_errors` returns (a class: it is on every call's path,
+    and a generator-based one costs several times more to enter and leave)."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model: type[Any] | None) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, sa_exc.DBAPIError):
+            if is_conflict_error(exc):
+                raise conflict_error(exc, model=self.model) from exc
+            translated = lock_or_timeout_error(exc, timeout=None)
+            if translated is not None:
+                raise translated from exc
+        elif isinstance(exc, orm_exc.StaleDataError):
+            # A versioned UPDATE or DELETE of the flush matched no row: optimistic locking.
+            raise stale_error(self.model) from exc

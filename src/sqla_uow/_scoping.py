@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ActiveScope", "ScopeBase", "ScopeLayer", "compile_scope"]
 
-_SelectT = TypeVar("_SelectT", bound="Select[Any]")
+_StatementT = TypeVar("_StatementT")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,13 +310,16 @@ class ScopeBase(BulkBase[ModelT]):
         view._scoping = True
         return view
 
-    def apply_scope(self, statement: _SelectT) -> _SelectT:
+    def apply_scope(self, statement: _StatementT) -> _StatementT:
         """*statement*, a SELECT over this repository's model, confined to its scope.
 
         For the queries a repository subclass writes itself (aggregates, joins): adds
         the scope's WHERE criteria (the `scoped` layers, `default_scope`, the soft-delete
         filter) and the loader criteria that carry it into relationship loads. A
         repository without a scope returns *statement* unchanged.
+
+        Raises:
+            TypeError: *statement* is not a SELECT.
 
         Example:
             ```python
@@ -326,8 +329,16 @@ class ScopeBase(BulkBase[ModelT]):
                     return (await self.session.scalar(statement)) or Decimal(0)
             ```
         """
+        given: object = statement
+        if not isinstance(given, Select):
+            raise TypeError(
+                f"apply_scope() takes a SELECT (sqlalchemy.select(...)), not {statement!r}"
+            )
         scope = self._active_scope()
-        return statement if scope is None else cast("_SelectT", scope.apply(statement))
+        if scope is None:
+            return statement
+        scoped: Any = scope.apply(cast("Select[Any]", given))
+        return cast("_StatementT", scoped)
 
     def _scoped_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Bulk *rows* to insert, with the scope's equalities filled in."""

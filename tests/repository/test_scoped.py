@@ -426,6 +426,10 @@ class TestApplyScope:
         statement = select(Customer)
         assert customers.apply_scope(statement) is statement
 
+    def test_anything_but_a_select_is_refused(self, customers: CustomerRepository) -> None:
+        with pytest.raises(TypeError, match="takes a SELECT"):
+            customers.apply_scope(Customer.__table__.delete())
+
 
 class TestDefaultScope:
     async def test_the_default_scope_is_read_per_operation(
