@@ -44,6 +44,15 @@ STORY = [
     "Ann's orders, newest first, page 2: Keyboard",
     "a new order is refused: user",
     "3 orders, total 248.89, average 82.96",
+    "renamed to Ann Smith: updated_at moved on: True",
+    "created_at unchanged: True",
+    "the second, still at version 1, is refused: kind=stale",
+    "the order is as the first left it: status=paid, version 2",
+    "Ann has 1 order(s)",
+    "in shop 1 (the default): Ann has 3 orders",
+    "deleted: not found any more",
+    "their orders are kept: 1",
+    "restored: Dave is back (deleted_at=None)",
     "Done.",
 ]
 
