@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from shop import services
 from shop.database import open_database
-from shop.schemas import OrderCreate, UserCreate
 from shop.repositories import in_shop
+from shop.schemas import OrderCreate, UserCreate
 from shop.services import OrderRejectedError, OrderService
 from shop.settings import Settings
 from shop.uow import ShopUnitOfWork

@@ -111,9 +111,7 @@ class AdminAccessError(Exception):
     configured: ``SHOP_ADMIN_TOKEN`` is unset)."""
 
 
-def require_admin(
-    request: Request, x_admin_token: Annotated[str | None, Header()] = None
-) -> None:
+def require_admin(request: Request, x_admin_token: Annotated[str | None, Header()] = None) -> None:
     """Let the request through only with the ``X-Admin-Token`` of the settings.
 
     Raises:

@@ -45,7 +45,6 @@ AVERAGE_ROUNDING = ROUND_HALF_UP
 """How an average of prices is rounded to the cent: half up (1.005 becomes 1.01)."""
 
 
-
 class UnstorableValueError(ValueError):
     """A value that a column cannot hold, refused before it reaches the database driver.
 

@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Numeric, func, select
+from sqlalchemy import Numeric, Select, func, select
 from sqlalchemy.exc import StatementError
 
 from sqla_uow import AsyncRepository, CursorPage, InvalidCursorError
@@ -127,17 +127,21 @@ class OrderRepository(AsyncRepository[Order]):
         """Count, total and average price of a user's orders, by one aggregate query.
 
         Only the current shop's orders count: `apply_scope` adds the repository's scope
-        to this query of its own, as every built-in method has it. The rows are never loaded: the database adds them up. The average is computed
-        here, as a `Decimal`, from the exact total and the count, and rounded to the
-        cent half up (``AVERAGE_ROUNDING``): SQLite's ``AVG`` is a float, so 1.00 and
-        1.01 would average to 1.00 there and 1.01 on PostgreSQL.
+        to this query of its own, as every built-in method has it. The rows are never
+        loaded: the database adds them up. The average is computed here, as a
+        `Decimal`, from the exact total and the count, and rounded to the cent half
+        up (``AVERAGE_ROUNDING``): SQLite's ``AVG`` is a float, so 1.00 and 1.01
+        would average to 1.00 there and 1.01 on PostgreSQL.
         """
-        statement = self.apply_scope(
+        # apply_scope is typed for a one-column Select: the two-column query passes
+        # through it as a Select[Any].
+        aggregate = cast(
+            "Select[Any]",
             select(func.count(Order.id), func.sum(Order.price, type_=Numeric(12, 2))).where(
                 Order.user_id == user_id
-            )
+            ),
         )
-        count, total = (await self.session.execute(statement)).one()
+        count, total = (await self.session.execute(self.apply_scope(aggregate))).one()
         if count == 0:  # SUM over no rows is NULL
             return OrderSummary(count=0, total=Decimal("0.00"), average=None)
         # On SQLite (NUMERIC is stored as a float there) the sum arrives rounded to

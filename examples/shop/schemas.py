@@ -90,8 +90,8 @@ class UserCreate(Input):
 class UserUpdate(Input):
     """A partial update: only the fields present in the request body change.
 
-    ``id``, ``created_at`` and ``updated_at`` are not fields: sending them (or any unknown field) is a
-    422, not a silent no-op.
+    ``id``, ``created_at`` and ``updated_at`` are not fields: sending them (or any
+    unknown field) is a 422, not a silent no-op.
     """
 
     email: Email | None = None

@@ -43,6 +43,7 @@ TIMESTAMP = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysq
 OLD_TIMESTAMP = sa.DateTime(timezone=True)
 """The type of ``created_at`` in revision 0001."""
 
+
 def utc_clock() -> sa.TextClause:
     """The server default of a UTC timestamp column on the database being migrated."""
     return sa.text(UTC_CLOCK[op.get_context().dialect.name])
