@@ -177,7 +177,7 @@ async def admin_access_denied(request: Request, exc: Exception) -> ProblemRespon
 # -- routes ----------------------------------------------------------------------------
 
 router = APIRouter(dependencies=[Depends(shop_scope)])
-admin = APIRouter(prefix="/admin", dependencies=[Depends(shop_scope), Depends(require_admin)])
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses=problem_responses(409))
