@@ -17,10 +17,10 @@ What to notice:
   `OrderRejectedError` (422); no route catches an exception itself, and a request that
   fails validation is a 422 even when its input cannot be echoed as JSON (``1e400``, a
   lone surrogate);
-- every route runs in a shop: the `shop_scope` dependency reads the ``X-Shop-Id``
-  header (default: shop 1) into the context variable that `OrderRepository`'s
-  ``default_scope`` reads, so another shop's orders are missing (404), not listed and
-  not counted; an invalid header is a 422;
+- every route (but the admin ones) runs in a shop: the `shop_scope` dependency reads
+  the ``X-Shop-Id`` header (default: shop 1) into the context variable that
+  `OrderRepository`'s ``default_scope`` reads, so another shop's orders are missing
+  (404), not listed and not counted; an invalid header is a 422;
 - ``DELETE /users/{id}`` soft-deletes (the orders stay); ``/admin/...`` routes, behind
   the ``X-Admin-Token`` header, restore a deleted user or delete one for good;
 - ``PATCH /orders/{id}`` takes the ``version`` the client read: a stale one is a 409
@@ -99,7 +99,8 @@ async def shop_scope(
 ) -> AsyncIterator[None]:
     """Run the request in the shop its ``X-Shop-Id`` header names (`in_shop`).
 
-    Every route depends on it: `OrderRepository` sees only this shop's orders.
+    Every route of ``router`` depends on it: `OrderRepository` sees only this shop's
+    orders.
     A header that is not a positive 32-bit integer is a 422.
     """
     with in_shop(x_shop_id):
@@ -118,7 +119,7 @@ def require_admin(request: Request, x_admin_token: Annotated[str | None, Header(
         AdminAccessError: the header is missing or wrong, or no token is configured.
     """
     expected: str | None = request.app.state.settings.admin_token
-    if expected is None:
+    if not expected:  # None or empty: no token could be right
         raise AdminAccessError("the admin routes are closed: SHOP_ADMIN_TOKEN is not set")
     if x_admin_token is None or not secrets.compare_digest(
         x_admin_token.encode(), expected.encode()
