@@ -434,6 +434,15 @@ class TestOrderVersions:
         assert response.status_code == 422
         assert response.json()["errors"][0]["loc"] == ["body", "version"]
 
+    async def test_an_order_id_out_of_range_answers_422(self, client: httpx.AsyncClient) -> None:
+        for order_id in (0, 2**31, 2**64):
+            for response in (
+                await client.get(f"/orders/{order_id}"),
+                await client.patch(f"/orders/{order_id}", json={"version": 1}),
+            ):
+                assert response.status_code == 422, response.text
+                assert response.json()["errors"][0]["loc"] == ["path", "order_id"]
+
     async def test_an_unknown_order_answers_404(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/orders/4242")).status_code == 404
         patch = await client.patch("/orders/4242", json={"version": 1, "status": "paid"})
