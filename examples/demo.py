@@ -3,7 +3,12 @@
 Runs on the SQLite file ``shop.db`` in the working directory by default; set
 ``DATABASE_URL`` (for example ``postgresql+asyncpg://postgres@localhost/shop``) to run
 the same story on PostgreSQL. The first thing it does is remove what an earlier run
-left (the users whose email ends in ``@demo.example``), so it can run again and again.
+left (the users whose email ends in ``@demo.example``, deleted or not, for good), so it
+can run again and again.
+
+The second half shows what `sqla_uow.mixins` adds to the models: timestamps the database
+keeps, an order update refused because its version is stale, orders confined to the
+current shop, and a user deleted softly (the orders stay) and restored.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ from sqlalchemy.engine import make_url
 
 from shop import services
 from shop.database import open_database
+from shop.repositories import in_shop
 from shop.schemas import OrderCreate, UserCreate
 from shop.services import OrderRejectedError, OrderService
 from shop.settings import Settings
 from shop.uow import ShopUnitOfWork
-from sqla_uow import ConflictError, TransactionManager
+from sqla_uow import ConflictError, NotFoundError, TransactionManager
 
 DOMAIN = "@demo.example"
 
@@ -45,8 +51,12 @@ async def main() -> None:
             return ShopUnitOfWork(tm)
 
         async with uow() as work:
-            removed = await work.users.delete_where(email__like=f"%{DOMAIN}")
-        print(f"Removed {removed} user(s) left by an earlier run.")
+            # Deleted users too, for good (their orders go with them, in every shop):
+            # a soft-deleted user still holds its email address.
+            left = await work.users.including_deleted().list(email__like=f"%{DOMAIN}")
+            for user in left:
+                await work.users.hard_delete(user)
+        print(f"Removed {len(left)} user(s) left by an earlier run.")
 
         step("Register users (unit of work)")
         async with uow() as work:
@@ -139,7 +149,7 @@ async def main() -> None:
         except OrderRejectedError as exc:
             print(f"  a new order is refused: {exc}")
 
-        step("Profile: orders by one eager load, summary by one aggregate query")
+        step("Profile: the orders of the current shop, summary by one aggregate query")
         async with uow() as work:
             profile = await services.user_profile(work, ann.id)
         for order in profile.orders:
@@ -147,7 +157,77 @@ async def main() -> None:
         summary = profile.summary
         print(f"  {summary.count} orders, total {summary.total}, average {summary.average}")
 
+        await timestamps(tm, ann.id)
+        await stale_update(tm, profile.orders[0].id)
+        await shops(tm, orders, ann.id)
+        await soft_delete(tm, dave.id)
+
     print("\nDone.")
+
+
+async def timestamps(tm: TransactionManager, user_id: int) -> None:
+    """created_at and updated_at come from the database's clock; an update moves updated_at."""
+    step("Timestamps: created_at and updated_at (TimestampMixin)")
+    async with ShopUnitOfWork(tm) as uow:
+        user = await uow.users.get_one(user_id)
+        created, before = user.created_at, user.updated_at
+    await asyncio.sleep(0.01)  # SQLite's clock counts milliseconds
+    async with ShopUnitOfWork(tm) as uow:
+        user = await uow.users.update(user_id, name="Ann Smith")
+    print(f"  created_at {created.isoformat()} (timezone-aware)")
+    print(f"  renamed to {user.name}: updated_at moved on: {user.updated_at > before}")
+    print(f"  created_at unchanged: {user.created_at == created}")
+
+
+async def stale_update(tm: TransactionManager, order_id: int) -> None:
+    """Two clients read an order at the same version; the second save is refused."""
+    step("Optimistic locking: an update at a stale version is refused (VersionedMixin)")
+    async with ShopUnitOfWork(tm) as uow:
+        read = (await uow.orders.get_one(order_id)).version
+    print(f"  two clients read order #{order_id} at version {read}")
+    async with ShopUnitOfWork(tm) as uow:
+        order = await services.update_order(uow, order_id, read, {"status": "paid"})
+    print(f"  the first saves status={order.status}: now version {order.version}")
+    try:
+        async with ShopUnitOfWork(tm) as uow:
+            await services.update_order(uow, order_id, read, {"status": "cancelled"})
+    except ConflictError as exc:
+        print(f"  the second, still at version {read}, is refused: kind={exc.kind}")
+    async with ShopUnitOfWork(tm) as uow:
+        order = await uow.orders.get_one(order_id)
+    print(f"  the order is as the first left it: status={order.status}, version {order.version}")
+
+
+async def shops(tm: TransactionManager, orders: OrderService, user_id: int) -> None:
+    """Orders belong to the current shop; another shop's are invisible."""
+    step("Shops: each sees only its own orders (OrderRepository.default_scope)")
+    with in_shop(2):
+        order = await orders.place_order(user_id, OrderCreate(title="Stool", price=Decimal("25")))
+        async with ShopUnitOfWork(tm) as uow:
+            summary = await uow.orders.summary_for_user(user_id)
+        print(f"  in shop 2: order #{order.id} {order.title}; Ann has {summary.count} order(s)")
+    async with ShopUnitOfWork(tm) as uow:
+        summary = await uow.orders.summary_for_user(user_id)
+        missing = await uow.orders.get(order.id)
+    print(f"  in shop 1 (the default): Ann has {summary.count} orders; #{order.id}: {missing}")
+
+
+async def soft_delete(tm: TransactionManager, user_id: int) -> None:
+    """A deleted user disappears, keeps their orders, and can be restored."""
+    step("Soft delete and restore (SoftDeleteMixin)")
+    async with ShopUnitOfWork(tm) as uow:
+        await services.delete_user(uow, user_id)
+    try:
+        async with ShopUnitOfWork(tm) as uow:
+            await services.get_user(uow, user_id)
+    except NotFoundError:
+        print(f"  user #{user_id} deleted: not found any more")
+    async with ShopUnitOfWork(tm) as uow:
+        kept = await uow.orders.count(user_id=user_id)
+    print(f"  their orders are kept: {kept}")
+    async with ShopUnitOfWork(tm) as uow:
+        user = await services.restore_user(uow, user_id)
+    print(f"  restored: {user.name} is back (deleted_at={user.deleted_at})")
 
 
 async def composed_purchase(tm: TransactionManager, orders: OrderService, user_id: int) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -322,7 +323,11 @@ class TestUpdateUser:
         response = await client.patch(f"/users/{ann['id']}", json={"is_active": False})
 
         assert response.status_code == 200
-        assert response.json() == {**ann, "is_active": False}
+        body = response.json()
+        assert {**body, "updated_at": None} == {**ann, "is_active": False, "updated_at": None}
+        assert datetime.fromisoformat(body["updated_at"]) > datetime.fromisoformat(
+            ann["updated_at"]
+        )
         async with shop_engine.connect() as conn:
             row = (await conn.execute(select(User.name, User.is_active))).one()
         assert tuple(row) == ("Ann", False)
@@ -357,7 +362,7 @@ class TestUpdateUser:
 
 
 class TestDeleteUser:
-    async def test_deletes_the_user_and_their_orders(
+    async def test_marks_the_user_deleted_and_keeps_their_orders(
         self, client: httpx.AsyncClient, shop_engine: AsyncEngine
     ) -> None:
         ann = await new_user(client, "ann@example.com", "Ann")
@@ -369,9 +374,43 @@ class TestDeleteUser:
 
         assert response.status_code == 204
         assert response.content == b""
-        assert await count_users(shop_engine) == 1
-        assert await count_orders(shop_engine, user_id=ann["id"]) == 0
+        assert await count_users(shop_engine) == 2
+        assert await count_users(shop_engine, deleted_at=None) == 1
+        assert await count_orders(shop_engine, user_id=ann["id"]) == 1
         assert await count_orders(shop_engine, user_id=bob["id"]) == 1
+        assert (await client.get(f"/users/{ann['id']}")).status_code == 404
+
+    async def test_an_admin_restores_the_user_with_the_token_of_the_settings(
+        self, database_url: str, shop_engine: AsyncEngine
+    ) -> None:
+        app = create_app(Settings(database_url=database_url, admin_token="s3cret"))
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client,
+        ):
+            ann = await new_user(client, "ann@example.com", "Ann")
+            await client.delete(f"/users/{ann['id']}")
+            url = f"/admin/users/{ann['id']}/restore"
+
+            refused = await client.post(url, headers={"X-Admin-Token": "guess"})
+            restored = await client.post(url, headers={"X-Admin-Token": "s3cret"})
+
+        assert refused.status_code == 403
+        assert restored.status_code == 200
+        assert {**restored.json(), "updated_at": None} == {**ann, "updated_at": None}
+        assert await count_users(shop_engine, deleted_at=None) == 1
+
+    async def test_without_an_admin_token_set_the_admin_routes_are_closed(
+        self, client: httpx.AsyncClient, shop_engine: AsyncEngine
+    ) -> None:
+        ann = await new_user(client, "ann@example.com", "Ann")
+
+        response = await client.delete(f"/admin/users/{ann['id']}", headers={"X-Admin-Token": ""})
+
+        assert response.status_code == 403
+        assert "SHOP_ADMIN_TOKEN" in response.json()["detail"]
+        assert await count_users(shop_engine) == 1
 
     async def test_answers_404_for_an_unknown_id(self, client: httpx.AsyncClient) -> None:
         ann = await new_user(client, "ann@example.com", "Ann")
@@ -705,8 +744,14 @@ class TestOpenAPI:
             "/users/{user_id}/profile",
             "/users/{user_id}/orders",
             "/users-with-order",
+            "/orders/{order_id}",
+            "/admin/users/{user_id}",
+            "/admin/users/{user_id}/restore",
         }
         assert set(paths["/users/{user_id}"]) == {"get", "patch", "delete"}
+        assert set(paths["/orders/{order_id}"]) == {"get", "patch"}
+        assert {"404", "409", "422"} <= set(paths["/orders/{order_id}"]["patch"]["responses"])
+        assert "403" in paths["/admin/users/{user_id}"]["delete"]["responses"]
         assert "409" in paths["/users"]["post"]["responses"]
 
     async def test_lists_every_error_status_a_route_can_answer(
@@ -740,11 +785,12 @@ class TestOpenAPI:
             "filter",
             "limit",
             "offset",
+            "x-shop-id",
         ]
         assert parameters["is_active"]["schema"]["type"] == "boolean"
         assert parameters["limit"]["schema"]["maximum"] == 100
         orders = {p["name"] for p in paths["/users/{user_id}/orders"]["get"]["parameters"]}
-        assert orders == {"user_id", "limit", "cursor", "before"}
+        assert orders == {"user_id", "limit", "cursor", "before", "x-shop-id"}
         assert {"404", "409", "422"} <= set(paths["/users/{user_id}"]["patch"]["responses"])
 
     async def test_states_how_the_average_is_rounded(self, client: httpx.AsyncClient) -> None:

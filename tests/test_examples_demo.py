@@ -44,6 +44,15 @@ STORY = [
     "Ann's orders, newest first, page 2: Keyboard",
     "a new order is refused: user",
     "3 orders, total 248.89, average 82.96",
+    "renamed to Ann Smith: updated_at moved on: True",
+    "created_at unchanged: True",
+    "the second, still at version 1, is refused: kind=stale",
+    "the order is as the first left it: status=paid, version 2",
+    "Ann has 1 order(s)",
+    "in shop 1 (the default): Ann has 3 orders",
+    "deleted: not found any more",
+    "their orders are kept: 1",
+    "restored: Dave is back (deleted_at=None)",
     "Done.",
 ]
 
@@ -214,11 +223,12 @@ class TestServe:
 
         for run in runs:
             assert run.returncode == 0, run.stderr
-            order, profile = json_documents(run.stdout)
+            order, profile, other_shop = json_documents(run.stdout)
             assert (order["title"], order["price"]) == ("Book", "12.50")
             assert profile["id"] == order["user_id"]
             assert order["user_id"] not in (1, 2)  # Zed's and Yan's
             assert profile["summary"] == {"count": 1, "total": "12.50", "average": "12.50"}
+            assert (order["shop_id"], other_shop["items"]) == (1, [])
         assert len({json_documents(run.stdout)[1]["id"] for run in runs}) == 2
 
     def test_production_without_a_cursor_secret_stops_at_startup(self, tmp_path: Path) -> None:
@@ -271,5 +281,5 @@ class TestServe:
                     await conn.execute(text("SELECT version_num FROM alembic_version"))
                 ).all()
                 tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-            assert [tuple(row) for row in versions] == [("0001",)]
+            assert [tuple(row) for row in versions] == [("0002",)]
             assert {"users", "orders"} <= tables

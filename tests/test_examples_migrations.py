@@ -66,7 +66,7 @@ class TestMigrations:
 
         async with shop_engine.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert [tuple(row) for row in version] == [("0001",)]
+        assert [tuple(row) for row in version] == [("0002",)]
 
     async def test_downgrade_to_base_removes_the_tables(self, shop_engine: AsyncEngine) -> None:
         await upgrade_to_head(TransactionManager(shop_engine))
@@ -129,7 +129,7 @@ class TestAlembicCommandLine:
         try:
             upgrade = alembic("upgrade", "head")
             assert upgrade.returncode == 0, upgrade.stderr
-            assert "Running upgrade  -> 0001" in upgrade.stderr
+            assert "Running upgrade 0001 -> 0002" in upgrade.stderr
             check = alembic("check")
             assert check.returncode == 0, check.stderr
             assert "No new upgrade operations detected" in check.stdout + check.stderr

@@ -10,6 +10,7 @@ cover them on real databases.)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ import _shop  # noqa: F401  (puts examples/ on sys.path)
 from shop import services
 from shop.filters import UserFilters
 from shop.models import Order, User
-from shop.repositories import OrderSummary
+from shop.repositories import OrderSummary, current_shop, in_shop
 from shop.schemas import UserCreate
 from shop.uow import ShopUnitOfWork
 from sqla_uow import ConflictError, CursorPage, InvalidFieldError, NotFoundError
@@ -27,7 +28,10 @@ from sqla_uow.testing import FakeUnitOfWork, InMemoryRepository
 
 
 class FakeOrderRepository(InMemoryRepository[Order]):
-    """`OrderRepository`'s queries, answered from memory."""
+    """`OrderRepository`'s scope and queries, answered from memory."""
+
+    def default_scope(self) -> Mapping[str, Any]:
+        return {"shop_id": current_shop.get()}
 
     async def list_for_user(
         self,
@@ -57,25 +61,13 @@ class FakeOrderRepository(InMemoryRepository[Order]):
 class FakeUserRepository(InMemoryRepository[User]):
     """`UserRepository`'s queries, answered from memory."""
 
-    orders: FakeOrderRepository
-
     async def get_by_email(self, email: str) -> User | None:
         return await self.find_one(email=email)
-
-    async def get_with_orders(self, user_id: int) -> User:
-        user = await self.get_one(user_id)
-        user.orders = await self.orders.list(user_id=user_id, order_by="id")
-        return user
 
 
 class FakeShopUnitOfWork(FakeUnitOfWork):
     users: FakeUserRepository
     orders: FakeOrderRepository
-
-    def __init__(self) -> None:
-        super().__init__()
-        # The fake user repository answers get_with_orders from the fake orders.
-        self.repositories["users"].orders = self.repositories["orders"]  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -94,6 +86,12 @@ def stored_users(fake: FakeShopUnitOfWork) -> list[User]:
     """The users the fake holds, as a database table would after the service returned."""
     users: list[User] = fake.repositories["users"].rows
     return users
+
+
+def stored_orders(fake: FakeShopUnitOfWork) -> list[Order]:
+    """Every order the fake holds, of every shop."""
+    orders: list[Order] = fake.repositories["orders"].rows
+    return orders
 
 
 def emails(fake: FakeShopUnitOfWork) -> list[str]:
@@ -219,16 +217,58 @@ class TestChangeUsers:
             async with uow:
                 await services.delete_user(uow, 42)
 
-    async def test_delete_removes_the_user(
+    async def test_delete_marks_the_user_deleted_and_keeps_the_orders(
         self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
     ) -> None:
         ann = await add_user(uow, "ann@example.com", "Ann")
         await add_user(uow, "bob@example.com", "Bob")
+        await add_orders(uow, ann, "5.00")
 
         async with uow:
             await services.delete_user(uow, ann.id)
 
+        assert [(u.email, u.deleted_at is not None) for u in stored_users(fake)] == [
+            ("ann@example.com", True),
+            ("bob@example.com", False),
+        ]
+        assert [order.user_id for order in stored_orders(fake)] == [ann.id]
+        with pytest.raises(NotFoundError):
+            async with uow:
+                await services.get_user(uow, ann.id)
+        with pytest.raises(NotFoundError):
+            async with uow:
+                await services.delete_user(uow, ann.id)
+
+    async def test_restore_brings_a_deleted_user_back(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        async with uow:
+            await services.delete_user(uow, ann.id)
+
+        async with uow:
+            restored = await services.restore_user(uow, ann.id)
+
+        assert (restored.id, restored.deleted_at) == (ann.id, None)
+        with pytest.raises(NotFoundError):  # a live user is not restored
+            async with uow:
+                await services.restore_user(uow, ann.id)
+
+    async def test_purge_deletes_a_deleted_user_for_good(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        await add_user(uow, "bob@example.com", "Bob")
+        async with uow:
+            await services.delete_user(uow, ann.id)
+
+        async with uow:
+            await services.purge_user(uow, ann.id)
+
         assert emails(fake) == ["bob@example.com"]
+        with pytest.raises(NotFoundError):
+            async with uow:
+                await services.purge_user(uow, ann.id)
 
 
 class TestReadUsers:
@@ -301,3 +341,69 @@ class TestReadUsers:
             page = await services.list_users(uow, limit=10, offset=0)
 
         assert [user.id for user in page.items] == [user.id for user in added]
+
+
+class TestOrdersOfAShop:
+    async def test_a_new_order_belongs_to_the_current_shop(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        await add_orders(uow, ann, "1.00")
+        with in_shop(2):
+            await add_orders(uow, ann, "2.00")
+
+        assert [(o.shop_id, o.price) for o in stored_orders(fake)] == [
+            (1, Decimal("1.00")),
+            (2, Decimal("2.00")),
+        ]
+
+    async def test_another_shops_orders_are_missing(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        [mine] = await add_orders(uow, ann, "1.00")
+        with in_shop(2):
+            [theirs] = await add_orders(uow, ann, "2.00")
+
+        async with uow:
+            page = await services.list_orders(uow, ann.id, limit=10)
+            profile = await services.user_profile(uow, ann.id)
+            assert (await services.get_order(uow, mine.id)).id == mine.id
+            with pytest.raises(NotFoundError):
+                await services.get_order(uow, theirs.id)
+            with pytest.raises(NotFoundError):
+                await services.update_order(uow, theirs.id, 1, {"status": "paid"})
+
+        assert [o.id for o in page.items] == [mine.id]
+        assert [o.id for o in profile.orders] == [mine.id]
+        assert (profile.summary.count, profile.summary.total) == (1, Decimal("1.00"))
+        assert theirs.status == "pending"
+
+
+class TestUpdateOrder:
+    async def test_at_the_version_read_it_updates_and_moves_the_version_on(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        [order] = await add_orders(uow, ann, "1.00")
+        assert order.version == 1
+
+        async with uow:
+            updated = await services.update_order(uow, order.id, 1, {"status": "paid"})
+
+        assert (updated.status, updated.version) == ("paid", 2)
+
+    async def test_a_stale_version_is_refused_and_changes_nothing(
+        self, uow: ShopUnitOfWork, fake: FakeShopUnitOfWork
+    ) -> None:
+        ann = await add_user(uow, "ann@example.com", "Ann")
+        [order] = await add_orders(uow, ann, "1.00")
+        async with uow:
+            await services.update_order(uow, order.id, 1, {"status": "paid"})
+
+        with pytest.raises(ConflictError) as caught:
+            async with uow:
+                await services.update_order(uow, order.id, 1, {"status": "cancelled"})
+
+        assert caught.value.kind == "stale"
+        assert [(o.status, o.version) for o in stored_orders(fake)] == [("paid", 2)]

@@ -19,6 +19,7 @@ class TestFromEnv:
             echo_sql=False,
             environment="development",
             cursor_secret=None,
+            admin_token=None,
         )
 
     def test_reads_every_variable(self) -> None:
@@ -29,6 +30,7 @@ class TestFromEnv:
                 "SHOP_ENV": "production",
                 "SHOP_CURSOR_SECRET": SECRET,
                 "DATABASE_PGBOUNCER": "1",
+                "SHOP_ADMIN_TOKEN": " admin-token ",
             }
         )
 
@@ -38,6 +40,7 @@ class TestFromEnv:
             environment="production",
             cursor_secret=SECRET.encode(),
             pgbouncer=True,
+            admin_token="admin-token",
         )
 
     def test_behind_pgbouncer_the_engine_keeps_statements_inside_transactions(self) -> None:

@@ -17,22 +17,32 @@ What to notice:
   `OrderRejectedError` (422); no route catches an exception itself, and a request that
   fails validation is a 422 even when its input cannot be echoed as JSON (``1e400``, a
   lone surrogate);
+- every route (but the admin ones) runs in a shop: the `shop_scope` dependency reads
+  the ``X-Shop-Id`` header (default: shop 1) into the context variable that
+  `OrderRepository`'s ``default_scope`` reads, so another shop's orders are missing
+  (404), not listed and not counted; an invalid header is a 422;
+- ``DELETE /users/{id}`` soft-deletes (the orders stay); ``/admin/...`` routes, behind
+  the ``X-Admin-Token`` header, restore a deleted user or delete one for good;
+- ``PATCH /orders/{id}`` takes the ``version`` the client read: a stale one is a 409
+  (``kind: "stale"``) and changes nothing;
 - the users list takes its filters and sort order from the query string through a
   `FilterSet` (`shop.filters.UserFilters`), its page from `offset_params`; a user's
   orders are paged by keyset cursors (`cursor_params`).
 
 Settings come from the environment (`shop.settings`): ``SHOP_ENV=production`` requires
-``SHOP_CURSOR_SECRET``, the key that makes pagination cursors unforgeable.
+``SHOP_CURSOR_SECRET``, the key that makes pagination cursors unforgeable;
+``SHOP_ADMIN_TOKEN`` opens the admin routes.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Request, Response, status
 
 from sqla_uow import TransactionManager
 from sqla_uow.ext.fastapi import (
@@ -52,12 +62,14 @@ from sqla_uow.ext.fastapi import (
 from . import services
 from .database import open_database
 from .filters import UserFilters
-from .models import INT32_MAX
+from .models import DEFAULT_SHOP_ID, INT32_MAX
+from .repositories import in_shop
 from .schemas import (
     ImportResult,
     OrderCreate,
     OrderRead,
     OrderSummaryRead,
+    OrderUpdate,
     UserCreate,
     UserImport,
     UserProfile,
@@ -79,6 +91,42 @@ def transaction_manager(request: Request) -> TransactionManager:
     return tm
 
 
+async def shop_scope(
+    x_shop_id: Annotated[
+        int,
+        Header(ge=1, le=INT32_MAX, description=f"The shop; {DEFAULT_SHOP_ID} when absent"),
+    ] = DEFAULT_SHOP_ID,
+) -> AsyncIterator[None]:
+    """Run the request in the shop its ``X-Shop-Id`` header names (`in_shop`).
+
+    Every route of ``router`` depends on it: `OrderRepository` sees only this shop's
+    orders.
+    A header that is not a positive 32-bit integer is a 422.
+    """
+    with in_shop(x_shop_id):
+        yield
+
+
+class AdminAccessError(Exception):
+    """An admin route was called without the right ``X-Admin-Token`` (or with none
+    configured: ``SHOP_ADMIN_TOKEN`` is unset)."""
+
+
+def require_admin(request: Request, x_admin_token: Annotated[str | None, Header()] = None) -> None:
+    """Let the request through only with the ``X-Admin-Token`` of the settings.
+
+    Raises:
+        AdminAccessError: the header is missing or wrong, or no token is configured.
+    """
+    expected: str | None = request.app.state.settings.admin_token
+    if not expected:  # None or empty: no token could be right
+        raise AdminAccessError("the admin routes are closed: SHOP_ADMIN_TOKEN is not set")
+    if x_admin_token is None or not secrets.compare_digest(
+        x_admin_token.encode(), expected.encode()
+    ):
+        raise AdminAccessError("the X-Admin-Token header is missing or wrong")
+
+
 def order_service() -> OrderService:
     """The order service (it runs on the default manager, set by `open_database`)."""
     return OrderService()
@@ -94,6 +142,7 @@ Cursor = Annotated[CursorParams, cursor_params(max_limit=100)]
 # The ids are INTEGER columns, 32-bit on PostgreSQL: a larger number in a URL must be a
 # 422 from validation, not a database error (a 500) when it is bound to the query.
 UserId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+OrderId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 # -- errors ----------------------------------------------------------------------------
 
@@ -112,9 +161,24 @@ async def order_rejected(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
+async def admin_access_denied(request: Request, exc: Exception) -> ProblemResponse:
+    """Answer `AdminAccessError` with 403."""
+    return ProblemResponse(
+        {
+            "type": "about:blank",
+            "title": HTTPStatus(403).phrase,
+            "status": 403,
+            "code": "admin_only",
+            "detail": str(exc),
+        },
+        status_code=403,
+    )
+
+
 # -- routes ----------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(shop_scope)])
+admin = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, responses=problem_responses(409))
@@ -178,7 +242,7 @@ async def update_user(user_id: UserId, body: UserUpdate, uow: UnitOfWork) -> Use
     responses=problem_responses(404),
 )
 async def delete_user(user_id: UserId, uow: UnitOfWork) -> None:
-    """Delete a user and their orders."""
+    """Delete a user (softly: their orders stay, an admin can restore the user)."""
     await services.delete_user(uow, user_id)
 
 
@@ -211,6 +275,41 @@ async def list_orders(
     return CursorPageResponse[OrderRead].from_page(found)
 
 
+@router.get("/orders/{order_id}", responses=problem_responses(404))
+async def get_order(order_id: OrderId, uow: UnitOfWork) -> OrderRead:
+    """One order of the request's shop (another shop's is a 404)."""
+    return OrderRead.model_validate(await services.get_order(uow, order_id))
+
+
+@router.patch("/orders/{order_id}", responses=problem_responses(404, 409))
+async def update_order(order_id: OrderId, body: OrderUpdate, uow: UnitOfWork) -> OrderRead:
+    """Change an order at the ``version`` the client read.
+
+    409 (``kind: "stale"``) when the order has another version now: nothing changes,
+    and the client reads the order again before deciding.
+    """
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"version"})
+    order = await services.update_order(uow, order_id, body.version, changes)
+    return OrderRead.model_validate(order)
+
+
+@admin.post("/users/{user_id}/restore", responses=problem_responses(403, 404))
+async def restore_user(user_id: UserId, uow: UnitOfWork) -> UserRead:
+    """Restore a deleted user (with their orders); 404 unless the user is deleted."""
+    return UserRead.model_validate(await services.restore_user(uow, user_id))
+
+
+@admin.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(403, 404),
+)
+async def purge_user(user_id: UserId, uow: UnitOfWork) -> None:
+    """Delete a user for good, deleted or not, with their orders in every shop."""
+    await services.purge_user(uow, user_id)
+
+
 @router.post(
     "/users-with-order", status_code=status.HTTP_201_CREATED, responses=problem_responses(409, 422)
 )
@@ -231,8 +330,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the shop's FastAPI application.
 
     Args:
-        settings: Where the database is and the cursors' key; read from the
-            environment when omitted.
+        settings: Where the database is, the cursors' key and the admin token; read
+            from the environment when omitted.
 
     Raises:
         SettingsError: the environment asks for production without a cursor secret.
@@ -255,9 +354,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="sqla_uow shop", lifespan=lifespan)
+    app.state.settings = settings
     add_exception_handlers(app)
     app.add_exception_handler(OrderRejectedError, order_rejected)
+    app.add_exception_handler(AdminAccessError, admin_access_denied)
     app.include_router(router)
+    app.include_router(admin)
     return app
 
 

@@ -1,5 +1,13 @@
 """The shop's tables: users and their orders.
 
+Both models take their columns for timestamps, soft delete and optimistic locking from
+`sqla_uow.mixins`, and the repositories maintain them: ``created_at`` / ``updated_at``
+(`TimestampMixin`, set by the database's clock, timezone-aware on every database),
+``User.deleted_at`` (`SoftDeleteMixin`: deleting a user only marks it, so its orders
+stay) and ``Order.version`` (`VersionedMixin`: a write that read an older version is
+refused as stale). Orders belong to a shop (``shop_id``), the scope of
+`OrderRepository`.
+
 Relationships use ``lazy="raise"``: in async code an attribute that is not loaded
 cannot be fetched behind your back, so a forgotten eager load fails loudly at the line
 that needs it instead of as a ``MissingGreenlet`` somewhere else.
@@ -7,13 +15,11 @@ that needs it instead of as a ``MissingGreenlet`` somewhere else.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from sqlalchemy import (
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -21,12 +27,13 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    func,
     true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+from sqla_uow.mixins import SoftDeleteMixin, TimestampMixin, VersionedMixin
 
 OrderStatus = Literal["pending", "paid", "shipped", "cancelled"]
 """The states of an order (the API accepts these; the column is a plain string)."""
@@ -38,18 +45,13 @@ AVERAGE_ROUNDING = ROUND_HALF_UP
 """How an average of prices is rounded to the cent: half up (1.005 becomes 1.01)."""
 
 
-def utcnow() -> datetime:
-    """The current time, timezone-aware (the default of every ``created_at``)."""
-    return datetime.now(timezone.utc)
-
-
 class UnstorableValueError(ValueError):
     """A value that a column cannot hold, refused before it reaches the database driver.
 
     Raised (wrapped in SQLAlchemy's ``StatementError``) by the column types below when a
     statement binds such a value. The app's own input never carries one (validation
     refuses it first); a hand-made pagination cursor can, and `OrderRepository` turns it
-    into an `InvalidCursorError` (a 400).
+    into an `InvalidCursorError` (a 422).
     """
 
 
@@ -90,47 +92,6 @@ still see an ``Integer`` (an auto-incremented key, batched inserts on SQLite).
 """
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that reads back timezone-aware (UTC) on every database.
-
-    PostgreSQL keeps the zone (``timestamp with time zone``). SQLite and MySQL have no
-    zoned type: there the value is stored as UTC without a zone and given UTC back
-    when read, so the API answers the same ``...+00:00`` timestamps on all of them.
-
-    A value is converted to UTC before it is bound, on every database. What cannot be
-    (not a `datetime`, no timezone, or an instant outside the years 1-9999 in UTC, such
-    as ``0001-01-01T00:00:00+14:00``) raises `UnstorableValueError` instead of an error
-    from deep inside the driver.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    @property
-    def python_type(self) -> type[datetime]:
-        return datetime
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise UnstorableValueError(f"expected a datetime, got {type(value).__name__}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise UnstorableValueError(f"{value.isoformat()} has no timezone")
-        try:
-            utc = value.astimezone(timezone.utc)
-        except OverflowError:
-            raise UnstorableValueError(
-                f"{value.isoformat()} is outside the years 1-9999 in UTC"
-            ) from None
-        return utc if dialect.name == "postgresql" else utc.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value
-
-
 class Base(DeclarativeBase):
     """The declarative base; constraint names follow one convention.
 
@@ -149,8 +110,18 @@ class Base(DeclarativeBase):
     )
 
 
-class User(Base):
-    """A customer of the shop; the email address is unique."""
+DEFAULT_SHOP_ID = 1
+"""The shop of the orders placed without naming one (no ``X-Shop-Id`` header)."""
+
+
+class User(SoftDeleteMixin, TimestampMixin, Base):
+    """A customer of the shop; the email address is unique.
+
+    Deleting a user through the repository sets ``deleted_at`` (the orders stay); the
+    user is then invisible to every read until restored. The email stays taken by the
+    deleted user: the unique constraint covers every row (MySQL and MariaDB have no
+    partial unique index), until an admin deletes the user for good.
+    """
 
     __tablename__ = "users"
 
@@ -158,11 +129,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, server_default=func.now()
-    )
 
-    # passive_deletes: deleting a user leaves its orders to the database's
+    # passive_deletes: deleting a user for good (hard_delete) leaves its orders to the database's
     # ON DELETE CASCADE instead of loading them first (which lazy="raise" forbids).
     orders: Mapped[list[Order]] = relationship(
         back_populates="user", lazy="raise", passive_deletes=True, order_by="Order.id"
@@ -172,27 +140,34 @@ class User(Base):
         return f"User(id={self.id!r}, email={self.email!r})"
 
 
-class Order(Base):
-    """An order a user placed; ``price`` is exact (`Decimal`), never a float."""
+class Order(TimestampMixin, VersionedMixin, Base):
+    """An order a user placed in a shop; ``price`` is exact (`Decimal`), never a float.
+
+    ``version`` starts at 1 and every update adds one: an update that names the
+    version the client read is refused (``ConflictError``, kind ``"stale"``) when the
+    order has changed since.
+    """
 
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("price >= 0", name="price_not_negative"),
-        # Serves list_for_user: the user's orders, newest first, page by page.
-        Index(None, "user_id", "created_at"),
+        # Serves list_for_user: a user's orders in a shop, newest first, page by page
+        # (and the foreign key, which MySQL wants indexed by a key that starts with it).
+        Index(None, "user_id", "shop_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ID)
     user_id: Mapped[int] = mapped_column(ID, ForeignKey("users.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     price: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     status: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
-    created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, server_default=func.now()
-    )
 
     user: Mapped[User] = relationship(back_populates="orders", lazy="raise")
 
     def __repr__(self) -> str:
-        return f"Order(id={self.id!r}, user_id={self.user_id!r}, title={self.title!r})"
+        return (
+            f"Order(id={self.id!r}, shop_id={self.shop_id!r}, user_id={self.user_id!r}, "
+            f"title={self.title!r})"
+        )

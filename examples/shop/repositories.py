@@ -6,35 +6,52 @@ it (a unit of work, a ``@transactional`` service, a request), which decides the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Numeric, func, select
 from sqlalchemy.exc import StatementError
-from sqlalchemy.orm import selectinload
 
 from sqla_uow import AsyncRepository, CursorPage, InvalidCursorError
 
-from .models import AVERAGE_ROUNDING, CENT, Order, UnstorableValueError, User
+from .models import AVERAGE_ROUNDING, CENT, DEFAULT_SHOP_ID, Order, UnstorableValueError, User
+
+current_shop: ContextVar[int] = ContextVar("current_shop", default=DEFAULT_SHOP_ID)
+"""The shop whose orders `OrderRepository` sees: the request's ``X-Shop-Id`` in the API
+(set by ``shop.app.shop_scope``), `DEFAULT_SHOP_ID` where nothing set it."""
+
+
+@contextmanager
+def in_shop(shop_id: int) -> Iterator[None]:
+    """Make *shop_id* the `current_shop` inside the block (the one before is restored).
+
+    Example:
+        ```python
+        with in_shop(2):
+            orders = await uow.orders.list()  # shop 2's orders only
+        ```
+    """
+    token = current_shop.set(shop_id)
+    try:
+        yield
+    finally:
+        current_shop.reset(token)
 
 
 class UserRepository(AsyncRepository[User]):
-    """Users: everything `AsyncRepository` offers, plus lookups by email and with orders."""
+    """Users: everything `AsyncRepository` offers, plus a lookup by email.
+
+    ``User`` soft-deletes: a deleted user is invisible to every method here;
+    ``including_deleted()``, ``restore`` and ``hard_delete`` are the admin's way back.
+    """
 
     async def get_by_email(self, email: str) -> User | None:
         """The user with this email address, or ``None``."""
         return await self.find_one(email=email)
-
-    async def get_with_orders(self, user_id: int) -> User:
-        """The user, with ``orders`` loaded eagerly by one more ``SELECT ... IN``.
-
-        ``User.orders`` is ``lazy="raise"``: without this eager load, reading it raises
-        instead of quietly querying (which async SQLAlchemy cannot do anyway).
-
-        Raises:
-            NotFoundError: no user has this id.
-        """
-        return await self.get_one(user_id, options=[selectinload(User.orders)])
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,15 @@ class OrderSummary:
 
 
 class OrderRepository(AsyncRepository[Order]):
-    """Orders: keyset pages per user and a summary computed by the database."""
+    """Orders of the current shop: keyset pages per user and a summary by the database.
+
+    Every read and write is confined to `current_shop` (``default_scope``): another
+    shop's order is a missing key, and a new order gets the current shop's id.
+    """
+
+    def default_scope(self) -> Mapping[str, Any]:
+        """``shop_id`` = the `current_shop`, asked at every operation."""
+        return {"shop_id": current_shop.get()}
 
     async def list_for_user(
         self,
@@ -101,15 +126,17 @@ class OrderRepository(AsyncRepository[Order]):
     async def summary_for_user(self, user_id: int) -> OrderSummary:
         """Count, total and average price of a user's orders, by one aggregate query.
 
-        The rows are never loaded: the database adds them up. The average is computed
-        here, as a `Decimal`, from the exact total and the count, and rounded to the
-        cent half up (``AVERAGE_ROUNDING``): SQLite's ``AVG`` is a float, so 1.00 and
-        1.01 would average to 1.00 there and 1.01 on PostgreSQL.
+        Only the current shop's orders count: `apply_scope` adds the repository's scope
+        to this query of its own, as every built-in method has it. The rows are never
+        loaded: the database adds them up. The average is computed here, as a
+        `Decimal`, from the exact total and the count, and rounded to the cent half
+        up (``AVERAGE_ROUNDING``): SQLite's ``AVG`` is a float, so 1.00 and 1.01
+        would average to 1.00 there and 1.01 on PostgreSQL.
         """
-        statement = select(func.count(Order.id), func.sum(Order.price, type_=Numeric(12, 2))).where(
+        aggregate = select(func.count(Order.id), func.sum(Order.price, type_=Numeric(12, 2))).where(
             Order.user_id == user_id
         )
-        count, total = (await self.session.execute(statement)).one()
+        count, total = (await self.session.execute(self.apply_scope(aggregate))).one()
         if count == 0:  # SUM over no rows is NULL
             return OrderSummary(count=0, total=Decimal("0.00"), average=None)
         # On SQLite (NUMERIC is stored as a float there) the sum arrives rounded to

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from .models import AVERAGE_ROUNDING, CENT, OrderStatus
+from .models import AVERAGE_ROUNDING, CENT, INT32_MAX, OrderStatus
 
 
 def storable(text: str) -> str:
@@ -90,8 +90,8 @@ class UserCreate(Input):
 class UserUpdate(Input):
     """A partial update: only the fields present in the request body change.
 
-    ``id`` and ``created_at`` are not fields: sending them (or any unknown field) is a
-    422, not a silent no-op.
+    ``id``, ``created_at`` and ``updated_at`` are not fields: sending them (or any
+    unknown field) is a 422, not a silent no-op.
     """
 
     email: Email | None = None
@@ -109,6 +109,7 @@ class UserRead(BaseModel):
     name: str
     is_active: bool
     created_at: datetime
+    updated_at: datetime
 
 
 class OrderCreate(Input):
@@ -126,12 +127,30 @@ class OrderRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    shop_id: int
     user_id: int
     title: str
     description: str | None
     price: Decimal
     status: str
+    version: int
     created_at: datetime
+    updated_at: datetime
+
+
+class OrderUpdate(Input):
+    """A partial update of an order, at the version the client read.
+
+    ``version`` is required: it is the ``version`` of the `OrderRead` the client
+    changed. When the order has moved on since (someone else updated it), the update
+    is refused with 409 (``kind: "stale"``) and nothing changes: read it again.
+    """
+
+    version: Annotated[int, Field(ge=1, le=INT32_MAX)]
+    title: Title | None = None
+    description: Description | None = None
+    price: Price | None = None
+    status: OrderStatus | None = None
 
 
 class OrderSummaryRead(BaseModel):

@@ -44,7 +44,7 @@ class OrderRejectedError(Exception):
 
 @dataclass(frozen=True)
 class Profile:
-    """A user with orders loaded, and the summary of those orders."""
+    """A user, their orders in the current shop, and the summary of those orders."""
 
     user: User
     orders: list[Order]
@@ -84,17 +84,43 @@ async def deactivate_user(uow: ShopUnitOfWork, user_id: int) -> User:
     return await uow.users.update(user_id, is_active=False)
 
 
+def _user_not_found(user_id: int) -> NotFoundError:
+    # Worded as the repository's own NotFoundError, so every 404 reads the same.
+    return NotFoundError(f"User with primary key {user_id!r} not found", model=User, ident=user_id)
+
+
 async def delete_user(uow: ShopUnitOfWork, user_id: int) -> None:
-    """Delete a user and, by ``ON DELETE CASCADE``, their orders.
+    """Soft-delete a user: the row is marked deleted, their orders stay.
+
+    From then on the user is missing everywhere (404), until `restore_user`.
 
     Raises:
-        NotFoundError: no user has this id.
+        NotFoundError: no live user has this id.
     """
     if not await uow.users.delete(user_id):
-        # Worded as the repository's own NotFoundError, so every 404 reads the same.
-        raise NotFoundError(
-            f"User with primary key {user_id!r} not found", model=User, ident=user_id
-        )
+        raise _user_not_found(user_id)
+
+
+async def restore_user(uow: ShopUnitOfWork, user_id: int) -> User:
+    """Bring a soft-deleted user back, with the orders they had.
+
+    Raises:
+        NotFoundError: no deleted user has this id (a live one is not restored twice).
+    """
+    if not await uow.users.restore(user_id):
+        raise _user_not_found(user_id)
+    return await uow.users.get_one(user_id)
+
+
+async def purge_user(uow: ShopUnitOfWork, user_id: int) -> None:
+    """Delete a user for good, deleted or not, and by ``ON DELETE CASCADE`` their orders
+    (in every shop).
+
+    Raises:
+        NotFoundError: no user, live or deleted, has this id.
+    """
+    if not await uow.users.hard_delete(user_id):
+        raise _user_not_found(user_id)
 
 
 async def import_users(
@@ -169,14 +195,40 @@ async def list_orders(
 
 
 async def user_profile(uow: ShopUnitOfWork, user_id: int) -> Profile:
-    """A user, all their orders (one eager load) and the order summary (one aggregate).
+    """A user, their orders in the current shop and the order summary (one aggregate).
+
+    The orders come from the order repository, whose scope is the current shop (an
+    eager load of ``User.orders`` through the user repository would bring every shop's).
 
     Raises:
         NotFoundError: no user has this id.
     """
-    user = await uow.users.get_with_orders(user_id)
+    user = await uow.users.get_one(user_id)
+    orders = await uow.orders.list(user_id=user_id, order_by="id")
     summary = await uow.orders.summary_for_user(user_id)
-    return Profile(user=user, orders=list(user.orders), summary=summary)
+    return Profile(user=user, orders=orders, summary=summary)
+
+
+async def get_order(uow: ShopUnitOfWork, order_id: int) -> Order:
+    """The order with this id, in the current shop.
+
+    Raises:
+        NotFoundError: no order of the current shop has this id.
+    """
+    return await uow.orders.get_one(order_id)
+
+
+async def update_order(
+    uow: ShopUnitOfWork, order_id: int, version: int, changes: Mapping[str, Any]
+) -> Order:
+    """Change an order, if it is still at the *version* the client read.
+
+    Raises:
+        NotFoundError: no order of the current shop has this id.
+        ConflictError: the order is at another version (``kind="stale"``): someone
+            changed it since the client read it; nothing is written.
+    """
+    return await uow.orders.update(order_id, changes, version=version)
 
 
 async def create_user_with_order(

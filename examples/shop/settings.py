@@ -4,6 +4,8 @@
 - ``SHOP_ENV``: ``development`` (the default) or ``production``.
 - ``SHOP_CURSOR_SECRET``: the key that signs pagination cursors, 32 characters or more;
   required in production.
+- ``SHOP_ADMIN_TOKEN``: the token the ``/admin/...`` routes require in the
+  ``X-Admin-Token`` header; unset, those routes are closed (403).
 - ``SHOP_ECHO_SQL``: ``1`` logs every SQL statement.
 - ``DATABASE_PGBOUNCER``: ``1`` when ``DATABASE_URL`` points at PgBouncer in transaction
   pooling mode (the engine then gets `sqla_uow.pgbouncer_options`).
@@ -53,6 +55,8 @@ class Settings:
             (``SHOP_CURSOR_SECRET``), so that a client cannot make one up. Required in
             production; without it (in development) cursors are signed with sqla_uow's
             public key: tamper-evident, not unforgeable.
+        admin_token: The token of the admin routes (``SHOP_ADMIN_TOKEN``), sent by a
+            client in the ``X-Admin-Token`` header; ``None`` closes them.
 
     Raises:
         SettingsError: ``environment`` is unknown, or it is ``production`` and
@@ -70,6 +74,7 @@ class Settings:
     environment: Environment = "development"
     cursor_secret: bytes | None = None
     pgbouncer: bool = False
+    admin_token: str | None = None
 
     def __post_init__(self) -> None:
         if self.environment not in ENVIRONMENTS:
@@ -99,12 +104,14 @@ class Settings:
         """
         env = os.environ if environ is None else environ
         secret = env.get("SHOP_CURSOR_SECRET", "").strip()
+        admin_token = env.get("SHOP_ADMIN_TOKEN", "").strip()
         return cls(
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             echo_sql=env.get("SHOP_ECHO_SQL", "").lower() in {"1", "true", "yes"},
             environment=cast("Environment", env.get("SHOP_ENV", "").strip() or "development"),
             cursor_secret=secret.encode() if secret else None,
             pgbouncer=env.get("DATABASE_PGBOUNCER", "").lower() in {"1", "true", "yes"},
+            admin_token=admin_token or None,
         )
 
     def engine_options(self, **options: Any) -> dict[str, Any]:
