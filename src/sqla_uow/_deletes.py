@@ -13,10 +13,9 @@ from ._compat import deletes_observed, session_is_clean
 from ._errors import database_errors
 from ._filters import is_own_instance
 from ._reads import ReadMixin
-from ._soft_delete import deleted_now, is_soft_delete
+from ._soft_delete import check_restorable, deleted_now, is_soft_delete
 from ._typing import ModelT
 from ._versioning import check_version
-from .exceptions import InvalidFieldError
 
 __all__ = ["DeleteMixin"]
 
@@ -138,13 +137,7 @@ class DeleteMixin(ReadMixin[ModelT]):
             assert await users.get(ann.id) is ann
             ```
         """
-        if not is_soft_delete(self.model):
-            raise InvalidFieldError(
-                f"restore() needs a soft-deleted model; {self.model.__name__} has no "
-                "SoftDeleteMixin (deleted_at)",
-                model=self.model,
-                field="deleted_at",
-            )
+        check_restorable(self.model)
         obj = await self.including_deleted()._stored(pk_or_instance)
         if obj is None or getattr(obj, "deleted_at", None) is None:
             return False

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Mapped, Mapper, mapped_column, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
 
 from ._model import model_meta
+from .exceptions import InvalidFieldError
 
 __all__ = [
     "SoftDeleteMixin",
+    "check_restorable",
     "deleted_now",
     "is_soft_delete",
     "not_deleted_loader",
@@ -70,6 +72,17 @@ def is_soft_delete(model: type[Any]) -> bool:
 _SOFT_REGISTRIES: weakref.WeakSet[Any] = weakref.WeakSet()
 """The registries that map a `SoftDeleteMixin` class (recorded when the class is mapped
 by a declarative base, or when a repository of such a class is made)."""
+
+
+def check_restorable(model: type[Any]) -> None:
+    """Refuse `restore` for a model without `SoftDeleteMixin` (`InvalidFieldError`)."""
+    if not is_soft_delete(model):
+        raise InvalidFieldError(
+            f"restore() needs a soft-deleted model; {model.__name__} has no "
+            "SoftDeleteMixin (deleted_at)",
+            model=model,
+            field="deleted_at",
+        )
 
 
 def registry_soft_deletes(model: type[Any]) -> bool:

@@ -7,9 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sqla_uow._scoping import ScopeLayer, compile_scope
-from sqla_uow._soft_delete import is_soft_delete
+from sqla_uow._soft_delete import check_restorable
 from sqla_uow._typing import ModelT
-from sqla_uow.exceptions import InvalidFieldError
 
 from ._store import FakeStore
 
@@ -66,13 +65,7 @@ class FakeScopeMixin(FakeStore[ModelT]):
             assert await users.restore(ann.id)
             ```
         """
-        if not is_soft_delete(self.model):
-            raise InvalidFieldError(
-                f"restore() needs a soft-deleted model; {self.model.__name__} has no "
-                "SoftDeleteMixin (deleted_at)",
-                model=self.model,
-                field="deleted_at",
-            )
+        check_restorable(self.model)
         view = self.including_deleted()
         obj = view._visible(view._key_of(pk_or_instance), view._fake_scope())
         if obj is None or obj.__dict__.get("deleted_at") is None:
