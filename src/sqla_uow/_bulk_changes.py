@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, bindparam, tuple_, update
 from ._bulk_base import COMPOSITE_IN_ROWS
 from ._dialects import Backend, rows_per_statement
 from ._errors import stale_error
-from ._filters import identity_of
+from ._filters import identity_of, single_key_values
 from ._model import ModelMeta, model_meta
 from ._rows import (
     bind_values,
@@ -245,11 +245,18 @@ class ChangeMixin(ScopeBase[ModelT]):
             return 0
         backend = self._backend()
         width = len(meta.pk)
-        idents = [identity_of(self.model, key, dialect=backend.dialect) for key in keys]
-        keys = [ident[0] for ident in idents] if width == 1 else idents
+        if width == 1:
+            keys = single_key_values(self.model, keys, dialect=backend.dialect)
+        else:
+            keys = [identity_of(self.model, key, dialect=backend.dialect) for key in keys]
         per_statement = rows_per_statement(
             backend.max_parameters, width, chunk_size, COMPOSITE_IN_ROWS if width > 1 else None
         )
+        # With no object of the model in the session there is nothing to keep in step:
+        # the keys go in the backend's one-parameter form where it has one (PostgreSQL's
+        # = ANY(array)) and SQLAlchemy does not evaluate the criteria against objects.
+        unloaded = width == 1 and not self._any_loaded()
+        execution_options = {"synchronize_session": False} if unloaded else None
         target: Any = (
             getattr(self.model, meta.pk[0])
             if width == 1
@@ -258,10 +265,20 @@ class ChangeMixin(ScopeBase[ModelT]):
         deleted = 0
         base = self._delete_statement()
         for start in range(0, len(keys), per_statement):
-            statement = base.where(target.in_(keys[start : start + per_statement]))
-            result = await self._execute(backend, statement)
+            chunk = keys[start : start + per_statement]
+            criterion = backend.in_list(target, chunk) if unloaded else target.in_(chunk)
+            result = await self._execute(
+                backend, base.where(criterion), execution_options=execution_options
+            )
             deleted += max(0, result.rowcount)
         return deleted
+
+    def _any_loaded(self) -> bool:
+        """Whether the session's identity map holds an object of the model."""
+        model = self.model
+        return any(
+            isinstance(obj, model) for obj in self.session.sync_session.identity_map.values()
+        )
 
     async def delete_where(
         self, *where: ColumnElement[bool], all_rows: bool = False, **filters: Any

@@ -420,6 +420,27 @@ def identity_of(model: type[Any], pk: Any, *, dialect: Dialect | None = None) ->
 _PLAIN_KEY_TYPES = (int, str, uuid.UUID)
 
 
+def single_key_values(model: type[Any], keys: Iterable[Any], *, dialect: Dialect) -> list[Any]:
+    """The checked values of *keys* of *model*'s single-column primary key.
+
+    Each key is checked as `identity_of` checks it, with the column's value rule looked
+    up once for all of them: a plain ``int``, ``str`` or ``UUID`` goes straight through
+    the rule; anything else (a tuple, a mapping, a value the rule refuses) through
+    `identity_of`, which raises its error.
+    """
+    rule = value_rule(model, model_meta(model).pk[0], dialect)
+    values: list[Any] = []
+    for key in keys:
+        if type(key) in _PLAIN_KEY_TYPES:  # exact types: bool is not an int key here
+            try:
+                values.append(rule.check(key))
+                continue
+            except ValueMismatch:
+                pass
+        values.append(identity_of(model, key, dialect=dialect)[0])
+    return values
+
+
 def is_own_instance(model: type[Any], obj: Any, *, owner: str) -> bool:
     """Whether *obj* is an instance of *model* (``False`` for data such as a mapping).
 
