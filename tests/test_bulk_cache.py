@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, String, select
+from sqlalchemy import MetaData, String, bindparam, cast, column, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,17 +94,40 @@ CALLS: dict[str, Call] = {
 }
 
 
+def unnest_inserts_cacheable() -> bool:
+    """Whether this SQLAlchemy caches PostgreSQL's ``INSERT ... SELECT`` (2.0.30 does not)."""
+    table = Part.__table__
+    rows = (
+        func.unnest(cast(bindparam("a0"), ARRAY(String(40))))
+        .table_valued(column("c0", String(40)))
+        .render_derived(name="v0")
+    )
+    source = select(*rows.c).subquery("v")
+    statement = postgresql_insert(table).from_select([table.c.code], select(source.c.c0))
+    return statement._generate_cache_key() is not None
+
+
 class TestCompiledCache:
     @pytest.mark.parametrize("method", list(CALLS))
     async def test_a_repeated_bulk_call_compiles_nothing_new(
         self, session: AsyncSession, compiled: list[str], method: str
     ) -> None:
+        backend = session.bind.dialect.name if session.bind is not None else ""
+        # SQLAlchemy 2.0.30 cannot cache PostgreSQL's upsert statement: there it compiles
+        # that one statement again, and nothing else.
+        uncached = (
+            ["Insert"]
+            if method == "upsert_many"
+            and backend == "postgresql"
+            and not unnest_inserts_cacheable()
+            else []
+        )
         repo = AsyncRepository(session, model=Part)
         await repo.insert_many(parts(ROWS, "a"))
         await CALLS[method](repo, "first")
         compiled.clear()
         await CALLS[method](repo, "second")
-        assert compiled == []
+        assert compiled == uncached
 
     async def test_calls_of_every_size_share_a_few_statement_shapes(
         self, session: AsyncSession, compiled: list[str]

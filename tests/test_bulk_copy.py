@@ -309,7 +309,7 @@ class TestInsertManyThroughCopy:
         copied, inserted = await stored(engine, "c"), await stored(engine, "i")
         assert copied == inserted
         assert copied[1][3] == decimal.Decimal("1.0001")
-        assert copied[1][5] == datetime.datetime(2026, 1, 2, 10, 30, tzinfo=datetime.UTC)
+        assert copied[1][5] == datetime.datetime(2026, 1, 2, 10, 30, tzinfo=datetime.timezone.utc)
 
     async def test_json_and_enum_columns_go_through_insert(
         self, engine: AsyncEngine, session: AsyncSession, statements: Statements

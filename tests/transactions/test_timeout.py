@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -206,7 +207,8 @@ class TestTheSqliteBusyTimeout:
                 async with tm.transaction(timeout=0.2) as session:
                     session.add(Account(name="Ann"))
             assert time.monotonic() - started < 1.5
-        assert info.value.code == 5  # SQLITE_BUSY
+        # SQLITE_BUSY; Python 3.10's sqlite3 reports no codes (the error is still recognised).
+        assert info.value.code == (5 if sys.version_info >= (3, 11) else None)
         assert isinstance(info.value.__cause__, Exception)
         async with tm.transaction() as session:
             assert await timeout_ms(session, "sqlite") == before
