@@ -7,10 +7,10 @@ after statements that bypass the unit of work.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import attributes
@@ -80,6 +80,25 @@ class BulkBase(Generic[ModelT]):
             changed += max(0, result.rowcount)
         return changed
 
+    def _key_criteria(
+        self, backend: Backend, columns: Sequence[Any], keys: list[tuple[Any, ...]]
+    ) -> Iterator[ColumnElement[bool]]:
+        """``columns IN keys``, one criterion per statement-sized chunk of *keys*.
+
+        One column takes the backend's form (one array parameter on PostgreSQL);
+        several take ``(a, b) IN (...)`` of at most `COMPOSITE_IN_ROWS` tuples.
+        """
+        width = len(columns)
+        per_statement = rows_per_statement(
+            backend.max_parameters, width, None, COMPOSITE_IN_ROWS if width > 1 else None
+        )
+        for start in range(0, len(keys), per_statement):
+            part = keys[start : start + per_statement]
+            if width == 1:
+                yield backend.in_list(columns[0], [key[0] for key in part])
+            else:
+                yield tuple_(*columns).in_(part)
+
     async def _select_by_keys(
         self,
         meta: ModelMeta,
@@ -88,22 +107,14 @@ class BulkBase(Generic[ModelT]):
         columns: Sequence[Any],
         *,
         for_update: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
     ) -> list[Any]:
-        """Rows of (primary key..., *columns*) of the rows with primary keys *idents*."""
-        width = len(meta.pk)
-        per_statement = rows_per_statement(
-            backend.max_parameters, width, None, COMPOSITE_IN_ROWS if width > 1 else None
-        )
+        """Rows of (primary key..., *columns*) of the rows with primary keys *idents*
+        that also match *where*."""
         pk_columns = [meta.columns[key] for key in meta.pk]
         found: list[Any] = []
-        for start in range(0, len(idents), per_statement):
-            part = idents[start : start + per_statement]
-            where = (
-                backend.in_list(pk_columns[0], [ident[0] for ident in part])
-                if width == 1
-                else tuple_(*pk_columns).in_(part)
-            )
-            statement = select(*pk_columns, *columns).where(where)
+        for criterion in self._key_criteria(backend, pk_columns, idents):
+            statement = select(*pk_columns, *columns).where(criterion, *where)
             if for_update:
                 statement = statement.with_for_update()
             found.extend((await self._execute(backend, statement)).all())

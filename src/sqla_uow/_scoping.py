@@ -14,7 +14,7 @@ import copy
 import dataclasses
 import hashlib
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from sqlalchemy import (
@@ -26,7 +26,6 @@ from sqlalchemy import (
     case,
     delete,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.engine import Dialect
@@ -34,8 +33,7 @@ from sqlalchemy.orm import with_loader_criteria
 from sqlalchemy.orm.attributes import instance_state
 
 from ._bulk_base import BulkBase
-from ._dialects import Backend, rows_per_statement
-from ._errors import database_errors
+from ._dialects import Backend
 from ._filters import check_value
 from ._model import ModelMeta, model_meta
 from ._soft_delete import deleted_now, is_soft_delete, not_deleted_loader, registry_soft_deletes
@@ -134,13 +132,6 @@ class ActiveScope:
         if not self.fill:
             return rows
         return [self.filled(row, where=f"row {index}: ") for index, row in enumerate(rows)]
-
-    def in_keys(self, columns: Sequence[ColumnElement[Any]], keys: Iterable[Any]) -> Any:
-        """``columns IN keys`` (tuples for several columns)."""
-        keys = list(keys)
-        if len(columns) == 1:
-            return columns[0].in_([key[0] for key in keys])
-        return tuple_(*columns).in_(keys)
 
 
 def _equality_key(meta: Any, name: str) -> str | None:
@@ -368,17 +359,12 @@ class ScopeBase(BulkBase[ModelT]):
         rows: list[dict[str, Any]],
     ) -> list[dict[str, Any]]:
         """The *rows* whose primary key is a row in *scope* (one SELECT per chunk)."""
-        columns = [getattr(self.model, name) for name in meta.pk]
         keys = [tuple(row[name] for name in meta.pk) for row in rows]
-        per_statement = rows_per_statement(backend.max_parameters, len(columns), None, None)
-        found: set[tuple[Any, ...]] = set()
-        for start in range(0, len(keys), per_statement):
-            statement = select(*columns).where(
-                scope.in_keys(columns, keys[start : start + per_statement]), *scope.criteria
-            )
-            with database_errors(self.model):
-                result = await self.session.execute(statement)
-            found.update(tuple(row) for row in result.all())
+        width = len(meta.pk)
+        found = {
+            tuple(row[:width])
+            for row in await self._select_by_keys(meta, backend, keys, [], where=scope.criteria)
+        }
         return [row for row, key in zip(rows, keys, strict=True) if key in found]
 
     async def _refuse_conflicts_outside(
@@ -400,14 +386,9 @@ class ScopeBase(BulkBase[ModelT]):
         columns = [getattr(self.model, name) for name in conflict]
         keys = list(dict.fromkeys(tuple(row[name] for name in conflict) for row in rows))
         inside = case((and_(*scope.criteria), 1), else_=0)
-        per_statement = rows_per_statement(backend.max_parameters, len(columns), None, None)
         outside: list[tuple[Any, ...]] = []
-        for start in range(0, len(keys), per_statement):
-            statement = select(*columns, inside).where(
-                scope.in_keys(columns, keys[start : start + per_statement])
-            )
-            with database_errors(self.model):
-                result = await self.session.execute(statement)
+        for criterion in self._key_criteria(backend, columns, keys):
+            result = await self._execute(backend, select(*columns, inside).where(criterion))
             outside.extend(tuple(row[:-1]) for row in result.all() if not row[-1])
         if outside:
             raise ConflictError(
