@@ -13,7 +13,6 @@ from ._errors import stale_error
 from ._filters import identity_of, single_key_values
 from ._model import ModelMeta, model_meta
 from ._rows import (
-    bind_values,
     check_all_rows,
     check_chunk_size,
     check_key_shapes,
@@ -191,10 +190,9 @@ class ChangeMixin(ScopeBase[ModelT]):
             return await self._execute_in_chunks(backend, statement, params, chunk_size)
         keys = [*match, *names]
         columns = tuple(meta.columns[name] for name in keys)
-        value_rows = bind_values(backend.dialect, columns, keys, group)
         pk_count = len(match)
         matched = 0
-        for source, source_params in backend.row_sources(columns, value_rows, chunk_size):
+        for source, source_params in backend.row_sources(columns, keys, group, chunk_size):
             sets = {
                 meta.columns[name]: source.c[f"c{pk_count + i}"] for i, name in enumerate(names)
             }

@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy.schema import Column
 
 from ._compat import add_loaded
-from ._dialects import Backend
+from ._dialects import Backend, bind_values
 from ._errors import database_errors
 from ._model import ModelMeta
-from ._rows import bind_values, fill_defaults, group_by_keys
+from ._rows import fill_defaults, group_by_keys
 from ._scoping import ScopeBase
 from ._typing import ModelT
 

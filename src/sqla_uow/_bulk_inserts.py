@@ -8,11 +8,10 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from ._bulk_copy import CopyMixin
-from ._dialects import Backend, chunk_sizes, rows_per_statement
+from ._dialects import Backend, bind_values, chunk_sizes, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta, model_meta
 from ._rows import (
-    bind_values,
     check_chunk_size,
     fill_defaults,
     group_by_keys,

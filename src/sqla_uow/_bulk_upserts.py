@@ -9,11 +9,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy import exc as sa_exc
 
-from ._dialects import Backend, rows_per_statement
+from ._dialects import Backend, bind_values, rows_per_statement
 from ._errors import database_errors, is_unmatched_conflict_target
 from ._model import ModelMeta, model_meta, unique_key_error
 from ._rows import (
-    bind_values,
     check_chunk_size,
     check_upsert_options,
     check_upsert_rows,
@@ -287,9 +286,8 @@ class UpsertMixin(ScopeBase[ModelT]):
         names = sorted({*keys, *missing})
         columns = tuple(meta.columns[name] for name in names)
         filled = fill_defaults(meta, group_rows, missing)
-        value_rows = bind_values(backend.dialect, columns, names, filled)
         written = 0
-        for source, params in backend.row_sources(columns, value_rows, chunk_size):
+        for source, params in backend.row_sources(columns, names, filled, chunk_size):
             rows = select(*(source.c[f"c{j}"] for j in range(len(names))))
             statement = backend.upsert_statement(meta, conflict, targets, (columns, rows), guard)
             result = await self._execute(backend, statement, params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, TypeGuard, TypeVar, cast
 
 from sqlalchemy import ColumnElement, inspect
@@ -68,13 +69,15 @@ def check_write_values(
     dialect: Dialect | None,
     row: int | None = None,
     checks: dict[str, Callable[[Any], Any]] | None = None,
+    only: AbstractSet[str] | None = None,
 ) -> dict[str, Any]:
     """*values* (writable column keys) checked as values to store; converted in a copy.
 
     ``None`` and SQL expressions are left to the database. A value must be one its
     column's type takes (as for filters) and fit the column's declared length and
     precision. The returned dict is *values* itself when nothing was converted.
-    *checks* keeps each key's check across the rows of one bulk call.
+    *checks* keeps each key's check across the rows of one bulk call; *only*: the keys
+    to check (default: all).
 
     Raises:
         InvalidFieldError: A value the column cannot store (*row* numbers the row of a
@@ -82,7 +85,11 @@ def check_write_values(
     """
     result = values
     for key, value in values.items():
-        if value is None or isinstance(value, ClauseElement):
+        if (
+            value is None
+            or isinstance(value, ClauseElement)
+            or (only is not None and key not in only)
+        ):
             continue
         check = checks.get(key) if checks is not None else None
         if check is None:

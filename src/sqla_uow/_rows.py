@@ -14,16 +14,16 @@ from typing import Any, TypeGuard, cast
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm.state import InstanceState
-from sqlalchemy.schema import Column, Table
+from sqlalchemy.schema import Table
 
 from ._dialects import UtcNow
 from ._filters import as_values, check_assignable, check_write_values
-from ._model import ModelMeta
+from ._model import ModelMeta, value_rule
+from ._values import ValueRule
 from .exceptions import InvalidFieldError
 
 __all__ = [
     "DefaultContext",
-    "bind_values",
     "check_all_rows",
     "check_chunk_size",
     "check_column_names",
@@ -136,12 +136,13 @@ def row_values(
     model = meta.model
     writable = meta.writable_keys
     result: list[dict[str, Any]] = []
-    checks: dict[str, Callable[[Any], Any]] = {}
+    names: dict[str, None] = {}
+    last_keys: Any = None
+    shapes = 0
     for index, row in enumerate(rows):
         values: dict[str, Any]
-        if type(row) is dict:
-            plain = cast("dict[str, Any]", row)
-            values = dict(plain) if copy else plain
+        if row.__class__ is dict:  # (not narrowed: the row stays Any, as dict[str, Any])
+            values = dict(row) if copy else row
         else:
             state: object = getattr(row, "_sa_instance_state", None)
             if _is_instance_state(state):
@@ -150,10 +151,41 @@ def row_values(
                 values = as_values(row, {})
             except TypeError as exc:
                 raise row_error(model, index, str(exc)) from None
-        if not writable.issuperset(values):
-            check_assignable(model, values)
-        result.append(check_write_values(model, values, dialect=dialect, row=index, checks=checks))
-    return result
+        keys = values.keys()
+        if keys != last_keys:
+            if not writable.issuperset(keys):
+                check_assignable(model, values)
+            names.update(dict.fromkeys(keys))
+            last_keys = keys
+            shapes += 1
+        result.append(values)
+    # Values column by column: a whole column the rule passes at once is done; the
+    # others are checked value by value, row by row (the first bad row is reported).
+    slow = {
+        name
+        for name in names
+        if not _column_passes(
+            value_rule(model, name, dialect, write=True), result, name, every=shapes == 1
+        )
+    }
+    if not slow:
+        return result
+    checks: dict[str, Callable[[Any], Any]] = {}
+    return [
+        check_write_values(model, values, dialect=dialect, row=index, checks=checks, only=slow)
+        for index, values in enumerate(result)
+    ]
+
+
+def _column_passes(rule: ValueRule, rows: list[dict[str, Any]], name: str, *, every: bool) -> bool:
+    """Whether *rule* passes the values of *name* in the rows (absent: ``None``) at once.
+
+    *every*: every row gives *name*.
+    """
+    if rule.passes is None:
+        return False
+    values = list(map(itemgetter(name), rows)) if every else [row.get(name) for row in rows]
+    return rule.passes(values)
 
 
 def _check_instance(meta: ModelMeta, index: int, state: InstanceState[Any]) -> None:
@@ -187,16 +219,18 @@ def without_null_generated_keys(
     generated = meta.generated_pk
     if not generated:
         return rows
-    result = rows
-    for index, row in enumerate(rows):
-        if any(name in row and row[name] is None for name in generated):
-            if result is rows:
-                result = list(rows)
-            result[index] = {
-                name: value
-                for name, value in row.items()
-                if value is not None or name not in generated
-            }
+    asking = sorted(
+        {index for name in generated for index, row in enumerate(rows) if row.get(name, 0) is None}
+    )
+    if not asking:
+        return rows
+    result = list(rows)
+    for index in asking:
+        result[index] = {
+            name: value
+            for name, value in rows[index].items()
+            if value is not None or name not in generated
+        }
     return result
 
 
@@ -384,26 +418,3 @@ def fill_defaults(
             new[name] = defaults[name][1](context)
         filled.append(new)
     return filled
-
-
-def bind_values(
-    dialect: Dialect,
-    columns: Sequence[Column[Any]],
-    names: Sequence[str],
-    rows: Sequence[Mapping[str, Any]],
-) -> list[tuple[Any, ...]]:
-    """The values of *names* of each row, as tuples, through the columns' bind processing."""
-    get = itemgetter(*names)
-    value_rows = [get(row) for row in rows] if len(names) > 1 else [(get(row),) for row in rows]
-    processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
-    if all(proc is None for proc in processors):
-        return value_rows
-    return [
-        tuple(
-            [
-                proc(value) if proc is not None and value is not None else value
-                for value, proc in zip(row, processors, strict=True)
-            ]
-        )
-        for row in value_rows
-    ]

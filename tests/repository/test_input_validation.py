@@ -512,6 +512,58 @@ class TestWrittenValues:
                 assert info.value.field == name
         assert await table_state(specimens) == before
 
+    @pytest.mark.parametrize(
+        ("field", "bad", "expected"),
+        [
+            ("name", "x" * 41, "at most 40 characters"),
+            ("name", "nul\x00", "without NUL characters"),
+            ("name", "\ud800", "valid Unicode"),
+            ("small", 2**15, "16-bit"),
+            ("small", True, "an integer"),
+            ("flag", 1, "True or False"),
+        ],
+    )
+    async def test_one_bad_value_among_many_rows_names_its_row(
+        self, specimens: SpecimenRepository, field: str, bad: Any, expected: str
+    ) -> None:
+        """A bulk call checks each column of all its rows at once; a bad value among good
+        ones (non-ASCII text, NULLs) is still found, named with its row, before any SQL."""
+        before = await table_state(specimens)
+        good: dict[str, Any] = {"name": "żółw", "small": -7, "flag": False}
+        batch = [
+            {"id": 100 + i, "sku": f"BULK-{i}", **good, field: None if i % 3 else good[field]}
+            for i in range(300)
+        ]
+        batch[217][field] = bad
+        for repo in (specimens, fake()):
+            with pytest.raises(InvalidFieldError, match=f"row 217 of Specimen: field '{field}'"):
+                await repo.insert_many(batch)
+            with pytest.raises(InvalidFieldError, match=expected) as info:
+                await repo.insert_many(batch)
+            assert info.value.field == field
+        assert await table_state(specimens) == before
+
+    async def test_the_first_bad_row_is_named_whatever_its_column(
+        self, specimens: SpecimenRepository
+    ) -> None:
+        batch = [{"id": 100 + i, "sku": f"BULK-{i}", "name": "n", "flag": True} for i in range(200)]
+        batch[150]["name"] = "x" * 41
+        batch[40]["flag"] = "yes"
+        for repo in (specimens, fake()):
+            with pytest.raises(InvalidFieldError, match="row 40 of Specimen: field 'flag'"):
+                await repo.create_many(batch)
+
+    async def test_many_rows_in_exact_text_form_are_stored_converted(
+        self, specimens: SpecimenRepository
+    ) -> None:
+        batch = [{"id": 100 + i, "sku": f"BULK-{i}", "name": "n", "small": i} for i in range(200)]
+        batch[120]["small"] = "-12"
+        await specimens.insert_many(batch)
+        stored = await specimens.list(order_by="id")
+        assert [row.small for row in stored if row.id >= 100] == [
+            -12 if i == 120 else i for i in range(200)
+        ]
+
     async def test_values_in_exact_text_form_are_stored_converted(
         self, specimens: SpecimenRepository
     ) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Dialect
 from ._base import Backend, chunk_sizes, rows_per_statement
 from ._diagnostics import sqlstate
 from ._elements import NullFlag, UtcNow
+from ._values import bind_values
 from .mysql import MySQLBackend
 from .postgresql import PostgreSQLBackend
 from .sqlite import SQLiteBackend
@@ -30,6 +31,7 @@ __all__ = [
     "UtcNow",
     "backend_classes",
     "backend_for",
+    "bind_values",
     "chunk_sizes",
     "rows_per_statement",
     "sqlstate",

@@ -255,10 +255,12 @@ class Backend:
     def row_sources(
         self,
         columns: Sequence[Column[Any]],
-        value_rows: list[tuple[Any, ...]],
+        names: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
         chunk_size: int | None,
     ) -> Iterator[tuple[FromClause, dict[str, Any]]]:
-        """Row sources ``v(c0, c1, ...)`` of *value_rows* (driver values) with parameters.
+        """Row sources ``v(c0, c1, ...)`` of the values of *names* (of *columns*) in
+        *rows*, with parameters (driver values: the columns' bind processing applied).
 
         One per statement, for ``UPDATE ... FROM`` and ``INSERT ... SELECT`` (see
         `updates_from_rows` and `upsert_form`).

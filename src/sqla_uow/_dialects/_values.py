@@ -1,4 +1,5 @@
-"""`shaped_values`: a ``VALUES`` list of bind parameters that SQLAlchemy can cache.
+"""Rows as driver values (`bind_values`), and `shaped_values`: a ``VALUES`` list of bind
+parameters that SQLAlchemy can cache.
 
 SQLAlchemy's ``values()`` is never cached ("multivalues are simply not cacheable"), so
 a statement holding one is compiled again at every execution, in time quadratic in its
@@ -9,14 +10,17 @@ here is that shape instead of the rows.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
+from sqlalchemy.engine import Dialect
+from sqlalchemy.schema import Column
 from sqlalchemy.sql.elements import ColumnClause
 from sqlalchemy.sql.selectable import Values
 from sqlalchemy.sql.visitors import InternalTraversal
 
-__all__ = ["shaped_values"]
+__all__ = ["bind_values", "shaped_values"]
 
 
 class _ShapedValues(Values):
@@ -44,3 +48,26 @@ def shaped_values(
     result = _ShapedValues(*columns, name=name).data(rows)
     result._shape = shape
     return result
+
+
+def bind_values(
+    dialect: Dialect,
+    columns: Sequence[Column[Any]],
+    names: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> list[tuple[Any, ...]]:
+    """The values of *names* of each row, as tuples, through the columns' bind processing."""
+    get = itemgetter(*names)
+    value_rows = [get(row) for row in rows] if len(names) > 1 else [(get(row),) for row in rows]
+    processors = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
+    if all(proc is None for proc in processors):
+        return value_rows
+    return [
+        tuple(
+            [
+                proc(value) if proc is not None and value is not None else value
+                for value, proc in zip(row, processors, strict=True)
+            ]
+        )
+        for row in value_rows
+    ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -45,7 +45,7 @@ from sqla_uow.exceptions import ConflictKind
 from ._base import Backend, chunk_sizes, on_conflict, rows_per_statement, timeout_ms
 from ._diagnostics import constraint_columns, sqlstate
 from ._elements import NullFlag, UtcNow, native_null_flag
-from ._values import shaped_values
+from ._values import bind_values, shaped_values
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -217,7 +217,8 @@ class PostgreSQLBackend(Backend):
     def row_sources(
         self,
         columns: Sequence[Column[Any]],
-        value_rows: list[tuple[Any, ...]],
+        names: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
         chunk_size: int | None,
     ) -> Iterator[tuple[FromClause, dict[str, Any]]]:
         """Columns of plain scalar types travel as one array per column.
@@ -228,21 +229,24 @@ class PostgreSQLBackend(Backend):
         the bind-parameter limit.
         """
         if self._plain(columns):
+            # Plain types bind as they are: each array is read straight off the rows.
             source = self._unnest_source(columns)
-            per_statement = chunk_size or len(value_rows)
-            for start in range(0, len(value_rows), per_statement):
-                part = value_rows[start : start + per_statement]
-                yield source, {f"a{j}": list(col) for j, col in enumerate(zip(*part, strict=True))}
+            per_statement = chunk_size or len(rows)
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                arrays = {f"a{j}": [row[name] for row in chunk] for j, name in enumerate(names)}
+                yield source, arrays
             return
+        value_rows = bind_values(self.dialect, columns, names, rows)
         width = len(columns)
         per_statement = rows_per_statement(self.max_parameters, width, chunk_size, None)
         start = 0
         for size in chunk_sizes(len(value_rows), per_statement):
             part = value_rows[start : start + size]
             start += size
-            source, names = self._values_source(columns, size)
+            source, binds = self._values_source(columns, size)
             flat = [value for row in part for value in row]
-            yield source, dict(zip(names, flat, strict=True))
+            yield source, dict(zip(binds, flat, strict=True))
 
     def _casts(self, columns: Sequence[Column[Any]]) -> tuple[str, ...]:
         return tuple(str(col.type.compile(dialect=self.dialect)) for col in columns)
