@@ -78,7 +78,8 @@ class ChangeMixin(ScopeBase[ModelT]):
         meta = model_meta(self.model)
         backend = self._backend()
         rows_values = self._rows(meta, backend, rows, new=False)
-        check_update_rows(meta, rows_values)
+        groups = group_by_keys(rows_values)
+        check_update_rows(meta, groups)
         # An UPDATE ... FROM applies an arbitrary one of two source rows for the same
         # key, executemany the last one: refuse the ambiguity everywhere.
         check_unique_rows(self.model, rows_values, meta.pk)
@@ -93,11 +94,12 @@ class ChangeMixin(ScopeBase[ModelT]):
         criteria: tuple[ColumnElement[bool], ...] = ()
         if scope is not None and scope.criteria:
             rows_values = await self._rows_in_scope(meta, backend, scope, rows_values)
+            groups = group_by_keys(rows_values)
             criteria = scope.criteria
         vkey = meta.version_key
         current = await self._check_versions(meta, backend, rows_values)
         matched = at_version = 0
-        for keys, indexes in group_by_keys(rows_values).items():
+        for keys, indexes in groups.items():
             names = sorted(keys.difference(meta.pk))
             match = meta.pk
             if vkey is not None and vkey in keys:

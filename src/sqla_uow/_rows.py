@@ -266,25 +266,28 @@ def check_unique_rows(
             raise duplicate_row_error(model, index, first, conflict, identity)
 
 
-def check_update_rows(meta: ModelMeta, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Refuse an ``update_many`` row without its whole primary key or with nothing to set."""
+def check_update_rows(meta: ModelMeta, groups: Mapping[frozenset[str], list[int]]) -> None:
+    """Refuse an ``update_many`` row without its whole primary key or with nothing to set.
+
+    *groups* are the rows' positions by their keys (`group_by_keys`).
+    """
     pk, model = meta.pk, meta.model
     fields = sorted(meta.writable_keys)
-    for index, row in enumerate(rows):
-        missing = [name for name in pk if name not in row]
+    for keys, indexes in groups.items():  # in the order of each group's first row
+        missing = [name for name in pk if name not in keys]
         if missing:
             raise row_error(
                 model,
-                index,
+                indexes[0],
                 f"update_many needs the primary key {', '.join(map(repr, missing))} in "
-                f"every row; this row has: {', '.join(sorted(row)) or 'nothing'}",
+                f"every row; this row has: {', '.join(sorted(keys)) or 'nothing'}",
                 field=missing[0],
                 choices=pk,
             )
-        if len(row) == len(pk):
+        if len(keys) == len(pk):
             raise row_error(
                 model,
-                index,
+                indexes[0],
                 "update_many row sets no column besides the primary key; "
                 f"fields: {', '.join(fields)}",
                 choices=fields,

@@ -88,7 +88,7 @@ class FakeBulkMixin(FakeStore[ModelT]):
         check_chunk_size(self.model, chunk_size)
         pk = self._info.pk
         rows_values = row_values(self._info, rows, dialect=None)
-        check_update_rows(self._info, rows_values)
+        check_update_rows(self._info, group_by_keys(rows_values))
         check_unique_rows(self.model, rows_values, pk)
         scope = self._fake_scope()
         if scope is not None:
