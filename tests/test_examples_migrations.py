@@ -13,7 +13,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import Boolean, Connection, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from _shop import EXAMPLES, clean_shop_engine
@@ -34,15 +34,44 @@ async def shop_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 def differences(connection: Connection) -> list[Any]:
     """What autogenerate would change to make the database match the models."""
     context = MigrationContext.configure(
-        connection, opts={"compare_type": True, "compare_server_default": True}
+        connection, opts={"compare_type": True, "compare_server_default": same_boolean_default}
     )
     return list(compare_metadata(context, Base.metadata))
+
+
+_TRUTH = {"1": True, "true": True, "0": False, "false": False}
+
+
+def same_boolean_default(
+    context: Any,
+    inspected_column: Any,
+    metadata_column: Any,
+    inspected_default: str | None,
+    metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """Whether a server default differs, telling equal booleans apart from their spelling.
+
+    MariaDB stores ``BOOLEAN`` as ``TINYINT(1)`` and reflects ``DEFAULT true`` as ``1``;
+    every other default is left to Alembic's own comparison (None).
+    """
+    if not isinstance(metadata_column.type, Boolean) or None in (
+        inspected_default,
+        rendered_metadata_default,
+    ):
+        return None
+    reflected = _TRUTH.get(str(inspected_default).strip("'\"").lower())
+    declared = _TRUTH.get(str(rendered_metadata_default).strip("'\"").lower())
+    if reflected is None or declared is None:
+        return None
+    return reflected != declared
 
 
 def table_names(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
+@pytest.mark.backends("sqlite", "postgresql", "mariadb")
 class TestMigrations:
     async def test_the_migrated_schema_matches_the_models(self, shop_engine: AsyncEngine) -> None:
         await upgrade_to_head(TransactionManager(shop_engine))
