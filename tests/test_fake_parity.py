@@ -7,7 +7,9 @@ repositories run it; every call's result (or the kind of error it raised) and th
 left after it must be the same.
 
 A fixed scenario does the same for scoped views (``scoped``, ``including_deleted``) of a
-soft-deleting model: every read and write method, inside and outside the scope.
+soft-deleting model: every read and write method, inside and outside the scope. Another
+does it for deletes at a version (``delete`` / ``hard_delete`` with ``version=``) of a
+soft-deleting, versioned model.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqla_uow import (
     SqlaUowError,
     TransactionManager,
 )
-from sqla_uow.mixins import SoftDeleteMixin
+from sqla_uow.mixins import SoftDeleteMixin, VersionedMixin
 from sqla_uow.testing import InMemoryRepository
 
 
@@ -56,6 +58,14 @@ class Stock(SoftDeleteMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     shop: Mapped[int]
     code: Mapped[str] = mapped_column(String(5), unique=True)
+    qty: Mapped[int | None]
+
+
+class Ticket(SoftDeleteMixin, VersionedMixin, Base):
+    __tablename__ = "parity_ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    shop: Mapped[int]
     qty: Mapped[int | None]
 
 
@@ -164,9 +174,14 @@ class TestBulkParity:
             assert fake_rows(fake) == await real_rows(tm), f"rows after step {step} {op!r}"
 
 
+def shown(key: str, value: Any) -> Any:
+    return value is not None if key == "deleted_at" else value
+
+
 def stock_result(value: Any) -> Any:
-    if isinstance(value, Stock):
-        return (value.id, value.shop, value.code, value.qty)
+    if isinstance(value, Base):
+        table: Any = type(value).__table__
+        return tuple(shown(key, value.__dict__.get(key)) for key in [c.key for c in table.columns])
     if isinstance(value, list):
         return sorted(stock_result(item) for item in value)
     if isinstance(value, Page):
@@ -219,6 +234,8 @@ STOCK_SCENARIO: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
         lambda r: r.scoped(shop=1).upsert_many([A(1, "a", 0)], on_conflict=("code",)),
     ),
     ("delete outside", lambda r: r.scoped(shop=1).delete(1)),
+    ("delete at a version, unversioned", lambda r: r.delete(2, version=1)),
+    ("hard_delete at a version, unversioned", lambda r: r.hard_delete(2, version=1)),
     ("soft delete", lambda r: r.scoped(shop=1).delete(2)),
     ("soft delete again", lambda r: r.scoped(shop=1).delete(2)),
     ("get deleted", lambda r: r.get(2)),
@@ -234,33 +251,67 @@ STOCK_SCENARIO: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
 ]
 
 
-async def stock_rows_real(tm: TransactionManager) -> list[tuple[Any, ...]]:
+def T(i: int, shop: int = 1, **extra: Any) -> dict[str, Any]:
+    return {"id": i, "shop": shop, "qty": None, **extra}
+
+
+TICKET_SCENARIO: list[tuple[str, Callable[[Any], Awaitable[Any]]]] = [
+    ("create", lambda r: r.create_many([T(1), T(2), T(3, shop=2), T(4), T(5)])),
+    ("update", lambda r: r.update(2, qty=5)),
+    ("delete stale", lambda r: r.delete(2, version=1)),
+    ("delete missing", lambda r: r.delete(99, version=1)),
+    ("delete at the version", lambda r: r.delete(2, version=2)),
+    ("delete deleted", lambda r: r.delete(2, version=3)),
+    ("hard_delete stale", lambda r: r.hard_delete(2, version=2)),
+    ("hard_delete at the version", lambda r: r.hard_delete(2, version=3)),
+    ("hard_delete missing", lambda r: r.hard_delete(2, version=3)),
+    ("scoped delete outside", lambda r: r.scoped(shop=1).delete(3, version=9)),
+    ("scoped hard_delete outside", lambda r: r.scoped(shop=1).hard_delete(3, version=9)),
+    ("scoped delete stale", lambda r: r.scoped(shop=1).delete(1, version=9)),
+    ("scoped delete", lambda r: r.scoped(shop=1).delete(1, version=1)),
+    ("restore", lambda r: r.restore(1)),
+    ("copy, explicit version wins", lambda r: r.delete(Ticket(id=1, version=1), version=3)),
+    ("copy, stale", lambda r: r.delete(Ticket(id=4, version=7))),
+    ("copy, explicit stale", lambda r: r.delete(Ticket(id=4, version=1), version=7)),
+    ("copy outside the scope", lambda r: r.scoped(shop=1).delete(Ticket(id=3, version=7))),
+    ("version not a number", lambda r: r.delete(4, version="x")),
+    ("delete without a version", lambda r: r.delete(5)),
+]
+
+
+async def rows_real(tm: TransactionManager, model: type[Any]) -> list[tuple[Any, ...]]:
+    table: Any = model.__table__
+    keys = [c.key for c in table.columns]
     async with tm.transaction() as session:
-        result = await session.execute(
-            select(Stock.id, Stock.shop, Stock.code, Stock.qty, Stock.deleted_at.is_not(None))
-        )
-        return sorted((a, b, c, d, bool(e)) for a, b, c, d, e in result.all())
+        result = await session.execute(select(table))
+        return sorted(tuple(shown(key, row._mapping[key]) for key in keys) for row in result)
 
 
-def stock_rows_fake(repo: InMemoryRepository[Stock]) -> list[tuple[Any, ...]]:
-    return sorted(
-        (obj.id, obj.shop, obj.code, obj.qty, obj.deleted_at is not None) for obj in repo.rows
-    )
+def rows_fake(repo: InMemoryRepository[Any]) -> list[tuple[Any, ...]]:
+    return sorted(stock_result(obj) for obj in repo.rows)
 
 
 class TestScopeParity:
     @pytest.mark.backends("sqlite")
+    @pytest.mark.parametrize(
+        ("model", "scenario"),
+        [(Stock, STOCK_SCENARIO), (Ticket, TICKET_SCENARIO)],
+        ids=["scoped", "versioned deletes"],
+    )
     async def test_scoped_and_soft_deleting_views_agree_with_the_database(
-        self, engine: AsyncEngine
+        self,
+        engine: AsyncEngine,
+        model: type[Any],
+        scenario: list[tuple[str, Callable[[Any], Awaitable[Any]]]],
     ) -> None:
         tm = TransactionManager(engine)
-        fake = InMemoryRepository(Stock)
-        for name, op in STOCK_SCENARIO:
+        fake = InMemoryRepository(model)
+        for name, op in scenario:
             try:
                 async with tm.transaction() as session:
                     real: Any = (
                         "ok",
-                        stock_result(await op(AsyncRepository(session, model=Stock))),
+                        stock_result(await op(AsyncRepository(session, model=model))),
                     )
             except SqlaUowError as exc:
                 real = error_of(exc)
@@ -269,7 +320,7 @@ class TestScopeParity:
             except SqlaUowError as exc:
                 got = error_of(exc)
             assert got == real, f"{name}: fake {got!r}, database {real!r}"
-            assert stock_rows_fake(fake) == await stock_rows_real(tm), f"rows after {name}"
+            assert rows_fake(fake) == await rows_real(tm, model), f"rows after {name}"
 
 
 class FakeShopStock(InMemoryRepository[Stock]):

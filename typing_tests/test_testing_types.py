@@ -36,6 +36,7 @@ async def repository_calls() -> None:
     assert_type(await users.update(1, name="B"), User)
     assert_type(await users.update_many([{"id": 1, "name": "C"}]), int)
     assert_type(await users.delete(1), bool)
+    assert_type(await users.delete(1, version=3), bool)
     assert_type(await users.delete_many([1]), int)
     assert_type(await users.delete_where(name="C"), int)
     assert_type(await users.upsert_many([{"email": "c@example.com"}], on_conflict=("email",)), int)

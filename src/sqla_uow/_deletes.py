@@ -15,7 +15,7 @@ from ._filters import is_own_instance
 from ._reads import ReadMixin
 from ._soft_delete import check_restorable, deleted_now, is_soft_delete
 from ._typing import ModelT
-from ._versioning import check_version
+from ._versioning import check_version, expected_version
 
 __all__ = ["DeleteMixin"]
 
@@ -37,7 +37,7 @@ class DeleteMixin(ReadMixin[ModelT]):
         """Whether *obj* is an instance of the model; TypeError for another mapped class."""
         return is_own_instance(self.model, obj, owner=type(self).__name__)
 
-    async def delete(self, pk_or_instance: Any) -> bool:
+    async def delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
         """Delete an object (by primary key or instance) and flush.
 
         ORM cascades configured on relationships apply. Returns whether a row was
@@ -46,22 +46,35 @@ class DeleteMixin(ReadMixin[ModelT]):
         removed from the session). For a `SoftDeleteMixin` model it sets ``deleted_at``
         instead (``False`` for a row already soft-deleted); see `hard_delete`.
 
+        Args:
+            pk_or_instance: The primary key, or an instance.
+            version: On a versioned model (`sqla_uow.mixins.VersionedMixin`), the
+                version the caller read (an HTTP ``If-Match``): the row is loaded and
+                deleted (or soft-deleted) only when it is at that version. It wins over
+                the version a detached instance carries. A missing key (or one outside
+                the scope) still returns ``False``.
+
         Raises:
+            InvalidFieldError: A *version* for a model without a version column, or a
+                value that column does not take (before any SQL).
             ConflictError: The DELETE broke a foreign-key constraint; ``kind="stale"``:
-                a versioned row changed since it was loaded (or since the detached
-                instance given was).
+                the row is at another version than *version*, or a versioned row
+                changed since it was loaded (or since the detached instance given
+                was). The row is left as it was.
 
         Example:
             ```python
             assert await users.delete(ann.id)
             assert not await users.delete(ann.id)
+            await orders.delete(order.id, version=1)  # ConflictError if not at 1
             ```
         """
-        if not self._scoping and not self._check_own_instance(pk_or_instance):
+        expected = expected_version(self.model, version, method="delete", dialect=self._dialect())
+        if expected is None and not self._scoping and not self._check_own_instance(pk_or_instance):
             deleted = await self._delete_by_key(pk_or_instance)
             if deleted is not None:
                 return deleted
-        obj = await self._stored(pk_or_instance)
+        obj = await self._stored(pk_or_instance, expected)
         if obj is None:
             return False
         if is_soft_delete(self.model):
@@ -98,23 +111,31 @@ class DeleteMixin(ReadMixin[ModelT]):
             result = cast("CursorResult[Any]", await self.session.execute(statement))
         return bool(result.rowcount)
 
-    async def hard_delete(self, pk_or_instance: Any) -> bool:
+    async def hard_delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
         """Delete an object for good, also a soft-deleted one; like `delete` otherwise.
 
         For a `SoftDeleteMixin` model it finds the row whether or not it is
         soft-deleted (within the repository's other scope) and deletes it; for other
-        models it is `delete`.
+        models it is `delete`. A *version* is checked as `delete` checks it (a soft
+        delete counts as a write: it increments the version).
 
         Raises:
-            ConflictError: The DELETE broke a foreign-key constraint.
+            InvalidFieldError: A *version* for a model without a version column.
+            ConflictError: The DELETE broke a foreign-key constraint; ``kind="stale"``:
+                the row is at another version than *version* (or than a detached
+                instance's).
 
         Example:
             ```python
             assert await users.hard_delete(ann.id)  # the row is gone
+            await orders.hard_delete(order.id, version=3)  # only at version 3
             ```
         """
+        expected = expected_version(
+            self.model, version, method="hard_delete", dialect=self._dialect()
+        )
         view = self.including_deleted() if is_soft_delete(self.model) else self
-        obj = await view._stored(pk_or_instance)
+        obj = await view._stored(pk_or_instance, expected)
         if obj is None:
             return False
         await self.session.delete(obj)
@@ -145,31 +166,45 @@ class DeleteMixin(ReadMixin[ModelT]):
         await self._flush()
         return True
 
-    async def _stored(self, pk_or_instance: Any) -> ModelT | None:
+    async def _stored(
+        self, pk_or_instance: Any, expected: tuple[str, Any] | None = None
+    ) -> ModelT | None:
         """The persistent object of a key or instance, in the scope; ``None`` when none.
 
-        A pending instance is removed from the session.
+        A pending instance is removed from the session. *expected*: (version key, the
+        version the row must be at), checked instead of a detached instance's version.
+
+        Raises:
+            ConflictError: ``kind="stale"``: the row is at another version.
         """
         if not self._check_own_instance(pk_or_instance):
-            return await self.get(pk_or_instance)
+            found = await self.get(pk_or_instance)
+            if found is not None and expected is not None:
+                check_version(found, *expected, self._identity(pk_or_instance))
+            return found
         state: InstanceState[Any] = inspect(pk_or_instance)
         if state.pending:
             self.session.expunge(pk_or_instance)
             return None
-        if pk_or_instance in self.session and not self._scoping:
-            found: ModelT = pk_or_instance
-            return found
         ident = (
             state.identity
             if state.identity is not None
             else self._mapper.primary_key_from_instance(pk_or_instance)
         )
-        if any(value is None for value in ident):
-            return None
-        stored = await self.get(tuple(ident))
-        key = self._meta.version_key
-        expected = state.dict.get(key) if key is not None else None
-        if stored is not None and key is not None and expected is not None:
-            # A detached instance carries the version it was read at.
-            check_version(stored, key, expected, tuple(ident))
-        return stored
+        if pk_or_instance in self.session and not self._scoping:
+            obj: ModelT = pk_or_instance
+        else:
+            if any(value is None for value in ident):
+                return None
+            stored = await self.get(tuple(ident))
+            if stored is None:
+                return None
+            obj = stored
+            key = self._meta.version_key
+            carried = state.dict.get(key) if key is not None else None
+            if expected is None and key is not None and carried is not None:
+                # A detached instance carries the version it was read at.
+                expected = (key, carried)
+        if expected is not None:
+            check_version(obj, *expected, tuple(ident))
+        return obj

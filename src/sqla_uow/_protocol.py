@@ -161,8 +161,11 @@ class Repository(Protocol[ModelT]):
         """Assign fields of an object (by primary key or instance)."""
         ...
 
-    async def delete(self, pk_or_instance: Any) -> bool:
-        """Delete an object (by primary key or instance); whether a row was deleted."""
+    async def delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
+        """Delete an object (by primary key or instance); whether a row was deleted.
+
+        With *version*, only when a versioned row is at that version.
+        """
         ...
 
     async def create_many(
@@ -214,6 +217,9 @@ class Repository(Protocol[ModelT]):
         """Undo the soft delete of a row; whether one was restored."""
         ...
 
-    async def hard_delete(self, pk_or_instance: Any) -> bool:
-        """Delete a row for good, soft-deleted or not; whether one was deleted."""
+    async def hard_delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
+        """Delete a row for good, soft-deleted or not; whether one was deleted.
+
+        With *version*, only when a versioned row is at that version.
+        """
         ...

@@ -6,9 +6,11 @@ import copy
 import sys
 from typing import TYPE_CHECKING, Any
 
+from sqla_uow._errors import stale_error
 from sqla_uow._scoping import ScopeLayer, compile_scope
 from sqla_uow._soft_delete import check_restorable
 from sqla_uow._typing import ModelT
+from sqla_uow._versioning import expected_version
 
 from ._store import FakeStore
 
@@ -73,8 +75,14 @@ class FakeScopeMixin(FakeStore[ModelT]):
         self._update([(obj, {"deleted_at": None})])
         return True
 
-    async def hard_delete(self, pk_or_instance: Any) -> bool:
+    async def hard_delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
         """Remove a row for good, soft-deleted or not; whether one was removed.
+
+        A *version* is checked as `delete` checks it.
+
+        Raises:
+            InvalidFieldError: A *version* for a model without a version column.
+            ConflictError: ``kind="stale"``: the stored version is not the one expected.
 
         Example:
             ```python
@@ -82,8 +90,32 @@ class FakeScopeMixin(FakeStore[ModelT]):
             ```
         """
         view = self.including_deleted()
-        identity = view._key_of(pk_or_instance)
-        if view._visible(identity, view._fake_scope()) is None:
+        identity = view._delete_target(pk_or_instance, version, method="hard_delete")
+        if identity is None:
             return False
         del self._rows[identity]
         return True
+
+    def _delete_target(
+        self, pk_or_instance: Any, version: Any, *, method: str
+    ) -> tuple[Any, ...] | None:
+        """The identity of the row a delete finds in the view; ``None`` when none.
+
+        Checks the version expected: *version*, else that of an instance passed that
+        is not the stored one (as the real repository checks a detached instance's).
+        """
+        expected = expected_version(self.model, version, method=method, dialect=None)
+        is_instance = self._is_own_instance(pk_or_instance)
+        identity = self._key_of(pk_or_instance)
+        if is_instance and any(value is None for value in identity):
+            return None
+        obj = self._visible(identity, self._fake_scope())
+        if obj is None:
+            return None
+        vkey = self._info.version_key
+        if expected is None and is_instance and obj is not pk_or_instance and vkey:
+            carried = pk_or_instance.__dict__.get(vkey)
+            expected = (vkey, carried) if carried is not None else None
+        if expected is not None and obj.__dict__.get(expected[0]) != expected[1]:
+            raise stale_error(self.model, [identity])
+        return identity

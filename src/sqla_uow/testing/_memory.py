@@ -371,27 +371,22 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
         self._update([(obj, fields)])
         return obj
 
-    async def delete(self, pk_or_instance: Any) -> bool:
+    async def delete(self, pk_or_instance: Any, *, version: Any = None) -> bool:
         """Remove an instance (by primary key or instance); whether anything was removed.
 
         A key outside the scope removes nothing; a `SoftDeleteMixin` instance gets its
-        ``deleted_at`` set instead.
+        ``deleted_at`` set instead. A *version* (on a versioned model) is the version
+        the row must be at, as on `AsyncRepository.delete`; it wins over the version of
+        an instance passed that is not the stored one.
+
+        Raises:
+            InvalidFieldError: A *version* for a model without a version column.
+            ConflictError: ``kind="stale"``: the stored version is not the one expected.
 
         Example:
             ```python
             assert await users.delete(ann.id)
             ```
         """
-        if self._is_own_instance(pk_or_instance):
-            identity = self._identity_of(pk_or_instance)
-            if any(value is None for value in identity):
-                return False
-            stored = self._rows.get(identity)
-            vkey = self._info.version_key
-            if stored is not None and stored is not pk_or_instance and vkey is not None:
-                carried = pk_or_instance.__dict__.get(vkey)
-                if carried is not None and carried != stored.__dict__.get(vkey):
-                    raise stale_error(self.model, [identity])
-        else:
-            identity = self._identity(pk_or_instance)
-        return self._fake_delete([identity]) == 1
+        identity = self._delete_target(pk_or_instance, version, method="delete")
+        return identity is not None and self._fake_delete([identity]) == 1
