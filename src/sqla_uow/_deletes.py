@@ -69,7 +69,11 @@ class DeleteMixin(ReadMixin[ModelT]):
             await orders.delete(order.id, version=1)  # ConflictError if not at 1
             ```
         """
-        expected = expected_version(self.model, version, method="delete", dialect=self._dialect())
+        expected = (
+            expected_version(self.model, version, method="delete", dialect=self._dialect())
+            if version is not None
+            else None
+        )
         if expected is None and not self._scoping and not self._check_own_instance(pk_or_instance):
             deleted = await self._delete_by_key(pk_or_instance)
             if deleted is not None:
@@ -131,8 +135,10 @@ class DeleteMixin(ReadMixin[ModelT]):
             await orders.hard_delete(order.id, version=3)  # only at version 3
             ```
         """
-        expected = expected_version(
-            self.model, version, method="hard_delete", dialect=self._dialect()
+        expected = (
+            expected_version(self.model, version, method="hard_delete", dialect=self._dialect())
+            if version is not None
+            else None
         )
         view = self.including_deleted() if is_soft_delete(self.model) else self
         obj = await view._stored(pk_or_instance, expected)
