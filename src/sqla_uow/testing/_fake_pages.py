@@ -109,8 +109,8 @@ class FakePagesMixin(FakeStore[ModelT]):
             ```
         """
         check_stream_chunk_size(self.model, chunk_size)
+        found = self._fake_select(where, filters, order_by)  # checked before the lock
         lock_request(for_update, self.model)
-        found = self._fake_select(where, filters, order_by)
         for start in range(0, len(found), chunk_size):
             yield found[start : start + chunk_size]
 

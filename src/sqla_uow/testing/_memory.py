@@ -176,8 +176,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
             user = await users.get(1)
             ```
         """
+        ident = self._identity(pk)  # checked before the lock, as the repository does
         lock_request(for_update, self.model)
-        return self._visible(self._identity(pk), self._fake_scope())
+        return self._visible(ident, self._fake_scope())
 
     async def get_one(
         self, pk: Any, *, options: Sequence[Any] = (), for_update: bool | ForUpdate = False
@@ -193,8 +194,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
             user = await users.get_one(1)
             ```
         """
+        ident = self._identity(pk)
         lock_request(for_update, self.model)
-        obj = self._visible(self._identity(pk), self._fake_scope())
+        obj = self._visible(ident, self._fake_scope())
         if obj is None:
             raise not_found_error(self.model, pk)
         return obj
@@ -234,8 +236,9 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
             ann = await users.find_one(email="ann@example.com")
             ```
         """
+        found = self._fake_select(where, filters)  # criteria checked before the lock
         lock_request(for_update, self.model)
-        return one_or_none(self.model, self._fake_select(where, filters))
+        return one_or_none(self.model, found)
 
     async def list(
         self,
@@ -260,8 +263,8 @@ class InMemoryRepository(FakePagesMixin[ModelT], FakeBulkMixin[ModelT], FakeScop
             ```
         """
         check_window(self.model, limit=limit, offset=offset)
+        found = self._fake_select(where, filters, order_by)  # checked before the lock
         lock_request(for_update, self.model)
-        found = self._fake_select(where, filters, order_by)
         start = offset or 0
         return found[start : start + limit] if limit is not None else found[start:]
 
