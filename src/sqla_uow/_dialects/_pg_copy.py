@@ -37,7 +37,8 @@ async def asyncpg_copy(
 # columns' types (``Copy.set_types``) and the server applies no cast. It is taken when
 # every value is of a Python type the column type's binary dumper takes as it is;
 # otherwise the text format, where the server parses each value as its column's type (an
-# ``int`` or a ``float`` for a ``numeric`` column, a ``str`` for a ``uuid``, ...). Rows of
+# ``int`` or a ``float`` for a ``numeric`` column, a ``str`` for a ``uuid``, a naive
+# datetime for a ``timestamptz``, taken in the session's time zone, ...). Rows of
 # strings and integers only go in the text format too, which psycopg writes faster there
 # (measured: 20,000 rows of two strings and an integer, text 58 ms, binary 72 ms; with
 # numeric, uuid, timestamptz, date and boolean columns as well, text 144 ms, binary 91 ms).
@@ -113,27 +114,9 @@ async def psycopg_copy(
     ``cursor.copy``: binary when every column's type (*types*, see `psycopg_copy_types`)
     takes its values as they are, and some are neither strings nor integers; text otherwise.
 
-    Naive datetimes for a ``timestamptz`` column are taken in the session's time zone, as
-    the server takes them for an ``INSERT``. psycopg begins the transaction if no
-    statement has yet.
+    psycopg begins the transaction if no statement has yet.
     """
-    if not value_rows:
-        return
-    binary = not all(name in _TEXT_FASTER for name in types)
-    by_column = zip(*value_rows, strict=True)
-    for index, (name, values) in enumerate(zip(types, by_column, strict=True)):
-        if name is None:
-            binary = False
-            continue
-        if binary:
-            kinds = set(map(type, values))
-            kinds.discard(type(None))
-            binary = kinds <= _BINARY_VALUES[name]
-        if name == "timestamptz" and any(
-            isinstance(value, datetime.datetime) and value.tzinfo is None for value in values
-        ):
-            zone = driver_connection.info.timezone  # the session's TimeZone
-            value_rows = _in_zone(value_rows, index, zone)
+    binary = bool(value_rows) and _binary(types, value_rows)
     if binary:
         statement += " (FORMAT BINARY)"
     async with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
@@ -144,14 +127,25 @@ async def psycopg_copy(
             await write_row(row)
 
 
-def _in_zone(
-    value_rows: list[tuple[Any, ...]], index: int, zone: datetime.tzinfo
-) -> list[tuple[Any, ...]]:
-    """*value_rows* with the naive datetimes at *index* made aware in *zone*."""
+def _binary(types: tuple[str | None, ...], value_rows: list[tuple[Any, ...]]) -> bool:
+    """Whether *value_rows* go in the binary format: every column's type is one it serves
+    (*types*) and takes the column's values as they are, and some column holds neither
+    strings nor integers.
 
-    def convert(value: Any) -> Any:
-        if isinstance(value, datetime.datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=zone)
-        return value
-
-    return [(*row[:index], convert(row[index]), *row[index + 1 :]) for row in value_rows]
+    A naive datetime for a ``timestamptz`` column sends the rows in the text format, where
+    the server takes it in the session's time zone, as for an ``INSERT``.
+    """
+    if all(name in _TEXT_FASTER for name in types):
+        return False
+    for name, values in zip(types, zip(*value_rows, strict=True), strict=True):
+        if name is None:
+            return False
+        kinds = set(map(type, values))
+        kinds.discard(type(None))
+        if not kinds <= _BINARY_VALUES[name]:
+            return False
+        if name == "timestamptz" and any(
+            value is not None and value.tzinfo is None for value in values
+        ):
+            return False
+    return True
