@@ -1,9 +1,9 @@
-"""`insert_many` and `create_many` through COPY on PostgreSQL with asyncpg, and their fallbacks.
+"""`insert_many` and `create_many` through COPY on PostgreSQL, and their fallbacks.
 
-On asyncpg the rows of a big enough call over plain scalar columns are loaded with
+With asyncpg and with psycopg (``SQLA_UOW_TEST_POSTGRES_URL`` naming ``postgresql+psycopg``)
+the rows of a big enough call over plain scalar columns are loaded with
 ``COPY ... FROM STDIN`` on the session's connection: no ``INSERT`` reaches the
-``before_cursor_execute`` listener. With psycopg (``SQLA_UOW_TEST_POSTGRES_URL`` naming
-``postgresql+psycopg``) the same tests check that the ``INSERT`` path gives the same rows.
+``before_cursor_execute`` listener.
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
+    CHAR,
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     Enum,
+    Float,
     ForeignKey,
     MetaData,
     Numeric,
+    SmallInteger,
     String,
+    Text,
     event,
     func,
     select,
@@ -85,6 +91,26 @@ class Stamped(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40))
     level: Mapped[int] = mapped_column(server_default=text("7"))
+
+
+class Measure(Base):
+    """More plain scalar types, for values of looser Python types than the columns'."""
+
+    __tablename__ = "copy_measure"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40))
+    small: Mapped[int | None] = mapped_column(SmallInteger)
+    big: Mapped[int | None] = mapped_column(BigInteger)
+    ratio: Mapped[float | None] = mapped_column(Float)
+    exact: Mapped[float | None] = mapped_column(Double)
+    price: Mapped[decimal.Decimal | None] = mapped_column(Numeric(12, 4))
+    body: Mapped[str | None] = mapped_column(Text)
+    initials: Mapped[str | None] = mapped_column(CHAR(3))
+    ref: Mapped[uuid.UUID | None]
+    aware: Mapped[datetime.datetime | None] = mapped_column(DateTime(timezone=True))
+    naive: Mapped[datetime.datetime | None]
+    clock: Mapped[datetime.time | None]
 
 
 class Color(enum.Enum):
@@ -146,12 +172,6 @@ async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-@pytest.fixture
-def copies(engine: AsyncEngine) -> bool:
-    """Whether this driver loads rows with COPY (asyncpg) or INSERT (psycopg)."""
-    return engine.dialect.driver == "asyncpg"
-
-
 def readings(n: int, *, prefix: str = "r", **extra: Any) -> list[dict[str, Any]]:
     return [{"code": f"{prefix}{i}", "label": f"label {i}", **extra} for i in range(n)]
 
@@ -174,6 +194,42 @@ def varied(n: int, prefix: str) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
+
+
+def measures(n: int, prefix: str, *, loose: bool, char: bool) -> list[dict[str, Any]]:
+    """Rows of `Measure` (every third one NULLs); *loose*: of other Python types where the
+    server converts them; *char*: with the CHAR column too."""
+    zone = datetime.timezone(datetime.timedelta(hours=-5))
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        at = datetime.datetime(2026, 3, 1, 8, 15, tzinfo=zone) + datetime.timedelta(hours=i)
+        row: dict[str, Any] = {
+            "code": f"{prefix}{i}",
+            "small": i % 30_000,
+            "big": 2**40 + i,
+            "ratio": i + 0.5,
+            "exact": i / 3,
+            "price": decimal.Decimal(i) + decimal.Decimal("0.5"),
+            "body": f"body {i}",
+            "ref": uuid.UUID(int=i),
+            "aware": at,
+            "naive": at.replace(tzinfo=None),
+            "clock": datetime.time(i % 24, 30, 15, 250),
+        }
+        if loose:
+            row |= {
+                "ratio": i if i % 2 else i + 0.5,
+                "exact": decimal.Decimal(i) / 4,
+                "price": float(i) + 0.5 if i % 2 else i,
+                "ref": str(uuid.UUID(int=i)),
+                "aware": at.replace(tzinfo=None),
+            }
+        if char:
+            row["initials"] = "ab"
+        if i % 3 == 0:
+            row = {"code": row["code"]} | dict.fromkeys(row.keys() - {"code"})
+        rows.append(row)
+    return rows
 
 
 STORED = (
@@ -200,9 +256,9 @@ async def stored(engine: AsyncEngine, prefix: str) -> list[tuple[Any, ...]]:
 
 @contextlib.contextmanager
 def without_copy() -> Iterator[None]:
-    """Force the INSERT path (COPY only from an unreachable row count)."""
+    """Force the INSERT path (COPY for no driver)."""
     before = PostgreSQLBackend.copy_min_rows, PostgreSQLBackend.copy_create_min_rows
-    PostgreSQLBackend.copy_min_rows = PostgreSQLBackend.copy_create_min_rows = 10**9
+    PostgreSQLBackend.copy_min_rows = PostgreSQLBackend.copy_create_min_rows = {}
     try:
         yield
     finally:
@@ -211,12 +267,12 @@ def without_copy() -> Iterator[None]:
 
 class TestInsertManyThroughCopy:
     async def test_loads_the_rows_without_an_insert_statement(
-        self, engine: AsyncEngine, session: AsyncSession, statements: Statements, copies: bool
+        self, engine: AsyncEngine, session: AsyncSession, statements: Statements
     ) -> None:
         with statements:
             count = await AsyncRepository(session, model=Reading).insert_many(readings(N))
         assert count == N
-        assert (statements.inserts == []) is copies
+        assert statements.inserts == []
         assert len(session.identity_map) == 0
         await session.commit()
         rows = await stored(engine, "r")
@@ -289,13 +345,16 @@ class TestInsertManyThroughCopy:
         assert await stored(engine, "r") == []
 
     async def test_few_rows_go_through_insert(
-        self, session: AsyncSession, statements: Statements
+        self, engine: AsyncEngine, session: AsyncSession, statements: Statements
     ) -> None:
+        driver = engine.dialect.driver
+        few = PostgreSQLBackend.copy_min_rows[driver] - 1
         with statements:
-            await AsyncRepository(session, model=Reading).insert_many(readings(10))
+            await AsyncRepository(session, model=Reading).insert_many(readings(few))
         assert len(statements.inserts) == 1
+        few = PostgreSQLBackend.copy_create_min_rows[driver] - 1
         with statements:
-            await AsyncRepository(session, model=Reading).create_many(readings(100, prefix="s"))
+            await AsyncRepository(session, model=Reading).create_many(readings(few, prefix="s"))
         assert len(statements.inserts) == 1
 
     async def test_values_are_stored_as_through_insert(
@@ -310,6 +369,35 @@ class TestInsertManyThroughCopy:
         assert copied == inserted
         assert copied[1][3] == decimal.Decimal("1.0001")
         assert copied[1][5] == datetime.datetime(2026, 1, 2, 10, 30, tzinfo=datetime.timezone.utc)
+
+    @pytest.mark.parametrize(
+        ("loose", "char"), [(False, False), (True, False), (False, True)], ids=str
+    )
+    async def test_more_types_are_stored_as_through_insert(
+        self,
+        engine: AsyncEngine,
+        session: AsyncSession,
+        statements: Statements,
+        loose: bool,
+        char: bool,
+    ) -> None:
+        """Values of the columns' own Python types (psycopg's binary format), of types the
+        server converts (an ``int`` for ``numeric``, a ``str`` for ``uuid``, a naive
+        datetime for ``timestamptz``), or for a CHAR column (both psycopg's text format)."""
+        repo = AsyncRepository(session, model=Measure)
+        with statements:
+            await repo.insert_many(measures(N, "c", loose=loose, char=char))
+        assert statements.inserts == []
+        with without_copy():
+            await repo.insert_many(measures(N, "i", loose=loose, char=char))
+        await session.commit()
+        columns = [c for c in Measure.__table__.c if c.name not in ("id", "code")]
+        async with engine.connect() as conn:
+            result = await conn.execute(select(Measure.code, *columns).order_by(Measure.id))
+            found = {row[0]: tuple(row[1:]) for row in result}
+        assert len(found) == 2 * N
+        assert all(found[f"c{i}"] == found[f"i{i}"] for i in range(N))
+        assert found["c1"][4] == decimal.Decimal("1.5000")  # price
 
     async def test_json_and_enum_columns_go_through_insert(
         self, engine: AsyncEngine, session: AsyncSession, statements: Statements
@@ -326,14 +414,13 @@ class TestInsertManyThroughCopy:
 
 class TestCreateManyThroughCopy:
     async def test_returns_persistent_objects_in_input_order_with_keys_from_the_sequence(
-        self, engine: AsyncEngine, session: AsyncSession, statements: Statements, copies: bool
+        self, engine: AsyncEngine, session: AsyncSession, statements: Statements
     ) -> None:
         with statements:
             created = await AsyncRepository(session, model=Reading).create_many(varied(N, "c"))
-        if copies:
-            assert statements.inserts == []
-            [draw] = statements.seen
-            assert "NEXTVAL" in draw
+        assert statements.inserts == []
+        [draw] = statements.seen
+        assert "NEXTVAL" in draw
         assert [obj.code for obj in created] == [f"c{i}" for i in range(N)]
         assert len({obj.id for obj in created}) == N
         assert all(obj.note == "new" for obj in created)
@@ -372,7 +459,7 @@ class TestCreateManyThroughCopy:
         assert await session.scalar(select(func.count()).select_from(Reading)) == 2 * N + 1
 
     async def test_a_conflict_raises_and_the_copy_adds_no_object(
-        self, session: AsyncSession, copies: bool
+        self, session: AsyncSession
     ) -> None:
         repo = AsyncRepository(session, model=Reading)
         # Two sets of columns: the first set is copied before the second one fails.
@@ -380,8 +467,7 @@ class TestCreateManyThroughCopy:
         with pytest.raises(ConflictError) as info:
             await repo.create_many([*noted, *readings(N), {"code": "r1", "label": "again"}])
         assert info.value.kind == "unique"
-        if copies:  # INSERT ... RETURNING loads each statement's objects as it goes
-            assert len(session.identity_map) == 0
+        assert len(session.identity_map) == 0
         await session.rollback()
 
     async def test_a_server_default_left_out_goes_through_insert_returning(
@@ -394,7 +480,7 @@ class TestCreateManyThroughCopy:
         assert all(obj.level == 7 for obj in created)
         with statements:
             given = await repo.create_many([{"code": f"t{i}", "level": 1} for i in range(N)])
-        assert (statements.inserts == []) is (session.bind.dialect.driver == "asyncpg")  # type: ignore[union-attr]
+        assert statements.inserts == []
         assert [obj.level for obj in given[:2]] == [1, 1]
 
 
@@ -410,7 +496,8 @@ class TestCopyThroughPgBouncer:
         if not bouncer:
             pytest.skip(f"needs {BOUNCER_VARIABLE} (`scripts/pg-cluster up` starts PgBouncer)")
         database = engine.url.database
-        url = make_url(bouncer).set(drivername="postgresql+asyncpg", database=database)
+        driver = f"postgresql+{engine.dialect.driver}"
+        url = make_url(bouncer).set(drivername=driver, database=database)
         bound = create_async_engine(url, **pgbouncer_options(url))
         async with TransactionManager(bound) as manager:
             yield manager

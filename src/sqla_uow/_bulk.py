@@ -19,7 +19,7 @@ How each statement is built:
   (position of the row in the chunk), the same value SQLite's own ROWID algorithm picks.
   Rows are matched to input positions by their key value, never by RETURNING order.
 - ``insert_many``: an executemany ``INSERT`` per chunk (no RETURNING).
-- both on PostgreSQL with asyncpg, where `_bulk_copy` serves the call: ``COPY ... FROM
+- both on PostgreSQL (asyncpg, psycopg), where `_bulk_copy` serves the call: ``COPY ... FROM
   STDIN`` of all rows on the session's connection, ``create_many``'s keys drawn from the
   key's sequence first, its objects built from the values written.
 - ``update_many``: an executemany ``UPDATE ... WHERE pk = ?`` (SQLite, MySQL / MariaDB)

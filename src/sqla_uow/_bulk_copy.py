@@ -1,6 +1,6 @@
 """`insert_many` and `create_many` through the driver's bulk-copy protocol, where it serves.
 
-PostgreSQL with asyncpg loads rows with ``COPY ... FROM STDIN`` on the session's own
+PostgreSQL (asyncpg, psycopg) loads rows with ``COPY ... FROM STDIN`` on the session's own
 connection (`Backend.copies`, `Backend.copy_rows`), inside the current transaction.
 Python-side column defaults are filled in first, as the ``INSERT`` path's SQLAlchemy
 does. Where COPY cannot serve (another driver, a column whose values need conversions

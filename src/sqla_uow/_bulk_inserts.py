@@ -48,10 +48,10 @@ class InsertMixin(CopyMixin[ModelT]):
         statement assigns the keys itself (largest existing key + position), inside the
         statement, so no other writer can interleave. MySQL, which has no
         ``INSERT ... RETURNING``, goes through the unit of work (one INSERT per row).
-        On PostgreSQL with asyncpg, a call of 150 rows or more over plain scalar columns
-        draws its keys from the key's sequence in one statement and loads the rows with
-        ``COPY`` in the current transaction (``chunk_size`` does not apply); the objects
-        hold the values written.
+        On PostgreSQL, a call of 150 rows or more with asyncpg, 50 with psycopg, over
+        plain scalar columns draws its keys from the key's sequence in one statement and
+        loads the rows with ``COPY`` in the current transaction (``chunk_size`` does not
+        apply); the objects hold the values written.
 
         Args:
             rows: The rows to insert.
@@ -177,9 +177,9 @@ class InsertMixin(CopyMixin[ModelT]):
         """Insert many rows without reading them back: the fast path of `create_many`.
 
         Rows are validated like `create_many`'s. Each chunk is one executemany call of a
-        single ``INSERT``; nothing is loaded into the session. On PostgreSQL with
-        asyncpg, 50 rows or more over plain scalar columns are loaded with one ``COPY``
-        in the current transaction instead (``chunk_size`` does not apply).
+        single ``INSERT``; nothing is loaded into the session. On PostgreSQL, 50 rows or
+        more with asyncpg, 20 with psycopg, over plain scalar columns are loaded with one
+        ``COPY`` in the current transaction instead (``chunk_size`` does not apply).
 
         Args:
             rows: Mappings, model instances, pydantic models or dataclasses.

@@ -225,13 +225,17 @@ def raise_driver_error(
 ) -> NoReturn:
     """Raise *error*, which the driver raised outside SQLAlchemy, as SQLAlchemy would.
 
-    The adapter translates it into its DBAPI's exception, and the `Connection` wraps
-    that in SQLAlchemy's (``IntegrityError``, ...) through its ``handle_error`` hooks,
-    exactly as for a statement that failed in ``execute``. Call it where the
-    sync-over-async bridge runs (``AsyncConnection.run_sync``).
+    The adapter translates it into its DBAPI's exception (psycopg's errors are already
+    the DBAPI's), and the `Connection` wraps that in SQLAlchemy's (``IntegrityError``,
+    ...) through its ``handle_error`` hooks, exactly as for a statement that failed in
+    ``execute``. Call it where the sync-over-async bridge runs (``AsyncConnection.run_sync``).
     """
     try:
-        dbapi_connection._handle_exception(error)
+        # SQLAlchemy 2.0's psycopg adapter has no _handle_exception.
+        translate = getattr(dbapi_connection, "_handle_exception", None)
+        if translate is None or isinstance(error, connection.dialect.loaded_dbapi.Error):
+            raise error
+        translate(error)
     except Exception as dbapi_error:
         connection._handle_dbapi_exception(dbapi_error, statement, None, None, None)
     raise error  # pragma: no cover - _handle_exception always raises

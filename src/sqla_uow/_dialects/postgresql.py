@@ -39,12 +39,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import Column, Table
 from sqlalchemy.sql import FromClause, Select
 
-from sqla_uow._compat import asyncpg_in_transaction, raise_driver_error
+from sqla_uow._compat import raise_driver_error
 from sqla_uow.exceptions import ConflictKind
 
 from ._base import Backend, chunk_sizes, on_conflict, rows_per_statement, timeout_ms
 from ._diagnostics import constraint_columns, sqlstate
 from ._elements import NullFlag, UtcNow, native_null_flag
+from ._pg_copy import asyncpg_copy, psycopg_copy, psycopg_copy_types
 from ._values import bind_values, shaped_values
 
 if TYPE_CHECKING:
@@ -153,11 +154,14 @@ class PostgreSQLBackend(Backend):
     _unnest_sources: ClassVar[dict[tuple[str, ...], FromClause]] = {}
     _values_sources: ClassVar[dict[tuple[str, ...], tuple[FromClause, tuple[str, ...]]]] = {}
 
-    copy_min_rows: ClassVar[int] = 50
-    """Rows from which asyncpg's COPY beats an executemany INSERT (measured: from about 5)."""
-    copy_create_min_rows: ClassVar[int] = 150
-    """Rows from which `create_many` through COPY beats ``INSERT ... RETURNING`` (measured:
-    from about 150; it draws the keys in a statement of its own and builds the objects)."""
+    copy_min_rows: ClassVar[Mapping[str, int]] = {"asyncpg": 50, "psycopg": 20}
+    """Rows from which the driver's COPY beats an executemany INSERT, per driver (measured:
+    from about 5 rows with either)."""
+    copy_create_min_rows: ClassVar[Mapping[str, int]] = {"asyncpg": 150, "psycopg": 50}
+    """Rows from which `create_many` through COPY beats ``INSERT ... RETURNING``, per driver
+    (measured: from about 150 with asyncpg, 25 with psycopg; it draws the keys in a
+    statement of its own and builds the objects)."""
+    _copy_types: ClassVar[dict[tuple[str, ...], tuple[str | None, ...]]] = {}
 
     def _plain(self, columns: Sequence[Column[Any]]) -> bool:
         """Whether every column is of a plain scalar type the driver binds as it is."""
@@ -169,12 +173,14 @@ class PostgreSQLBackend(Backend):
         )
 
     def copies(self, columns: Sequence[Column[Any]], count: int, *, create: bool = False) -> bool:
-        """asyncpg's binary COPY, for columns of plain scalar types (enums, JSON, arrays and
-        custom types excepted), whose values the caller passes through their bind processing
-        (a ``Boolean``'s, say) first."""
+        """The drivers' COPY (asyncpg's binary ``copy_records_to_table``, psycopg's
+        ``cursor.copy``), for columns of plain scalar types (enums, JSON, arrays and custom
+        types excepted), whose values the caller passes through their bind processing (a
+        ``Boolean``'s, say) first."""
+        least = (self.copy_create_min_rows if create else self.copy_min_rows).get(self.driver)
         return (
-            self.driver == "asyncpg"
-            and count >= (self.copy_create_min_rows if create else self.copy_min_rows)
+            least is not None
+            and count >= least
             and all(
                 isinstance(col.type, self._UNNEST_TYPES) and not isinstance(col.type, Enum)
                 for col in columns
@@ -188,22 +194,36 @@ class PostgreSQLBackend(Backend):
         columns: Sequence[Column[Any]],
         value_rows: list[tuple[Any, ...]],
     ) -> None:
-        """``COPY table (columns) FROM STDIN (FORMAT binary)`` through asyncpg's
-        ``copy_records_to_table``, on the session's own connection."""
+        """``COPY table (columns) FROM STDIN`` on the session's own connection: asyncpg's
+        ``copy_records_to_table`` (binary), or psycopg's ``cursor.copy`` (binary where the
+        values allow, see `psycopg_copy`)."""
         names = [col.name for col in columns]
-        dbapi_connection = (await connection.get_raw_connection()).dbapi_connection
+        preparer = self.dialect.identifier_preparer
+        statement = (
+            f"COPY {preparer.format_table(table)} "
+            f"({', '.join(preparer.quote(name) for name in names)}) FROM STDIN"
+        )
+        raw = await connection.get_raw_connection()
+        dbapi_connection = raw.dbapi_connection
         try:
-            async with asyncpg_in_transaction(dbapi_connection) as driver_connection:
-                await driver_connection.copy_records_to_table(
-                    table.name, schema_name=table.schema, columns=names, records=value_rows
+            if self.driver == "psycopg":
+                await psycopg_copy(
+                    raw.driver_connection, statement, self._psycopg_types(columns), value_rows
                 )
+            else:
+                statement += " (FORMAT binary)"
+                await asyncpg_copy(dbapi_connection, table, names, value_rows)
         except Exception as error:
-            preparer = self.dialect.identifier_preparer
-            statement = (
-                f"COPY {preparer.format_table(table)} "
-                f"({', '.join(preparer.quote(name) for name in names)}) FROM STDIN (FORMAT binary)"
-            )
             await connection.run_sync(raise_driver_error, dbapi_connection, error, statement)
+
+    def _psycopg_types(self, columns: Sequence[Column[Any]]) -> tuple[str | None, ...]:
+        """`psycopg_copy_types` of *columns*, cached per compiled types."""
+        key = self._casts(columns)
+        if key not in self._copy_types:
+            if len(self._copy_types) >= 64:
+                self._copy_types.clear()
+            self._copy_types[key] = psycopg_copy_types(self.dialect, columns)
+        return self._copy_types[key]
 
     def next_keys(self, key: Column[Any]) -> Select[Any] | None:
         """``SELECT nextval(pg_get_serial_sequence(table, column))`` from
