@@ -187,16 +187,21 @@ def without_null_generated_keys(
     generated = meta.generated_pk
     if not generated:
         return rows
-    result = rows
-    for index, row in enumerate(rows):
-        if any(name in row and row[name] is None for name in generated):
-            if result is rows:
-                result = list(rows)
-            result[index] = {
-                name: value
-                for name, value in row.items()
-                if value is not None or name not in generated
-            }
+    nulls = [
+        index
+        for index, row in enumerate(rows)
+        for name in generated
+        if name in row and row[name] is None
+    ]
+    if not nulls:
+        return rows
+    result = list(rows)
+    for index in nulls:
+        result[index] = {
+            name: value
+            for name, value in result[index].items()
+            if value is not None or name not in generated
+        }
     return result
 
 
