@@ -18,7 +18,7 @@ from sqlalchemy.schema import Column, Table
 
 from ._dialects import UtcNow
 from ._filters import as_values, check_assignable, check_write_values
-from ._model import ModelMeta
+from ._model import ModelMeta, value_rule
 from .exceptions import InvalidFieldError
 
 __all__ = [
@@ -133,11 +133,14 @@ def row_values(
     dicts are copied unless *copy* is false (the caller then must not mutate them; a
     row whose values were converted is a copy).
     """
+    listed: list[Any] = list(rows)
+    if _plain_rows_pass(meta, listed, dialect):
+        return list(map(dict, listed)) if copy else listed
     model = meta.model
     writable = meta.writable_keys
     result: list[dict[str, Any]] = []
     checks: dict[str, Callable[[Any], Any]] = {}
-    for index, row in enumerate(rows):
+    for index, row in enumerate(listed):
         values: dict[str, Any]
         if type(row) is dict:
             plain = cast("dict[str, Any]", row)
@@ -154,6 +157,34 @@ def row_values(
             check_assignable(model, values)
         result.append(check_write_values(model, values, dialect=dialect, row=index, checks=checks))
     return result
+
+
+def _plain_rows_pass(meta: ModelMeta, rows: list[Any], dialect: Dialect | None) -> bool:
+    """Whether *rows* are plain dicts of writable keys whose values all pass their
+    columns' checks unchanged, tested a column at a time (`ValueRule.passes`).
+
+    False says nothing about any one row: `row_values` then checks row by row, which
+    finds the first bad row, converts values, and reads other kinds of rows.
+    """
+    if set(map(type, rows)) != {dict}:
+        return False
+    keys = cast("set[str]", set().union(*rows))
+    if not meta.writable_keys.issuperset(keys):
+        return False
+    tests: list[tuple[str, Callable[[list[Any]], bool]]] = []
+    for key in keys:
+        passes = value_rule(meta.model, key, dialect, write=True).passes
+        if passes is None:
+            return False
+        tests.append((key, passes))
+    for key, passes in tests:
+        try:
+            column = list(map(itemgetter(key), rows))
+        except KeyError:  # rows of several shapes: a missing key stands for no value
+            column = [row.get(key) for row in rows]
+        if not passes(column):
+            return False
+    return True
 
 
 def _check_instance(meta: ModelMeta, index: int, state: InstanceState[Any]) -> None:

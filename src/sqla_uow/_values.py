@@ -86,6 +86,10 @@ class ValueRule:
     expected: str
     """What the column takes, for messages (``an integer from ... to ...``)."""
     check: Callable[[Any], Any]
+    passes: Callable[[list[Any]], bool] | None = None
+    """Whether ``check`` takes every one of many values (``None`` among them stands for
+    no value) unchanged, tested at once; False says nothing about any one value. None:
+    the rule has no such test."""
 
     @property
     def is_text(self) -> bool:
@@ -104,6 +108,17 @@ def describe(value: Any) -> str:
     return f"{shown} ({type(value).__name__})"
 
 
+def _present(values: list[Any], kind: type[Any]) -> list[Any] | None:
+    """*values* without ``None`` if all the others are of exactly the type *kind*."""
+    types = set(map(type, values))
+    if types == {kind}:
+        return values
+    types.discard(type(None))
+    if not types or types == {kind}:
+        return [value for value in values if value is not None]
+    return None
+
+
 def int_rule(bits: int) -> ValueRule:
     """The rule of a *bits*-wide integer column: ``expected`` names its range."""
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
@@ -120,7 +135,11 @@ def int_rule(bits: int) -> ValueRule:
             raise ValueMismatch(in_range)
         return value
 
-    return ValueRule("int", in_range, check)
+    def passes(values: list[Any]) -> bool:
+        present = _present(values, int)
+        return present is not None and (not present or low <= min(present) <= max(present) <= high)
+
+    return ValueRule("int", in_range, check, passes)
 
 
 def _finite_decimal(value: Decimal, expected: str) -> Decimal:
@@ -188,7 +207,10 @@ def _bool_rule() -> ValueRule:
             raise ValueMismatch(expected)
         return value
 
-    return ValueRule("bool", expected, check)
+    def passes(values: list[Any]) -> bool:
+        return _present(values, bool) is not None
+
+    return ValueRule("bool", expected, check, passes)
 
 
 def check_text(value: Any, expected: str = "a str") -> str:
@@ -209,8 +231,25 @@ def check_text(value: Any, expected: str = "a str") -> str:
     return value
 
 
+def _texts_pass(values: list[Any], length: int | None = None) -> bool:
+    """Whether every value that is not ``None`` is a ``str`` (exactly) `check_text`
+    takes, of at most *length* characters."""
+    present = _present(values, str)
+    if not present:
+        return present is not None
+    joined = "".join(present)
+    if "\x00" in joined or (length is not None and max(map(len, present)) > length):
+        return False
+    if not joined.isascii():
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
+
+
 def _str_rule() -> ValueRule:
-    return ValueRule("str", "a str", check_text)
+    return ValueRule("str", "a str", check_text, _texts_pass)
 
 
 def _enum_rule(column_type: sqltypes.Enum) -> ValueRule:
@@ -321,6 +360,10 @@ def _any(value: Any) -> Any:
     return value
 
 
+def _all_pass(values: list[Any]) -> bool:
+    return True
+
+
 def _decorated_rule(
     column_type: sqltypes.TypeDecorator[Any], dialect: Dialect | None, *, write: bool
 ) -> ValueRule:
@@ -358,7 +401,10 @@ def _written(rule: ValueRule, column_type: Any) -> ValueRule:
                 raise ValueMismatch(expected)
             return checked
 
-        return ValueRule(rule.kind, expected, check_length)
+        def passes(values: list[Any]) -> bool:
+            return _texts_pass(values, length)
+
+        return ValueRule(rule.kind, expected, check_length, passes)
     return _within_precision(rule, column_type)
 
 
@@ -435,4 +481,4 @@ def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
         return _instance_rule("timedelta", (dt.timedelta,), "a timedelta")
     if isinstance(column_type, sqltypes.LargeBinary):
         return _instance_rule("bytes", (bytes, bytearray, memoryview), "bytes")
-    return ValueRule("any", "any value", _any)
+    return ValueRule("any", "any value", _any, _all_pass)
