@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sqla_uow import AsyncRepository
+from sqla_uow._dialects import backend_for
 from sqla_uow.exceptions import ConflictError, InvalidFieldError
 
 ALL_BACKENDS = pytest.mark.backends("sqlite", "postgresql", "mariadb")
@@ -94,6 +95,15 @@ class Doc(Base):
     flag: Mapped[bool | None]
     price: Mapped[decimal.Decimal | None] = mapped_column(Numeric(10, 2))
     ref: Mapped[uuid.UUID | None]
+
+
+class Memo(Base):
+    """Every column but the key may be left out: a row can give nothing."""
+
+    __tablename__ = "bulk_memo"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str | None] = mapped_column(String(40))
 
 
 class ItemRepository(AsyncRepository[Item]):
@@ -354,7 +364,7 @@ class TestCreateMany:
 
 class TestInsertMany:
     @ALL_BACKENDS
-    async def test_inserts_ten_thousand_rows_in_one_executemany_or_one_copy(
+    async def test_inserts_ten_thousand_rows_in_one_statement_or_one_copy(
         self,
         engine: AsyncEngine,
         items: ItemRepository,
@@ -378,6 +388,55 @@ class TestInsertMany:
         with counter:  # fewer rows than PostgreSQL's drivers COPY
             assert await items.insert_many(rows(15), chunk_size=6) == 15
         assert counter.count == 3
+
+    @ALL_BACKENDS
+    async def test_statements_stay_within_the_bind_parameter_limit(
+        self, engine: AsyncEngine, items: ItemRepository
+    ) -> None:
+        sent: list[int] = []
+
+        def parameters(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
+            if statement.startswith("INSERT"):
+                many = rest[-1]
+                sent.append(max(map(len, params)) if many else len(params))
+
+        limit = backend_for(engine.dialect).max_parameters
+        big = [{**row, "note": f"n{i}", "token": f"t{i}"} for i, row in enumerate(rows(MANY))]
+        event.listen(engine.sync_engine, "before_cursor_execute", parameters)
+        try:
+            assert await items.insert_many(big) == MANY
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", parameters)
+        assert all(count <= limit for count in sent)
+        result = await items.session.execute(
+            select(Item.code, Item.name, Item.note, Item.token).where(Item.code == "c9999")
+        )
+        assert result.one() == ("c9999", "name 9999", "n9999", "t9999")
+        assert await items.count() == MANY
+
+    @ALL_BACKENDS
+    async def test_python_defaults_are_filled_per_row(self, items: ItemRepository) -> None:
+        assert await items.insert_many(rows(3)) == 3
+        result = await items.session.execute(select(Item.code, Item.token, Item.qty))
+        stored = {code: (token, qty) for code, token, qty in result}
+        assert sorted(stored) == ["c0", "c1", "c2"]
+        assert len({token for token, _ in stored.values()}) == 3
+        assert all(isinstance(uuid.UUID(token), uuid.UUID) for token, _ in stored.values())
+        assert {qty for _, qty in stored.values()} == {0}  # the server default
+
+    @ALL_BACKENDS
+    async def test_pending_objects_are_flushed_first(self, items: ItemRepository) -> None:
+        items.session.add(Item(code="x", name="pending"))
+        with pytest.raises(ConflictError) as info:
+            await items.insert_many([{"code": "x", "name": "bulk"}])
+        assert info.value.kind == "unique"
+
+    @ALL_BACKENDS
+    async def test_rows_that_give_no_column(self, session: AsyncSession) -> None:
+        memos = AsyncRepository(session, model=Memo)
+        assert await memos.insert_many([{}, {"text": "a"}, {}]) == 3
+        result = await session.execute(select(Memo.text).order_by(Memo.id))
+        assert result.scalars().all() == [None, None, "a"]
 
     async def test_unknown_field_raises_before_any_sql(
         self, items: ItemRepository, counter: StatementCounter

@@ -18,7 +18,9 @@ How each statement is built:
   itself, inside one ``INSERT ... SELECT``: key = (largest key before the statement) +
   (position of the row in the chunk), the same value SQLite's own ROWID algorithm picks.
   Rows are matched to input positions by their key value, never by RETURNING order.
-- ``insert_many``: an executemany ``INSERT`` per chunk (no RETURNING).
+- ``insert_many``: an executemany ``INSERT`` per chunk (no RETURNING); on SQLite one
+  multi-row ``INSERT ... VALUES`` per chunk, sent through the driver with the bind
+  processing done here (the compiled one-row statement's ``VALUES`` list repeated).
 - both on PostgreSQL (asyncpg, psycopg), where `_bulk_copy` serves the call: ``COPY ... FROM
   STDIN`` of all rows on the session's connection, ``create_many``'s keys drawn from the
   key's sequence first, its objects built from the values written.

@@ -15,13 +15,16 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import attributes
 
-from ._dialects import Backend, backend_for, rows_per_statement
+from ._dialects import Backend, backend_for, bind_values, rows_per_statement
 from ._errors import database_errors
 from ._model import ModelMeta
-from ._rows import row_values, without_null_generated_keys
+from ._rows import fill_defaults, row_values, without_null_generated_keys
 from ._typing import ModelT
 
 __all__ = ["COMPOSITE_IN_ROWS", "BulkBase"]
+
+_COMPILED: dict[tuple[Any, ...], tuple[str, Any]] = {}
+"""The SQL and parameter order of `BulkBase._driver_rows`'s statements, by shape."""
 
 COMPOSITE_IN_ROWS = 1000
 """Keys per ``(a, b) IN ((...), ...)`` statement for composite keys: PostgreSQL's
@@ -64,6 +67,46 @@ class BulkBase(Generic[ModelT]):
         options = {**backend.bulk_options, **(execution_options or {})}
         with database_errors(self.model):
             return await self.session.execute(statement, params, execution_options=options)
+
+    def _driver_rows(
+        self,
+        meta: ModelMeta,
+        backend: Backend,
+        statement: Any,
+        shape: tuple[Any, ...],
+        keys: frozenset[str],
+        rows: list[dict[str, Any]],
+    ) -> tuple[str, list[tuple[Any, ...]]] | None:
+        """*statement* compiled once, and *rows* as its positional driver values.
+
+        SQLAlchemy's executemany builds a parameter dict per row through the compiled
+        statement; where the database work is cheap, that bookkeeping is most of the
+        cost. Here the Python-side column defaults the rows lack are filled in and the
+        columns' bind processing is applied to tuples in the compiled parameter order.
+        The SQL is kept per (*shape*: what else decides the statement; the columns
+        given): a later call of the same shape compiles nothing. None when the
+        compiled parameters are not the columns (then send the rows through
+        SQLAlchemy).
+        """
+        assert meta.python_defaults is not None
+        dialect = backend.dialect
+        missing = [name for name in meta.python_defaults if name not in keys]
+        names = sorted({*keys, *missing})
+        by_column_key = {meta.columns[name].key: name for name in names}
+        cache_key = (backend, meta.table, shape, tuple(names))
+        found = _COMPILED.get(cache_key)
+        if found is None:
+            compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
+            found = (compiled.string, compiled.positiontup)
+            if len(_COMPILED) >= 64:
+                _COMPILED.clear()
+            _COMPILED[cache_key] = found
+        sql, order = found
+        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
+            return None
+        ordered = [by_column_key[key] for key in order]
+        columns = [meta.columns[name] for name in ordered]
+        return sql, bind_values(dialect, columns, ordered, fill_defaults(meta, rows, missing))
 
     async def _execute_in_chunks(
         self,

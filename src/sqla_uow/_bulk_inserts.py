@@ -177,7 +177,8 @@ class InsertMixin(CopyMixin[ModelT]):
         """Insert many rows without reading them back: the fast path of `create_many`.
 
         Rows are validated like `create_many`'s. Each chunk is one executemany call of a
-        single ``INSERT``; nothing is loaded into the session. On PostgreSQL, 50 rows or
+        single ``INSERT``; nothing is loaded into the session. On SQLite a chunk is one
+        ``INSERT`` with a ``VALUES`` list of all its rows instead. On PostgreSQL, 50 rows or
         more with asyncpg, 20 with psycopg, over plain scalar columns are loaded with one
         ``COPY`` in the current transaction instead (``chunk_size`` does not apply).
 
@@ -205,8 +206,15 @@ class InsertMixin(CopyMixin[ModelT]):
         if not rows_values:
             return 0
         statement = insert(self.model)
+        by_values = backend.insert_values and meta.plain_insert and meta.python_defaults is not None
+        if by_values and self.session.autoflush:
+            await self.session.flush()  # as the ORM statement's autoflush would
         for keys, indexes in group_by_keys(rows_values).items():
             if await self._copy_group(meta, backend, keys, [rows_values[i] for i in indexes]):
+                continue
+            if by_values and await self._insert_values(
+                meta, backend, keys, [rows_values[i] for i in indexes], chunk_size
+            ):
                 continue
             per_statement = rows_per_statement(backend.max_parameters, len(keys), chunk_size, None)
             for start in range(0, len(indexes), per_statement):
@@ -218,3 +226,36 @@ class InsertMixin(CopyMixin[ModelT]):
                     execution_options={"render_nulls": True},
                 )
         return len(rows_values)
+
+    async def _insert_values(
+        self,
+        meta: ModelMeta,
+        backend: Backend,
+        keys: frozenset[str],
+        rows: list[dict[str, Any]],
+        chunk_size: int | None,
+    ) -> bool:
+        """*rows* (all giving *keys*) as multi-row ``INSERT ... VALUES`` statements sent
+        through the driver, each within the bind-parameter limit; False (nothing sent)
+        where the compiled ``INSERT`` has no ``VALUES`` list to repeat."""
+        assert meta.table is not None
+        if not keys and not meta.python_defaults:
+            return False  # no column to give: INSERT ... DEFAULT VALUES
+        driver_rows = self._driver_rows(meta, backend, insert(meta.table), ("insert",), keys, rows)
+        if driver_rows is None:
+            return False
+        sql, params = driver_rows
+        head, found, values = sql.rpartition(" VALUES ")
+        if not (found and values.startswith("(") and values.endswith(")")):  # pragma: no cover
+            return False
+        width = len(params[0])
+        per_statement = rows_per_statement(backend.max_parameters, width, chunk_size, None)
+        connection = await self.session.connection()
+        for start in range(0, len(params), per_statement):
+            part = params[start : start + per_statement]
+            statement = f"{head} VALUES {', '.join([values] * len(part))}"
+            with database_errors(self.model):
+                await connection.exec_driver_sql(
+                    statement, tuple([value for row in part for value in row])
+                )
+        return True

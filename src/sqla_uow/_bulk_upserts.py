@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy import exc as sa_exc
 
-from ._dialects import Backend, bind_values, rows_per_statement
+from ._dialects import Backend, rows_per_statement
 from ._errors import database_errors, is_unmatched_conflict_target
 from ._model import ModelMeta, model_meta, unique_key_error
 from ._rows import (
@@ -25,9 +25,6 @@ from ._scoping import ScopeBase
 from ._typing import ModelT
 
 __all__ = ["UpsertMixin"]
-
-_COMPILED: dict[tuple[Any, ...], tuple[str, Any]] = {}
-"""The SQL and parameter order of `UpsertMixin._upsert_executemany`'s statements, by shape."""
 
 
 class UpsertMixin(ScopeBase[ModelT]):
@@ -223,41 +220,16 @@ class UpsertMixin(ScopeBase[ModelT]):
         group_rows: list[dict[str, Any]],
         chunk_size: int | None,
     ) -> int:
-        """Executemany of *statement*, compiled once, with the bind processing done here.
-
-        SQLAlchemy's executemany builds a parameter dict per row through the compiled
-        statement; where the database work is cheap, that bookkeeping is most of the
-        cost. Python-side column defaults are filled in per row first. The compiled
-        SQL is kept per (*shape*: conflict and target columns; columns given): a later
-        call of the same shape compiles nothing.
-        """
-        assert meta.python_defaults is not None
-        dialect = backend.dialect
-        missing = [name for name in meta.python_defaults if name not in keys]
-        names = sorted({*keys, *missing})
-        by_column_key = {meta.columns[name].key: name for name in names}
-        cache_key = (backend, meta.table, shape, tuple(names))
-        found = _COMPILED.get(cache_key)
-        if found is None:
-            compiled = statement.compile(dialect=dialect, column_keys=list(by_column_key))
-            found = (compiled.string, compiled.positiontup)
-            if len(_COMPILED) >= 64:
-                _COMPILED.clear()
-            _COMPILED[cache_key] = found
-        sql, order = found
-        if order is None or sorted(order) != sorted(by_column_key):  # pragma: no cover
+        """Executemany of *statement* through the driver, *shape* its conflict and
+        target columns (see `BulkBase._driver_rows`)."""
+        driver_rows = self._driver_rows(meta, backend, statement, shape, keys, group_rows)
+        if driver_rows is None:  # pragma: no cover
             group = [
                 {meta.columns[name].key: value for name, value in row.items()} for row in group_rows
             ]
             result = await self._execute(backend, statement, group)
             return max(0, int(result.rowcount))
-        ordered = [by_column_key[key] for key in order]
-        params = bind_values(
-            dialect,
-            [meta.columns[name] for name in ordered],
-            ordered,
-            fill_defaults(meta, group_rows, missing),
-        )
+        sql, params = driver_rows
         connection = await self.session.connection()
         per_statement = chunk_size or len(params)
         written = 0

@@ -97,6 +97,9 @@ class ModelMeta:
     """Whether one ``DELETE ... WHERE <primary key>`` does all the ORM's delete of an
     unloaded row would: one table, and no relationships (cascades), inheritance,
     polymorphism or version counter."""
+    plain_insert: bool
+    """Whether an ORM insert adds nothing to a row's values but the Python-side column
+    defaults: one table, no inheritance, polymorphic identity or version counter."""
     python_defaults: dict[str, tuple[str, Any]] | None
     """``("scalar", value)`` or ``("callable", fn)`` of each Python-side column default
     (the `rowid_key` left out); None when one of them is a SQL expression."""
@@ -169,6 +172,12 @@ def _build(mapper: Mapper[Any]) -> ModelMeta:
     )
     version_col: Any = mapper.version_id_col
     version_key = by_column.get(version_col) if version_col is not None else None
+    plain = (
+        table is not None
+        and mapper.inherits is None
+        and mapper.polymorphic_on is None
+        and version_col is None
+    )
     return ModelMeta(
         mapper=mapper,
         attrs=attrs,
@@ -201,14 +210,9 @@ def _build(mapper: Mapper[Any]) -> ModelMeta:
             if col.onupdate is not None and not getattr(col.onupdate, "is_clause_element", False)
         },
         upsert_refresh=_upsert_refresh(columns, version_key),
+        plain_insert=plain,
         python_defaults=_python_defaults(columns, rowid_key),
-        delete_by_key=(
-            table is not None
-            and not mapper.relationships
-            and mapper.inherits is None
-            and mapper.polymorphic_on is None
-            and version_col is None
-        ),
+        delete_by_key=plain and not mapper.relationships,
         rules={},
     )
 

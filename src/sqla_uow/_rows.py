@@ -139,25 +139,24 @@ def row_values(
     names: dict[str, None] = {}
     last_keys: Any = None
     shapes = 0
+    refused: InvalidFieldError | None = None  # of a row's kind or names
     for index, row in enumerate(rows):
         values: dict[str, Any]
-        if row.__class__ is dict:  # (not narrowed: the row stays Any, as dict[str, Any])
-            values = dict(row) if copy else row
-        else:
-            state: object = getattr(row, "_sa_instance_state", None)
-            if _is_instance_state(state):
-                _check_instance(meta, index, state)
-            try:
-                values = as_values(row, {})
-            except TypeError as exc:
-                raise row_error(model, index, str(exc)) from None
-        keys = values.keys()
-        if keys != last_keys:
-            if not writable.issuperset(keys):
-                check_assignable(model, values)
-            names.update(dict.fromkeys(keys))
-            last_keys = keys
-            shapes += 1
+        try:
+            if row.__class__ is dict:  # (not narrowed: the row stays Any, as dict[str, Any])
+                values = dict(row) if copy else row
+            else:
+                values = _other_row(meta, index, row)
+            keys = values.keys()
+            if keys != last_keys:
+                if not writable.issuperset(keys):
+                    check_assignable(model, values)
+                names.update(dict.fromkeys(keys))
+                last_keys = keys
+                shapes += 1
+        except InvalidFieldError as error:
+            refused = error  # raised unless a value of an earlier row is bad
+            break
         result.append(values)
     # Values column by column: a whole column the rule passes at once is done; the
     # others are checked value by value, row by row (the first bad row is reported).
@@ -168,13 +167,27 @@ def row_values(
             value_rule(model, name, dialect, write=True), result, name, every=shapes == 1
         )
     }
-    if not slow:
-        return result
-    checks: dict[str, Callable[[Any], Any]] = {}
-    return [
-        check_write_values(model, values, dialect=dialect, row=index, checks=checks, only=slow)
-        for index, values in enumerate(result)
-    ]
+    if slow:
+        checks: dict[str, Callable[[Any], Any]] = {}
+        result = [
+            check_write_values(model, values, dialect=dialect, row=index, checks=checks, only=slow)
+            for index, values in enumerate(result)
+        ]
+    if refused is not None:
+        raise refused
+    return result
+
+
+def _other_row(meta: ModelMeta, index: int, row: Any) -> dict[str, Any]:
+    """The values of row *index*, not a plain dict: a mapping, an instance of the model, a
+    pydantic model or a dataclass."""
+    state: object = getattr(row, "_sa_instance_state", None)
+    if _is_instance_state(state):
+        _check_instance(meta, index, state)
+    try:
+        return as_values(row, {})
+    except TypeError as exc:
+        raise row_error(meta.model, index, str(exc)) from None
 
 
 def _column_passes(rule: ValueRule, rows: list[dict[str, Any]], name: str, *, every: bool) -> bool:

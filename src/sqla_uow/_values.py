@@ -362,6 +362,10 @@ def _any(value: Any) -> Any:
     return value
 
 
+def _all_pass(values: list[Any]) -> bool:
+    return True
+
+
 def _decorated_rule(
     column_type: sqltypes.TypeDecorator[Any], dialect: Dialect | None, *, write: bool
 ) -> ValueRule:
@@ -480,4 +484,4 @@ def _rule_for_type(column_type: Any, dialect: Dialect | None) -> ValueRule:
         return _instance_rule("timedelta", (dt.timedelta,), "a timedelta")
     if isinstance(column_type, sqltypes.LargeBinary):
         return _instance_rule("bytes", (bytes, bytearray, memoryview), "bytes")
-    return ValueRule("any", "any value", _any)
+    return ValueRule("any", "any value", _any, _all_pass)

@@ -31,11 +31,14 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sqla_uow import AsyncRepository, InvalidCursorError, InvalidFieldError
+from sqla_uow._filters import check_write_values
+from sqla_uow._model import model_meta, value_rule
 from sqla_uow._pagination import _checksum, encode_cursor, ordering_fingerprint
 from sqla_uow.testing import InMemoryRepository
 
@@ -587,3 +590,64 @@ class TestWrittenValues:
             Hue.blue,
             7,
         )
+
+
+SAMPLES: list[Any] = [
+    None,
+    0,
+    -(2**15),
+    2**15,
+    2**40,
+    2**63,
+    True,
+    1.5,
+    Decimal("1.5"),
+    "",
+    "seven",
+    "7",
+    "x" * 41,
+    "a\x00b",
+    "\ud800",
+    "élan",
+    UID,
+    AT,
+    Hue.red,
+    text("1"),
+]
+
+
+class TestColumnsCheckedAtOnce:
+    """`ValueRule.passes`, the test of a whole column of bulk rows, never lets through a
+    value its per-value ``check`` refuses or converts."""
+
+    @pytest.mark.parametrize("dialect_name", [None, "sqlite", "postgresql", "mysql"])
+    def test_a_passing_column_holds_only_values_check_takes_unchanged(
+        self, dialect_name: str | None
+    ) -> None:
+        dialect = None if dialect_name is None else registry.load(dialect_name)()
+        tested = 0
+        for key in model_meta(Specimen).writable_keys:
+            rule = value_rule(Specimen, key, dialect, write=True)
+            if rule.passes is None:
+                continue
+            for first in SAMPLES:
+                for second in SAMPLES:
+                    column = [first, second, None]
+                    if not rule.passes(column):
+                        continue
+                    tested += 1
+                    for value in column:
+                        row = {key: value}
+                        assert check_write_values(Specimen, row, dialect=dialect) is row
+        assert tested > 50
+
+    async def test_bulk_rows_name_the_first_bad_row(self, session: AsyncSession) -> None:
+        bulk = [{"id": i, "sku": f"S-{i}", "name": f"n{i}"} for i in range(100, 1100)]
+        bulk[500]["name"] = "x" * 41
+        bulk[700]["bogus"] = 1
+        for repo in (SpecimenRepository(session), fake()):
+            for call in (repo.create_many, repo.insert_many):
+                with pytest.raises(InvalidFieldError, match="row 500 ") as info:
+                    await call(bulk)
+                assert info.value.field == "name"
+        assert await SpecimenRepository(session).count() == 0

@@ -186,6 +186,10 @@ class Backend:
     ``"executemany"`` (the compiled statement, executemany through the driver, which
     counts the rows written) or ``"rows"`` (one
     ``INSERT ... SELECT`` from `row_sources` per chunk)."""
+    insert_values: ClassVar[bool] = False
+    """Whether `insert_many` sends each chunk as one multi-row ``INSERT ... VALUES``
+    through the driver (bind processing done by the library; the placeholders of the
+    dialect's ``paramstyle`` are not numbered), instead of SQLAlchemy's executemany."""
     checks_conflict_target: ClassVar[bool] = False
     """Whether the database refuses an ``ON CONFLICT`` target no unique index matches
     (MySQL's ``ON DUPLICATE KEY`` has no target)."""
