@@ -94,7 +94,7 @@ class CopyMixin(ScopeBase[ModelT]):
         fresh: list[Any] = []
         if wanted:
             result = await self._execute(backend, statement, {"count": wanted})
-            fresh = list(result.scalars())
+            fresh = list(result.scalar_one())
             if fresh[0] is None:  # the key draws from no sequence: nothing was consumed
                 return None
         connection = await self.session.connection(bind_arguments={"mapper": meta.mapper})
@@ -111,5 +111,6 @@ class CopyMixin(ScopeBase[ModelT]):
             for position, row in zip(indexes, rows, strict=True):
                 written[position] = row
         # Only once every row is in: a failed group leaves no object in the session.
-        loaded = [{name: row.get(name) for name in meta.columns} for row in written]
+        unset = dict.fromkeys(meta.columns)  # a column no row gives is NULL
+        loaded = [{**unset, **row} for row in written]
         return add_loaded(self.session.sync_session, meta.mapper, loaded, meta.pk)

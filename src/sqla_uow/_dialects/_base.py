@@ -249,10 +249,10 @@ class Backend:
         raise NotImplementedError(f"{self.name} has no bulk copy")
 
     def next_keys(self, key: Column[Any]) -> Select[Any] | None:
-        """A SELECT of ``:count`` fresh values of *key*'s sequence, one row each, in order.
+        """A SELECT of one row: an array of ``:count`` fresh values of *key*'s sequence.
 
-        Its rows are ``NULL`` when the column draws from no sequence; None when the
-        database has no sequences.
+        They are ``NULL`` when the column draws from no sequence; None when the database
+        has no sequences.
         """
         return None
 

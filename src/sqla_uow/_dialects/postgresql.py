@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ColumnElement,
     Date,
@@ -226,11 +227,12 @@ class PostgreSQLBackend(Backend):
         return self._copy_types[key]
 
     def next_keys(self, key: Column[Any]) -> Select[Any] | None:
-        """``SELECT nextval(pg_get_serial_sequence(table, column))`` from
-        ``generate_series(1, :count)``."""
+        """``SELECT array_agg(nextval(pg_get_serial_sequence(table, column)))`` from
+        ``generate_series(1, :count)``: one row, whatever the count."""
         table = self.dialect.identifier_preparer.format_table(key.table)
         sequence = func.pg_get_serial_sequence(literal(table), literal(key.name))
-        return select(func.nextval(cast(sequence, REGCLASS))).select_from(
+        drawn = func.nextval(cast(sequence, REGCLASS), type_=BigInteger)
+        return select(func.array_agg(drawn, type_=ARRAY(BigInteger))).select_from(
             func.generate_series(1, bindparam("count"))
         )
 
