@@ -181,10 +181,10 @@ class EngineTransactions:
             replica = self._router.choose()
         if enclosing and replica is None:
             self._check_second_connection(propagation, len(enclosing))
-        capacity = self._pool_capacity()
         # Waiting for a replica's pool does not hold up the primary's.
         waiting = held if replica is None else 0
-        if waiting and capacity is not None and self._blocked_holders + held >= capacity:
+        capacity = self._pool_capacity() if waiting else None
+        if capacity is not None and self._blocked_holders + held >= capacity:
             # Every connection is held by a task that waits for another one: none of
             # them can come back.
             raise self._pool_exhausted_error(propagation, held, capacity, waited=False)
@@ -267,7 +267,7 @@ class EngineTransactions:
                 )
             if isinstance(error, sa_exc.TimeoutError):
                 raise self._pool_exhausted_error(
-                    propagation, held, capacity, waited=True
+                    propagation, held, self._pool_capacity(), waited=True
                 ) from error
             raise
         tx = Tx(

@@ -228,7 +228,7 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             isolation_level=self._isolation_level,
             read_only=self._read_only,
             enclosing=enclosing,
-            held=sum(1 for tx in enclosing if tx.task is task),
+            held=sum(1 for tx in enclosing if tx.task is task) if enclosing else 0,
             propagation=self.propagation,
             session=session,
             timeout=self._timeout,
@@ -394,8 +394,10 @@ class TransactionScope(AbstractAsyncContextManager[_SessionT], Generic[_SessionT
             self._transactions.end(tx)
             self._pop()
             # Like on_commit callbacks, outside the scope (after its frame is gone).
-            await run_callbacks(undone, rolled_back=True)
-        await self._transactions.committed(callbacks)
+            if undone:
+                await run_callbacks(undone, rolled_back=True)
+        if callbacks:
+            await self._transactions.committed(callbacks)
 
     # -- used by the unit of work
 
