@@ -7,12 +7,10 @@ watches deletes. Both paths answer the same and leave the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import ForeignKey, MetaData, String, event, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -53,20 +51,6 @@ def metadata() -> MetaData:
 @pytest.fixture
 def labels(session: AsyncSession) -> LabelRepository:
     return LabelRepository(session)
-
-
-@pytest.fixture
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements sent while the test runs, first word upper-cased."""
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement.split(None, 1)[0].upper())
-
-    sync_engine: Engine = engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(sync_engine, "before_cursor_execute", record)
 
 
 async def seed(session: AsyncSession, *names: str) -> list[int]:

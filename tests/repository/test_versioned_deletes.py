@@ -8,11 +8,10 @@ database rows are checked through another session on SQLite, PostgreSQL and Mari
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, String, event, select
+from sqlalchemy import MetaData, String, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -56,19 +55,6 @@ def metadata() -> MetaData:
 @pytest.fixture
 def tm(engine: AsyncEngine) -> TransactionManager:
     return TransactionManager(engine)
-
-
-@pytest.fixture
-def statements(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The first word of every SQL statement sent while the test runs."""
-    sent: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        sent.append(statement.split(None, 1)[0].upper())
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield sent
-    event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def row_of(engine: AsyncEngine, model: type[Any], pk: int) -> tuple[Any, ...] | None:
