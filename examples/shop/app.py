@@ -147,32 +147,28 @@ OrderId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 # -- errors ----------------------------------------------------------------------------
 
 
-async def order_rejected(request: Request, exc: Exception) -> ProblemResponse:
-    """Answer `OrderRejectedError` (well-formed, but the shop refuses it) with 422."""
+def problem(status: int, code: str, exc: Exception) -> ProblemResponse:
+    """An ``application/problem+json`` answer in the shape of sqla_uow's own handlers."""
     return ProblemResponse(
         {
             "type": "about:blank",
-            "title": HTTPStatus(422).phrase,
-            "status": 422,
-            "code": "order_rejected",
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "code": code,
             "detail": str(exc),
         },
-        status_code=422,
+        status_code=status,
     )
+
+
+async def order_rejected(request: Request, exc: Exception) -> ProblemResponse:
+    """Answer `OrderRejectedError` (well-formed, but the shop refuses it) with 422."""
+    return problem(422, "order_rejected", exc)
 
 
 async def admin_access_denied(request: Request, exc: Exception) -> ProblemResponse:
     """Answer `AdminAccessError` with 403."""
-    return ProblemResponse(
-        {
-            "type": "about:blank",
-            "title": HTTPStatus(403).phrase,
-            "status": 403,
-            "code": "admin_only",
-            "detail": str(exc),
-        },
-        status_code=403,
-    )
+    return problem(403, "admin_only", exc)
 
 
 # -- routes ----------------------------------------------------------------------------
