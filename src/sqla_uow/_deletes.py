@@ -33,6 +33,12 @@ class DeleteMixin(ReadMixin[ModelT]):
         with database_errors(self.model):
             await self.session.flush()
 
+    def _expected_version_of(self, version: Any, method: str) -> tuple[str, Any] | None:
+        """`expected_version` of *version*; the dialect is asked only when one is given."""
+        if version is None:
+            return None
+        return expected_version(self.model, version, method=method, dialect=self._dialect())
+
     def _check_own_instance(self, obj: Any) -> bool:
         """Whether *obj* is an instance of the model; TypeError for another mapped class."""
         return is_own_instance(self.model, obj, owner=type(self).__name__)
@@ -69,11 +75,7 @@ class DeleteMixin(ReadMixin[ModelT]):
             await orders.delete(order.id, version=1)  # ConflictError if not at 1
             ```
         """
-        expected = (
-            expected_version(self.model, version, method="delete", dialect=self._dialect())
-            if version is not None
-            else None
-        )
+        expected = self._expected_version_of(version, "delete")
         if expected is None and not self._scoping and not self._check_own_instance(pk_or_instance):
             deleted = await self._delete_by_key(pk_or_instance)
             if deleted is not None:
@@ -135,11 +137,7 @@ class DeleteMixin(ReadMixin[ModelT]):
             await orders.hard_delete(order.id, version=3)  # only at version 3
             ```
         """
-        expected = (
-            expected_version(self.model, version, method="hard_delete", dialect=self._dialect())
-            if version is not None
-            else None
-        )
+        expected = self._expected_version_of(version, "hard_delete")
         view = self.including_deleted() if is_soft_delete(self.model) else self
         obj = await view._stored(pk_or_instance, expected)
         if obj is None:
